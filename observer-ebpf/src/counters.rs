@@ -1,0 +1,34 @@
+//! Counting uprobes: one program, attached at many addresses, adds one to the
+//! per-CPU slot named by the attach cookie when the target process hits it.
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_attach_cookie},
+    macros::{map, uprobe},
+    maps::PerCpuArray,
+    programs::ProbeContext,
+};
+use observer_common::COUNTER_SLOTS;
+
+/// The observed process (kernel tgid); set by userspace before load.
+#[unsafe(no_mangle)]
+static TARGET_TGID: u32 = 0;
+
+#[map]
+static EVENT_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+#[uprobe]
+pub fn count_hit(ctx: ProbeContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: volatile read of a constant patched by the loader.
+    let target = unsafe { core::ptr::read_volatile(&TARGET_TGID) };
+    if tgid != target {
+        return 0;
+    }
+    // SAFETY: the helper only reads the attach cookie of the running program.
+    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    if let Some(counter) = EVENT_COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *counter += 1 };
+    }
+    0
+}

@@ -1,0 +1,79 @@
+//! Command-line arguments, parsed and nothing more (no I/O here).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "goscope",
+    version,
+    about = "A live observer for running Go processes: runtime CPU, allocation pressure, GC pacing and the scheduler, without restarting the target.",
+    after_help = "Examples:\n  sudo goscope doctor --pid 1234\n  sudo goscope doctor --pid 1234 --duration 30 --json\n  goscope inspect ./server --json\n  sudo goscope inspect 1234"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what goscope knows about a Go binary before attaching: Go version,
+    /// build settings, symbols/DWARF/PIE, and the address of every runtime
+    /// function it probes.
+    Inspect(InspectArgs),
+    /// Attach to a running Go process for a window and report GC, allocation
+    /// and scheduler health with verdicts.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A process id, or the path of a Go executable.
+    pub target: String,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The process to observe.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// Length of the observation window in seconds; Ctrl-C ends it early and
+    /// still prints the report.
+    #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Also show where each figure came from (probe, DWARF, version table).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Attach even to a Go version outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
+}
+
+fn parse_duration(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(seconds)
+    } else {
+        Err(format!("{text} s is outside 0 < duration <= 86400"))
+    }
+}
+
+impl InspectArgs {
+    /// The target as a PID when it is all digits.
+    pub fn pid(&self) -> Option<u32> {
+        self.target.parse().ok()
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.target)
+    }
+}

@@ -1,0 +1,14 @@
+//! goscope: a live observer for running Go processes. The library behind the
+//! `goscope` binary: binary inspection, probe planning and attachment,
+//! collection, verdicts and outputs.
+
+pub mod binary;
+pub mod cli;
+pub mod commands;
+pub mod output;
+pub mod privilege;
+pub mod probe_points;
+pub mod probes;
+pub mod target;
+pub mod verdicts;
+pub mod window;

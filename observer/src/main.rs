@@ -1,0 +1,26 @@
+//! The `goscope` command: parses arguments, runs one subcommand, prints the
+//! error chain on failure.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use goscope::{
+    cli::{Cli, Command},
+    commands, output,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Inspect(args) => commands::inspect::run(args).map(|()| 0),
+        Command::Doctor(args) => commands::doctor::run(args),
+    };
+    match result {
+        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
+        Err(e) if e.is::<output::BrokenPipe>() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("goscope: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

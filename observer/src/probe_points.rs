@@ -1,0 +1,96 @@
+//! The runtime functions goscope probes, and their resolution in one binary
+//! to exact, decoded probe addresses (never guessed).
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::binary::{
+    GoBinary,
+    prologue::{self, Placement, PrologueError},
+    symbols::AddressSource,
+};
+
+/// A runtime function goscope attaches to, and why.
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeFunction {
+    pub name: &'static str,
+    pub purpose: &'static str,
+}
+
+/// Completed GC cycles: entered once per cycle, past its stack check.
+pub const GC_MARK_TERMINATION: RuntimeFunction = RuntimeFunction {
+    name: "runtime.gcMarkTermination",
+    purpose: "completed GC cycles",
+};
+
+/// Every function goscope may probe, for `goscope inspect`.
+pub const PROBED_FUNCTIONS: &[RuntimeFunction] = &[GC_MARK_TERMINATION];
+
+#[derive(Debug, Error)]
+pub enum ProbePointError {
+    #[error(
+        "{function} not found in {binary}: no .symtab (stripped binary); goscope refuses to guess probe addresses"
+    )]
+    Stripped { function: String, binary: String },
+    #[error("{function} not found in {binary}'s symbol table")]
+    Missing { function: String, binary: String },
+    #[error("{function} at {address:#x}: its bytes are not in the file")]
+    NoBytes { function: String, address: u64 },
+    #[error("{function}: {source}")]
+    Decode {
+        function: String,
+        source: PrologueError,
+    },
+}
+
+/// Where a probe goes in one binary.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ProbePoint {
+    pub function: String,
+    /// Function entry (virtual address in the ELF).
+    pub entry: u64,
+    /// Where the probe goes (virtual address).
+    pub address: u64,
+    /// `address` as a file offset, what the kernel's uprobe takes.
+    pub file_offset: u64,
+    pub placement: Placement,
+    pub source: AddressSource,
+}
+
+/// Resolves `function` in `binary` by decoding its first instructions.
+pub fn resolve(binary: &GoBinary, function: &str) -> Result<ProbePoint, ProbePointError> {
+    let symbol = binary.functions.get(function).ok_or_else(|| {
+        if binary.has_symtab {
+            ProbePointError::Missing {
+                function: function.to_string(),
+                binary: binary.path.display().to_string(),
+            }
+        } else {
+            ProbePointError::Stripped {
+                function: function.to_string(),
+                binary: binary.path.display().to_string(),
+            }
+        }
+    })?;
+    let no_bytes = || ProbePointError::NoBytes {
+        function: function.to_string(),
+        address: symbol.address,
+    };
+    let code = binary
+        .bytes_at(symbol.address, symbol.size)
+        .ok_or_else(no_bytes)?;
+    let site =
+        prologue::probe_site(symbol.address, code).map_err(|source| ProbePointError::Decode {
+            function: function.to_string(),
+            source,
+        })?;
+    let file_offset = binary.file_offset(site.address).ok_or_else(no_bytes)?;
+    Ok(ProbePoint {
+        function: function.to_string(),
+        entry: symbol.address,
+        address: site.address,
+        file_offset,
+        placement: site.placement,
+        source: symbol.source,
+    })
+}

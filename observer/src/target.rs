@@ -1,0 +1,190 @@
+//! The observed process: validating a PID, finding its executable (also in
+//! another mount namespace) and noticing when it exits or is replaced.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+use crate::binary::{BinaryError, GoBinary};
+
+#[derive(Debug, Error)]
+pub enum TargetError {
+    #[error("no such process: {pid}")]
+    NoSuchProcess { pid: u32 },
+    #[error("pid {pid} is a kernel thread, not a Go program")]
+    KernelThread { pid: u32 },
+    #[error("permission denied reading /proc/{pid}/exe: run goscope as root")]
+    PermissionDenied { pid: u32 },
+    #[error("cannot read /proc/{pid}/{file}: {source}")]
+    Proc {
+        pid: u32,
+        file: &'static str,
+        source: io::Error,
+    },
+    #[error("pid {pid} ({exe}): {source}")]
+    Binary {
+        pid: u32,
+        exe: String,
+        source: BinaryError,
+    },
+    #[error("process {pid} exited while goscope was attaching")]
+    ExitedDuringAttach { pid: u32 },
+}
+
+/// A live process and its Go executable.
+pub struct TargetProcess {
+    pub pid: u32,
+    /// The executable's path as the process sees it (its mount namespace).
+    pub exe: PathBuf,
+    /// A path that reaches the same file from goscope's mount namespace.
+    pub exe_handle: PathBuf,
+    pub binary: GoBinary,
+    start_time: u64,
+}
+
+impl TargetProcess {
+    pub fn open(pid: u32) -> Result<Self, TargetError> {
+        let start_time = start_time(pid)?;
+        let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) => exe,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if proc_dir_exists(pid) {
+                    TargetError::KernelThread { pid }
+                } else {
+                    TargetError::NoSuchProcess { pid }
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(TargetError::PermissionDenied { pid });
+            }
+            Err(source) => {
+                return Err(TargetError::Proc {
+                    pid,
+                    file: "exe",
+                    source,
+                });
+            }
+        };
+        let exe_handle = PathBuf::from(format!("/proc/{pid}/exe"));
+        let binary = read_binary(pid, &exe, &exe_handle)?;
+        Ok(Self {
+            pid,
+            exe,
+            exe_handle,
+            binary,
+            start_time,
+        })
+    }
+
+    /// True while the same process (not a reused PID) is alive.
+    pub fn is_alive(&self) -> bool {
+        let alive = start_time(self.pid).is_ok_and(|t| t == self.start_time);
+        alive && !is_zombie(self.pid)
+    }
+
+    /// Turns an attach failure into "the target exited" when that is what
+    /// happened.
+    pub fn explain_attach_failure(&self, error: anyhow::Error) -> anyhow::Error {
+        if self.is_alive() {
+            error
+        } else {
+            TargetError::ExitedDuringAttach { pid: self.pid }.into()
+        }
+    }
+}
+
+fn read_binary(pid: u32, exe: &Path, handle: &Path) -> Result<GoBinary, TargetError> {
+    // /proc/PID/exe opens the very file the process runs, whatever mount
+    // namespace it lives in, and even if it was deleted or replaced.
+    let data = std::fs::read(handle).or_else(|first| {
+        let via_root =
+            Path::new(&format!("/proc/{pid}/root")).join(exe.strip_prefix("/").unwrap_or(exe));
+        std::fs::read(via_root).map_err(|_| first)
+    });
+    let data = match data {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(TargetError::NoSuchProcess { pid });
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(TargetError::PermissionDenied { pid });
+        }
+        Err(source) => {
+            return Err(TargetError::Proc {
+                pid,
+                file: "exe",
+                source,
+            });
+        }
+    };
+    GoBinary::parse(exe, data).map_err(|source| TargetError::Binary {
+        pid,
+        exe: exe.display().to_string(),
+        source,
+    })
+}
+
+fn proc_dir_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
+fn start_time(pid: u32) -> Result<u64, TargetError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            TargetError::NoSuchProcess { pid }
+        } else {
+            TargetError::Proc {
+                pid,
+                file: "stat",
+                source: e,
+            }
+        }
+    })?;
+    stat_field(&stat, 22)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| TargetError::Proc {
+            pid,
+            file: "stat",
+            source: io::Error::new(io::ErrorKind::InvalidData, "malformed stat line"),
+        })
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_field(&s, 3).map(|state| state == "Z" || state == "X"))
+        .unwrap_or(true)
+}
+
+/// The 1-based field `n` of a /proc/PID/stat line (the command name in
+/// parentheses may contain spaces).
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(n.checked_sub(3)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_skip_the_command_name() {
+        let line = "42 (a b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 12345 0";
+        assert_eq!(stat_field(line, 3), Some("S"));
+        assert_eq!(stat_field(line, 22), Some("12345"));
+        assert_eq!(stat_field("garbage", 3), None);
+    }
+
+    #[test]
+    fn missing_pid_is_reported_by_number() {
+        let err = TargetProcess::open(u32::MAX - 1).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("no such process: {}", u32::MAX - 1)
+        );
+    }
+}

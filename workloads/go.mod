@@ -1,0 +1,3 @@
+module goscope.dev/workloads
+
+go 1.19

@@ -1,0 +1,161 @@
+// Command loadgen is goscope's test target: a Go program that runs a fixed,
+// repeatable workload on command and reports the runtime's own accounting
+// (runtime/metrics) of that workload, so tests can compare goscope's figures
+// against ground truth.
+//
+// Protocol (line based):
+//
+//	stdout: "ready <pid> <goversion>" once the baseline metrics are taken
+//	stdin:  "run"  -> runs one batch, then prints "result <json>"
+//	stdin:  "quit" or EOF -> exits 0
+//
+// The baseline is taken after runtime.GC() so that every mcache is flushed
+// and allocation counters are exact; every batch ends the same way.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	work       = flag.String("work", "mixed", "workload: gc, alloc, goroutines, cgo, mixed, idle")
+	scale      = flag.Int("scale", 1, "multiplies the batch size")
+	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
+	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
+	background = flag.Bool("background", false, "keep allocating between batches (for live views)")
+)
+
+func main() {
+	flag.Parse()
+	live := makeLiveSet(*liveMB)
+	before := snapshot()
+	fmt.Printf("ready %d %s\n", os.Getpid(), runtime.Version())
+	if *background {
+		go backgroundLoad()
+	}
+	commands := bufio.NewScanner(os.Stdin)
+	for *autoRun || commands.Scan() {
+		cmd := "run"
+		if !*autoRun {
+			cmd = strings.TrimSpace(commands.Text())
+		}
+		*autoRun = false
+		switch cmd {
+		case "run":
+			start := time.Now()
+			runBatch(*work, *scale)
+			elapsed := time.Since(start)
+			after := snapshot()
+			printResult(before, after, elapsed)
+			before = after
+		case "quit":
+			runtime.KeepAlive(live)
+			return
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "loadgen: unknown command %q\n", cmd)
+		}
+	}
+	runtime.KeepAlive(live)
+}
+
+func runBatch(kind string, scale int) {
+	for i := 0; i < scale; i++ {
+		switch kind {
+		case "gc":
+			gcPressure()
+		case "alloc":
+			allocMix()
+		case "goroutines":
+			spawnGoroutines()
+		case "cgo":
+			cgoCalls()
+		case "mixed":
+			allocMix()
+			gcPressure()
+			spawnGoroutines()
+			cgoCalls()
+		case "idle":
+			time.Sleep(100 * time.Millisecond)
+		default:
+			fmt.Fprintf(os.Stderr, "loadgen: unknown workload %q\n", kind)
+			os.Exit(2)
+		}
+	}
+}
+
+// snapshot flushes every mcache (runtime.GC) and reads all metrics.
+func snapshot() []metrics.Sample {
+	runtime.GC()
+	descs := metrics.All()
+	samples := make([]metrics.Sample, len(descs))
+	for i := range descs {
+		samples[i].Name = descs[i].Name
+	}
+	metrics.Read(samples)
+	return samples
+}
+
+type scalar struct {
+	Delta float64 `json:"delta"`
+	End   float64 `json:"end"`
+}
+
+type histogram struct {
+	// Bounds has len(Counts)+1 entries, formatted with strconv ("+Inf").
+	Bounds []string `json:"bounds"`
+	Counts []uint64 `json:"counts"`
+}
+
+type result struct {
+	GoVersion  string               `json:"go_version"`
+	Pid        int                  `json:"pid"`
+	ElapsedNs  int64                `json:"elapsed_ns"`
+	Scalars    map[string]scalar    `json:"scalars"`
+	Histograms map[string]histogram `json:"histograms"`
+}
+
+func printResult(before, after []metrics.Sample, elapsed time.Duration) {
+	r := result{
+		GoVersion:  runtime.Version(),
+		Pid:        os.Getpid(),
+		ElapsedNs:  elapsed.Nanoseconds(),
+		Scalars:    map[string]scalar{},
+		Histograms: map[string]histogram{},
+	}
+	for i := range after {
+		name := after[i].Name
+		b, a := before[i].Value, after[i].Value
+		switch a.Kind() {
+		case metrics.KindUint64:
+			r.Scalars[name] = scalar{Delta: float64(a.Uint64()) - float64(b.Uint64()), End: float64(a.Uint64())}
+		case metrics.KindFloat64:
+			r.Scalars[name] = scalar{Delta: a.Float64() - b.Float64(), End: a.Float64()}
+		case metrics.KindFloat64Histogram:
+			ha, hb := a.Float64Histogram(), b.Float64Histogram()
+			h := histogram{Counts: make([]uint64, len(ha.Counts))}
+			for j := range ha.Counts {
+				h.Counts[j] = ha.Counts[j] - hb.Counts[j]
+			}
+			for _, bound := range ha.Buckets {
+				h.Bounds = append(h.Bounds, strconv.FormatFloat(bound, 'g', -1, 64))
+			}
+			r.Histograms[name] = h
+		}
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Printf("result %s\n", out)
+}

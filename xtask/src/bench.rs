@@ -1,0 +1,91 @@
+//! The overhead benchmark: one fixed Go workload batch, timed by the target
+//! itself, run alternately without and with goscope attached, several pairs
+//! in one run; prints each pair's ratio (with / without) and the median.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use testkit::{BuildOptions, Goscope, Target};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Go version of the target (installed by scripts/setup.sh).
+    #[arg(long, default_value = "1.27")]
+    go: String,
+    /// loadgen workload: gc, alloc, goroutines, cgo, mixed.
+    #[arg(long, default_value = "mixed")]
+    work: String,
+    /// Batch size multiplier.
+    #[arg(long, default_value_t = 3)]
+    scale: u32,
+    /// Pairs of runs (without, with).
+    #[arg(long, default_value_t = 5)]
+    pairs: u32,
+    /// goscope subcommand attached during the "with" runs.
+    #[arg(long, default_value = "doctor")]
+    mode: String,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let binary = testkit::build_workload(
+        &args.go,
+        "loadgen",
+        &BuildOptions {
+            cgo: true,
+            ..Default::default()
+        },
+    )?;
+    let scale = args.scale.to_string();
+    let loadgen_args = ["-work", args.work.as_str(), "-scale", scale.as_str()];
+    println!(
+        "bench: go {} workload {} x{} mode {}, {} pairs",
+        args.go, args.work, args.scale, args.mode, args.pairs
+    );
+    let mut ratios = Vec::new();
+    for pair in 0..args.pairs {
+        // Alternate the order so drift in machine load cancels out.
+        let order = if pair % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let mut times = [Duration::ZERO; 2];
+        for attached in order {
+            let mut target = Target::start(&binary, &loadgen_args, &[])?;
+            let pid = target.pid.to_string();
+            let goscope = if attached {
+                let mut g =
+                    Goscope::start(&[&args.mode, "--pid", &pid, "--duration", "3600", "--json"])?;
+                g.wait_attached()?;
+                Some(g)
+            } else {
+                None
+            };
+            let result = target.run_batch()?;
+            if let Some(g) = goscope {
+                let finished = g.interrupt()?;
+                anyhow::ensure!(
+                    finished.status.success(),
+                    "goscope failed: {}",
+                    finished.stderr
+                );
+            }
+            target.quit().context("stopping the target")?;
+            times[usize::from(attached)] = Duration::from_nanos(result.elapsed_ns);
+        }
+        let ratio = times[1].as_secs_f64() / times[0].as_secs_f64();
+        println!(
+            "pair {}: without {:.3} s  with {:.3} s  ratio {:.4}",
+            pair + 1,
+            times[0].as_secs_f64(),
+            times[1].as_secs_f64(),
+            ratio
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!("median ratio {median:.4} ({:+.2}%)", (median - 1.0) * 100.0);
+    Ok(())
+}
