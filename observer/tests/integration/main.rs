@@ -1,0 +1,9 @@
+//! goscope's integration tests: real Go targets built from workloads/ with
+//! real toolchains, the real goscope binary, real eBPF where root allows.
+//! Tests that need root say so and skip outside CI (GOSCOPE_CI=1 makes a
+//! skip a failure).
+
+mod bad_input;
+mod doctor;
+mod inspect;
+mod util;

@@ -1,0 +1,67 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use testkit::BuildOptions;
+
+/// Go versions the per-version tests cover in CI.
+pub const GC_PROBE_VERSIONS: &[&str] = &["1.22", "1.27"];
+
+pub fn loadgen(version: &str, options: &BuildOptions) -> PathBuf {
+    testkit::build_workload(version, "loadgen", options)
+        .unwrap_or_else(|e| panic!("building loadgen with Go {version}: {e:#}"))
+}
+
+pub fn cgo() -> BuildOptions {
+    BuildOptions {
+        cgo: true,
+        ..Default::default()
+    }
+}
+
+/// Runs goscope to completion and parses its stdout as JSON.
+pub fn goscope_json(args: &[&str]) -> Value {
+    let finished = testkit::goscope::run(args).expect("running goscope");
+    assert!(
+        finished.status.success(),
+        "goscope {args:?} failed: {}",
+        finished.stderr
+    );
+    serde_json::from_str(&finished.stdout).unwrap_or_else(|e| {
+        panic!(
+            "goscope {args:?} printed invalid JSON ({e}): {}",
+            finished.stdout
+        )
+    })
+}
+
+/// The full version string `go version` prints for a toolchain, e.g. go1.22.10.
+pub fn toolchain_version(version: &str) -> String {
+    let go = testkit::go_binary(version).expect("toolchain");
+    let out = std::process::Command::new(go)
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("go version");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .expect("go version output")
+        .to_string()
+}
+
+/// Reads `len` bytes of a process's memory at `address` through /proc/PID/mem.
+pub fn read_process_memory(pid: u32, address: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt as _;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    let mut buf = vec![0; len];
+    mem.read_exact_at(&mut buf, address)
+        .expect("read /proc/PID/mem");
+    buf
+}
+
+pub fn hex_address(value: &Value) -> u64 {
+    let text = value.as_str().expect("address is a string");
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex address")
+}
