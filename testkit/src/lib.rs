@@ -23,17 +23,18 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The goscope binary cargo built for the current profile.
+/// The goscope binary to test: $GOSCOPE_BIN, else the newer of the release
+/// and debug builds under target/.
 pub fn goscope_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("GOSCOPE_BIN") {
         return PathBuf::from(path);
     }
     let root = workspace_root();
-    for profile in ["release", "debug"] {
-        let candidate = root.join("target").join(profile).join("goscope");
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    root.join("target/release/goscope")
+    ["release", "debug"]
+        .iter()
+        .map(|profile| root.join("target").join(profile).join("goscope"))
+        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .max()
+        .map(|(_, path)| path)
+        .unwrap_or_else(|| root.join("target/release/goscope"))
 }

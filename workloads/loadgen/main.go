@@ -9,6 +9,9 @@
 //	stdin:  "run"  -> runs one batch, then prints "result <json>"
 //	stdin:  "quit" or EOF -> exits 0
 //
+// With -background it ignores stdin and runs the workload forever, pausing
+// 100 ms between batches (a demo target for `goscope doctor`).
+//
 // The baseline is taken after runtime.GC() so that every mcache is flushed
 // and allocation counters are exact; every batch ends the same way.
 package main
@@ -31,7 +34,7 @@ var (
 	scale      = flag.Int("scale", 1, "multiplies the batch size")
 	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
 	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
-	background = flag.Bool("background", false, "keep allocating between batches (for live views)")
+	background = flag.Bool("background", false, "run the workload forever without reading stdin (demo target)")
 )
 
 func main() {
@@ -40,7 +43,7 @@ func main() {
 	before := snapshot()
 	fmt.Printf("ready %d %s\n", os.Getpid(), runtime.Version())
 	if *background {
-		go backgroundLoad()
+		backgroundLoad(*work, *scale)
 	}
 	commands := bufio.NewScanner(os.Stdin)
 	for *autoRun || commands.Scan() {

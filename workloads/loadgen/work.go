@@ -71,9 +71,9 @@ func spawnGoroutines() {
 	wg.Wait()
 }
 
-func backgroundLoad() {
+func backgroundLoad(kind string, scale int) {
 	for {
-		allocMix()
-		time.Sleep(50 * time.Millisecond)
+		runBatch(kind, scale)
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -1,5 +1,5 @@
 //! Build helpers: `cargo xtask bench` measures what attaching goscope costs
-//! a target.
+//! a target; `cargo xtask workload` builds a Go test target.
 
 mod bench;
 
@@ -17,10 +17,46 @@ enum Task {
     /// Runs the same fixed Go workload alternately with and without goscope
     /// attached and prints each pair's time ratio and the median.
     Bench(bench::BenchArgs),
+    /// Builds a Go workload from workloads/ and prints the binary's path.
+    Workload {
+        /// Go version (installed by scripts/setup.sh), e.g. 1.27 or 1.22.10.
+        #[arg(long, default_value = "1.27")]
+        go: String,
+        /// Directory under workloads/.
+        #[arg(long, default_value = "loadgen")]
+        name: String,
+        /// Build with CGO_ENABLED=0.
+        #[arg(long)]
+        no_cgo: bool,
+        /// -ldflags, e.g. "-s -w".
+        #[arg(long)]
+        ldflags: Option<String>,
+        /// -buildmode, e.g. pie.
+        #[arg(long)]
+        buildmode: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Bench(args) => bench::run(&args),
+        Task::Workload {
+            go,
+            name,
+            no_cgo,
+            ldflags,
+            buildmode,
+        } => {
+            let options = testkit::BuildOptions {
+                cgo: !no_cgo,
+                ldflags,
+                buildmode,
+            };
+            println!(
+                "{}",
+                testkit::build_workload(&go, &name, &options)?.display()
+            );
+            Ok(())
+        }
     }
 }
