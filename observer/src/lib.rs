@@ -5,10 +5,13 @@
 pub mod binary;
 pub mod cli;
 pub mod commands;
+pub mod format;
 pub mod output;
 pub mod privilege;
 pub mod probe_points;
+pub mod memory;
 pub mod probes;
+pub mod runtime;
 pub mod target;
 pub mod verdicts;
 pub mod window;

@@ -85,6 +85,73 @@ impl TargetProcess {
         alive && !is_zombie(self.pid)
     }
 
+    /// CPU time the process has used (user + system), in nanoseconds.
+    pub fn cpu_time_ns(&self) -> Result<u64, TargetError> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(|source| {
+            TargetError::Proc {
+                pid: self.pid,
+                file: "stat",
+                source,
+            }
+        })?;
+        let ticks = |n| stat_field(&stat, n).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+        Ok((ticks(14) + ticks(15)) * 1_000_000_000 / hz)
+    }
+
+    /// OS threads of the process (Threads: in /proc/PID/status).
+    pub fn thread_count(&self) -> Result<u64, TargetError> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).map_err(|source| {
+            TargetError::Proc {
+                pid: self.pid,
+                file: "status",
+                source,
+            }
+        })?;
+        Ok(status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// What to add to the binary's link-time addresses to get run-time ones:
+    /// 0 for a position-dependent executable, the mapping base for PIE.
+    pub fn load_bias(&self) -> Result<u64, TargetError> {
+        if !self.binary.pie {
+            return Ok(0);
+        }
+        let proc_err = |source| TargetError::Proc {
+            pid: self.pid,
+            file: "maps",
+            source,
+        };
+        let exe_meta = std::fs::metadata(&self.exe_handle).map_err(proc_err)?;
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(proc_err)?;
+        let first_load = self.binary.first_load_vaddr().unwrap_or(0);
+        maps.lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                let range = fields.next()?;
+                let _perms = fields.next()?;
+                let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+                let _dev = fields.next()?;
+                let inode: u64 = fields.next()?.parse().ok()?;
+                if offset != 0 || inode != std::os::unix::fs::MetadataExt::ino(&exe_meta) {
+                    return None;
+                }
+                let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
+                start.checked_sub(first_load)
+            })
+            .ok_or_else(|| {
+                proc_err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no mapping of the executable at file offset 0",
+                ))
+            })
+    }
+
     /// Turns an attach failure into "the target exited" when that is what
     /// happened.
     pub fn explain_attach_failure(&self, error: anyhow::Error) -> anyhow::Error {

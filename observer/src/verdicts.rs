@@ -1,9 +1,13 @@
 //! Verdicts: judgements on the collected figures that name the numbers
-//! behind them and the fix.
+//! behind them and the fix. Thresholds are named constants; every verdict
+//! quotes the figures that triggered it.
 
 use serde::Serialize;
 
-use crate::commands::doctor::GcFigures;
+use crate::{
+    commands::doctor::DoctorReport,
+    format::{bytes, count, duration_ns, percent},
+};
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -30,26 +34,157 @@ pub struct Verdict {
     pub message: String,
 }
 
-/// GC cycles per second above which the collector is running too often.
-const GC_RATE_WARN: f64 = 5.0;
-const GC_RATE_CRIT: f64 = 20.0;
+/// GC CPU as a share of the process's CPU.
+const GC_CPU_WARN: f64 = 0.10;
+const GC_CPU_CRIT: f64 = 0.25;
+/// Mark-assist CPU as a share of the process's CPU.
+const ASSIST_WARN: f64 = 0.05;
+const ASSIST_CRIT: f64 = 0.15;
+/// GC cycles per second.
+const GC_RATE_WARN: f64 = 10.0;
+/// p99 scheduling latency, ns.
+const SCHED_P99_WARN: f64 = 10e6;
+const SCHED_P99_CRIT: f64 = 50e6;
+/// Goroutine growth inside one window that looks like a leak.
+const GOROUTINE_GROWTH_MIN: i64 = 1000;
+/// cgo calls per second worth a note.
+const CGO_RATE_INFO: f64 = 100_000.0;
 
-pub fn gc_verdicts(gc: &GcFigures) -> Vec<Verdict> {
-    let mut verdicts = Vec::new();
-    if gc.cycles_per_s >= GC_RATE_WARN {
-        let severity = if gc.cycles_per_s >= GC_RATE_CRIT {
-            Severity::Crit
-        } else {
-            Severity::Warn
-        };
-        verdicts.push(Verdict {
+fn severity(value: f64, warn: f64, crit: f64) -> Option<Severity> {
+    if value >= crit {
+        Some(Severity::Crit)
+    } else if value >= warn {
+        Some(Severity::Warn)
+    } else {
+        None
+    }
+}
+
+pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
+    let mut v = Vec::new();
+    let g = &r.gc;
+    let gogc = g.gogc.map_or("off".to_string(), |p| p.to_string());
+    let live = bytes(g.heap_live_bytes as f64);
+    let goal = g.heap_goal_bytes.map_or("?".into(), |b| bytes(b as f64));
+    let alloc_rate = bytes(r.alloc.bytes_per_s);
+    let top_class = r
+        .alloc
+        .by_size
+        .iter()
+        .max_by_key(|c| c.bytes)
+        .filter(|c| c.bytes > 0)
+        .map(|c| match c.size {
+            Some(size) => format!("; most bytes go to {size} B objects"),
+            None => "; most bytes go to large objects".to_string(),
+        })
+        .unwrap_or_default();
+
+    if let Some(share) = g.gc_cpu_share {
+        if let Some(severity) = severity(share, GC_CPU_WARN, GC_CPU_CRIT) {
+            v.push(Verdict {
+                id: "gc_cpu",
+                severity,
+                message: format!(
+                    "GC takes {} of the process's CPU ({:.1} cycles/s at {alloc_rate}/s allocated{top_class}): allocate less, or raise GOGC (now {gogc}) or set GOMEMLIMIT so the heap may grow past its goal {goal} (live {live})",
+                    percent(share),
+                    g.cycles_per_s
+                ),
+            });
+        }
+    }
+    if let Some(share) = g.assist_cpu_share {
+        if let Some(severity) = severity(share, ASSIST_WARN, ASSIST_CRIT) {
+            v.push(Verdict {
+                id: "mark_assist",
+                severity,
+                message: format!(
+                    "goroutines spend {} of the process's CPU in GC mark assist, paying for the GC on the request path: give the pacer headroom (GOGC {gogc} -> higher, or a GOMEMLIMIT well above the live heap {live}) or cut the {alloc_rate}/s allocation rate",
+                    percent(share)
+                ),
+            });
+        }
+    }
+    if g.cycles_per_s >= GC_RATE_WARN {
+        v.push(Verdict {
             id: "gc_frequency",
-            severity,
+            severity: Severity::Warn,
             message: format!(
-                "GC runs {:.1} times per second ({} cycles in the window): cut the allocation rate, or give the heap more room with a higher GOGC or a GOMEMLIMIT",
-                gc.cycles_per_s, gc.cycles
+                "GC runs {:.1} times per second ({} cycles in the window; live heap {live}, goal {goal}): a small live heap with GOGC {gogc} gives a small goal; raise GOGC or set GOMEMLIMIT to trade memory for fewer cycles",
+                g.cycles_per_s, g.cycles
             ),
         });
     }
-    verdicts
+    if g.goal_set_by_memory_limit {
+        let limit = g.memory_limit_bytes.map_or("?".into(), |l| bytes(l as f64));
+        v.push(Verdict {
+            id: "memory_limit_goal",
+            severity: Severity::Warn,
+            message: format!(
+                "GOMEMLIMIT {limit}, not GOGC {gogc}, sets the heap goal ({goal}, live {live}): the heap is pressed against the limit and the GC runs {:.1} times/s; raise the limit or shrink the live heap before the GC thrashes",
+                g.cycles_per_s
+            ),
+        });
+    }
+    if g.gogc.is_none() && g.memory_limit_bytes.is_none() {
+        v.push(Verdict {
+            id: "gc_off",
+            severity: Severity::Warn,
+            message: format!(
+                "GOGC=off and no GOMEMLIMIT: the heap (live {live}) grows without bound; set GOMEMLIMIT"
+            ),
+        });
+    }
+
+    let s = &r.sched;
+    if let Some(ncpu) = s.ncpu {
+        if s.gomaxprocs > ncpu {
+            v.push(Verdict {
+                id: "gomaxprocs_over_cpus",
+                severity: Severity::Warn,
+                message: format!(
+                    "GOMAXPROCS {} exceeds the {ncpu} CPUs: set GOMAXPROCS={ncpu} (or unset it)",
+                    s.gomaxprocs
+                ),
+            });
+        }
+    }
+    if let Some(p) = s.latency_ns {
+        if let Some(severity) = severity(p.p99, SCHED_P99_WARN, SCHED_P99_CRIT) {
+            v.push(Verdict {
+                id: "sched_latency",
+                severity,
+                message: format!(
+                    "runnable goroutines wait p99 {} (p50 {}) before they run, with {:.2} cores busy and GOMAXPROCS {}: the process is CPU-saturated or throttled; add CPU, cut work, or check GOMAXPROCS against the CPU quota",
+                    duration_ns(p.p99),
+                    duration_ns(p.p50),
+                    r.process.cpu_cores,
+                    s.gomaxprocs
+                ),
+            });
+        }
+    }
+    let go = &r.goroutines;
+    let growth = go.live - go.live_at_start;
+    if growth >= GOROUTINE_GROWTH_MIN && growth * 2 >= go.live_at_start {
+        v.push(Verdict {
+            id: "goroutine_growth",
+            severity: Severity::Warn,
+            message: format!(
+                "live goroutines grew from {} to {} in {:.0} s: a leak if it continues; take a goroutine profile",
+                go.live_at_start, go.live, r.window_s
+            ),
+        });
+    }
+    if r.cgo.calls_per_s >= CGO_RATE_INFO {
+        v.push(Verdict {
+            id: "cgo_rate",
+            severity: Severity::Info,
+            message: format!(
+                "{} cgo calls/s: each call costs far more than a Go call; batch work per call",
+                count(r.cgo.calls_per_s)
+            ),
+        });
+    }
+    v.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v
 }

@@ -23,6 +23,8 @@ pub struct WorkloadResult {
     pub go_version: String,
     pub pid: u32,
     pub elapsed_ns: u64,
+    /// Goroutines the workload's own `go` statements created in the batch.
+    pub goroutines_spawned: u64,
     pub scalars: HashMap<String, Scalar>,
     pub histograms: HashMap<String, Histogram>,
 }
@@ -47,6 +49,26 @@ impl WorkloadResult {
             .get(metric)
             .ok_or_else(|| anyhow!("target did not report {metric}"))?
             .delta)
+    }
+
+    /// A metric's histogram delta over the batch, as (counts, bounds) with
+    /// bounds parsed (`len = counts + 1`).
+    pub fn histogram(&self, metric: &str) -> anyhow::Result<(Vec<u64>, Vec<f64>)> {
+        let h = self
+            .histograms
+            .get(metric)
+            .ok_or_else(|| anyhow!("target did not report {metric}"))?;
+        let bounds = h
+            .bounds
+            .iter()
+            .map(|b| b.parse::<f64>().with_context(|| format!("bound {b:?} of {metric}")))
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        Ok((h.counts.clone(), bounds))
+    }
+
+    /// True when the target's runtime reports `metric` at all.
+    pub fn has(&self, metric: &str) -> bool {
+        self.scalars.contains_key(metric) || self.histograms.contains_key(metric)
     }
 
     /// The value of a metric at the end of the batch.

@@ -26,6 +26,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -123,6 +124,7 @@ type result struct {
 	GoVersion  string               `json:"go_version"`
 	Pid        int                  `json:"pid"`
 	ElapsedNs  int64                `json:"elapsed_ns"`
+	Spawned    int64                `json:"goroutines_spawned"`
 	Scalars    map[string]scalar    `json:"scalars"`
 	Histograms map[string]histogram `json:"histograms"`
 }
@@ -132,6 +134,7 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		GoVersion:  runtime.Version(),
 		Pid:        os.Getpid(),
 		ElapsedNs:  elapsed.Nanoseconds(),
+		Spawned:    atomic.SwapInt64(&spawned, 0),
 		Scalars:    map[string]scalar{},
 		Histograms: map[string]histogram{},
 	}

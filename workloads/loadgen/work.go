@@ -3,8 +3,14 @@ package main
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// spawned counts the goroutines this program's `go` statements created:
+// ground truth for goroutine creation on Go versions without
+// /sched/goroutines-created.
+var spawned int64
 
 type node struct {
 	next  *node
@@ -63,6 +69,7 @@ func spawnGoroutines() {
 	var wg sync.WaitGroup
 	for i := 0; i < 20000; i++ {
 		wg.Add(1)
+		atomic.AddInt64(&spawned, 1)
 		go func() {
 			defer wg.Done()
 			runtime.Gosched()

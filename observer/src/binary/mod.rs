@@ -2,6 +2,7 @@
 //! layout, build info, function addresses and where probes may go.
 
 pub mod buildinfo;
+pub mod dwarf;
 pub mod prologue;
 pub mod symbols;
 pub mod version;
@@ -12,7 +13,7 @@ use object::{Object as _, ObjectKind, ObjectSection as _, ObjectSegment as _};
 use thiserror::Error;
 
 pub use buildinfo::BuildInfo;
-pub use symbols::{FunctionSymbol, FunctionTable};
+pub use symbols::{FunctionSymbol, FunctionTable, GlobalSymbol, GlobalTable};
 pub use version::GoVersion;
 
 #[derive(Debug, Error)]
@@ -44,6 +45,7 @@ pub struct GoBinary {
     pub has_symtab: bool,
     pub has_dwarf: bool,
     pub functions: FunctionTable,
+    pub globals: GlobalTable,
     segments: Vec<LoadSegment>,
 }
 
@@ -93,6 +95,7 @@ impl GoBinary {
         let has_dwarf = file.section_by_name(".debug_info").is_some()
             || file.section_by_name(".zdebug_info").is_some();
         let functions = FunctionTable::from_symtab(&file);
+        let globals = GlobalTable::from_symtab(&file);
         let segments = file
             .segments()
             .map(|s| {
@@ -114,6 +117,7 @@ impl GoBinary {
             has_symtab,
             has_dwarf,
             functions,
+            globals,
             segments,
         })
     }
@@ -147,6 +151,16 @@ impl GoBinary {
         }
         self.data
             .get(usize::try_from(start).ok()?..usize::try_from(last + 1).ok()?)
+    }
+
+    /// The lowest PT_LOAD virtual address (page aligned), the base the load
+    /// bias is measured from.
+    pub fn first_load_vaddr(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .filter_map(|s| s.vaddr.checked_sub(s.file_offset))
+            .min()
+            .map(|v| v & !0xfff)
     }
 
     /// The raw object, for parsers that need other sections (DWARF).

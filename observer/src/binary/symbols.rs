@@ -1,4 +1,5 @@
-//! Function addresses by name, from the ELF symbol table (.symtab).
+//! Function and global-variable addresses by name, from the ELF symbol
+//! table (.symtab).
 
 use std::collections::HashMap;
 
@@ -67,5 +68,41 @@ impl FunctionTable {
 
     pub fn len(&self) -> usize {
         self.by_name.len()
+    }
+}
+
+/// A global variable's link-time address and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GlobalSymbol {
+    pub address: u64,
+    pub size: u64,
+}
+
+/// Data symbols (globals) by exact name.
+#[derive(Default)]
+pub struct GlobalTable {
+    by_name: HashMap<String, GlobalSymbol>,
+}
+
+impl GlobalTable {
+    pub fn from_symtab(file: &object::File<'_>) -> Self {
+        let by_name = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Data && s.address() != 0)
+            .filter_map(|s| {
+                Some((
+                    s.name().ok()?.to_string(),
+                    GlobalSymbol {
+                        address: s.address(),
+                        size: s.size(),
+                    },
+                ))
+            })
+            .collect();
+        Self { by_name }
+    }
+
+    pub fn get(&self, name: &str) -> Option<GlobalSymbol> {
+        self.by_name.get(name).copied()
     }
 }

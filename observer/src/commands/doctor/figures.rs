@@ -1,0 +1,307 @@
+//! The doctor report: window deltas computed from two samples, each figure
+//! meaning what its runtime/metrics namesake means.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Sample;
+use crate::{
+    probe_points::ProbePoint,
+    runtime::{RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
+    target::TargetProcess,
+    verdicts::{self, Verdict},
+    window::WindowEnd,
+};
+
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub target: TargetSummary,
+    pub window_s: f64,
+    pub ended_by: WindowEnd,
+    pub goroutines: GoroutineFigures,
+    pub alloc: AllocFigures,
+    pub gc: GcFigures,
+    pub sched: SchedFigures,
+    pub cgo: CgoFigures,
+    pub process: ProcessFigures,
+    pub verdicts: Vec<Verdict>,
+    /// Where each figure came from (shown with --verbose).
+    pub sources: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetSummary {
+    pub pid: u32,
+    pub exe: String,
+    pub go_version: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GoroutineFigures {
+    /// Goroutines created in the window (/sched/goroutines-created).
+    pub created: u64,
+    pub created_per_s: f64,
+    /// Live at the end, as runtime.NumGoroutine counts them.
+    pub live: i64,
+    /// Live at the end including system goroutines (/sched/goroutines in
+    /// Go 1.26+).
+    pub live_with_system: i64,
+    pub live_at_start: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AllocFigures {
+    /// /gc/heap/allocs:objects over the window (tiny objects excluded).
+    pub objects: u64,
+    /// /gc/heap/allocs:bytes over the window (size-class rounded).
+    pub bytes: u64,
+    /// /gc/heap/tiny/allocs:objects over the window.
+    pub tiny_objects: u64,
+    pub objects_per_s: f64,
+    pub bytes_per_s: f64,
+    /// One entry per size class, then large objects (size null).
+    pub by_size: Vec<SizeClassFigures>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SizeClassFigures {
+    pub size_class: usize,
+    /// Object size of the class in bytes; null for large objects.
+    pub size: Option<u64>,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GcFigures {
+    /// Completed GC cycles in the window (/gc/cycles/total).
+    pub cycles: u64,
+    pub cycles_per_s: f64,
+    /// The same count from the uprobe on runtime.gcMarkTermination.
+    pub cycles_probe: Option<u64>,
+    /// GOGC; null when GC is off.
+    pub gogc: Option<i32>,
+    /// GOMEMLIMIT; null when not set (math.MaxInt64).
+    pub memory_limit_bytes: Option<i64>,
+    /// /gc/heap/live:bytes at the end (heap marked live by the last GC).
+    pub heap_live_bytes: u64,
+    /// /gc/heap/goal:bytes at the end.
+    pub heap_goal_bytes: Option<u64>,
+    pub goal_set_by_memory_limit: bool,
+    /// /cpu/classes/gc/mark/assist:cpu-seconds over the window, in ns.
+    pub assist_cpu_ns: Option<i64>,
+    /// /cpu/classes/gc/total:cpu-seconds over the window, in ns.
+    pub gc_cpu_ns: Option<i64>,
+    /// GC CPU as a fraction of the CPU the process used.
+    pub gc_cpu_share: Option<f64>,
+    pub assist_cpu_share: Option<f64>,
+    /// STW pauses in the window (/gc/pauses:seconds), ns.
+    pub pause_ns: Option<Percentiles>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SchedFigures {
+    pub gomaxprocs: i32,
+    pub ncpu: Option<i32>,
+    /// OS threads at the end.
+    pub threads: u64,
+    /// Runnable-to-running latency in the window (/sched/latencies), ns.
+    pub latency_ns: Option<Percentiles>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CgoFigures {
+    /// /cgo/go-to-c-calls over the window.
+    pub calls: u64,
+    pub calls_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessFigures {
+    /// User + system CPU time in the window.
+    pub cpu_ns: u64,
+    /// Average cores busy.
+    pub cpu_cores: f64,
+}
+
+pub struct Inputs<'a> {
+    pub target: &'a TargetProcess,
+    pub layout: &'a RuntimeLayout,
+    pub class_sizes: &'a [u64],
+    pub gc_point: &'a ProbePoint,
+    pub first: &'a Sample,
+    pub last: &'a Sample,
+    pub ended_by: WindowEnd,
+}
+
+fn rate(count: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 { count / seconds } else { 0.0 }
+}
+
+pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
+    let (a, b) = (&inputs.first.runtime, &inputs.last.runtime);
+    let window_s = (inputs.last.at - inputs.first.at).as_secs_f64();
+
+    let small: Vec<u64> = b
+        .alloc
+        .small_objects
+        .iter()
+        .zip(&a.alloc.small_objects)
+        .map(|(end, start)| end.wrapping_sub(*start))
+        .collect();
+    let mut by_size: Vec<SizeClassFigures> = small
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(class, &objects)| {
+            let size = inputs.class_sizes.get(class).copied().unwrap_or(0);
+            SizeClassFigures {
+                size_class: class,
+                size: Some(size),
+                objects,
+                bytes: objects * size,
+            }
+        })
+        .collect();
+    let large_objects = b.alloc.large_objects.wrapping_sub(a.alloc.large_objects);
+    let large_bytes = b.alloc.large_bytes.wrapping_sub(a.alloc.large_bytes);
+    by_size.push(SizeClassFigures {
+        size_class: 0,
+        size: None,
+        objects: large_objects,
+        bytes: large_bytes,
+    });
+    let objects = by_size.iter().map(|c| c.objects).sum::<u64>();
+    let bytes = by_size.iter().map(|c| c.bytes).sum::<u64>();
+
+    let cpu_ns = inputs.last.cpu_ns.saturating_sub(inputs.first.cpu_ns);
+    let share = |ns: Option<i64>| {
+        ns.filter(|_| cpu_ns > 0)
+            .map(|ns| (ns.max(0) as f64 / cpu_ns as f64).min(1.0))
+    };
+    let delta_i64 = |x: Option<i64>, y: Option<i64>| Some(y? - x?);
+    let assist_cpu_ns = delta_i64(a.gc_assist_cpu_ns, b.gc_assist_cpu_ns);
+    let gc_cpu_ns = delta_i64(a.gc_total_cpu_ns, b.gc_total_cpu_ns);
+    let cycles = u64::from(b.gc_cycles.wrapping_sub(a.gc_cycles));
+    let gc = GcFigures {
+        cycles,
+        cycles_per_s: rate(cycles as f64, window_s),
+        cycles_probe: inputs
+            .last
+            .gc_probe_hits
+            .zip(inputs.first.gc_probe_hits)
+            .map(|(end, start)| end - start),
+        gogc: (b.gc_percent >= 0).then_some(b.gc_percent),
+        memory_limit_bytes: b.memory_limit.filter(|&l| l != i64::MAX),
+        heap_live_bytes: b.heap_marked,
+        heap_goal_bytes: b.heap_goal,
+        goal_set_by_memory_limit: b.goal_from_memory_limit,
+        assist_cpu_ns,
+        gc_cpu_ns,
+        gc_cpu_share: share(gc_cpu_ns),
+        assist_cpu_share: share(assist_cpu_ns),
+        pause_ns: b
+            .gc_pauses
+            .as_ref()
+            .zip(a.gc_pauses.as_ref())
+            .and_then(|(end, start)| end.delta(start).percentiles()),
+    };
+    let goroutines_created = b.goroutines_created.saturating_sub(a.goroutines_created);
+    let cgo_calls = b.cgo_calls.saturating_sub(a.cgo_calls);
+    let report_sources = sources(inputs);
+    let mut report = DoctorReport {
+        target: TargetSummary {
+            pid: inputs.target.pid,
+            exe: inputs.target.exe.display().to_string(),
+            go_version: inputs.target.binary.build.go_version_string.clone(),
+        },
+        window_s,
+        ended_by: inputs.ended_by,
+        goroutines: GoroutineFigures {
+            created: goroutines_created,
+            created_per_s: rate(goroutines_created as f64, window_s),
+            live: b.goroutines_user,
+            live_with_system: b.goroutines_all,
+            live_at_start: a.goroutines_user,
+        },
+        alloc: AllocFigures {
+            objects,
+            bytes,
+            tiny_objects: b.alloc.tiny_objects.wrapping_sub(a.alloc.tiny_objects),
+            objects_per_s: rate(objects as f64, window_s),
+            bytes_per_s: rate(bytes as f64, window_s),
+            by_size,
+        },
+        gc,
+        sched: SchedFigures {
+            gomaxprocs: b.gomaxprocs,
+            ncpu: b.ncpu,
+            threads: inputs.last.threads,
+            latency_ns: b
+                .sched_latency
+                .as_ref()
+                .zip(a.sched_latency.as_ref())
+                .and_then(|(end, start)| end.delta(start).percentiles()),
+        },
+        cgo: CgoFigures {
+            calls: cgo_calls,
+            calls_per_s: rate(cgo_calls as f64, window_s),
+        },
+        process: ProcessFigures {
+            cpu_ns,
+            cpu_cores: rate(cpu_ns as f64 / 1e9, window_s),
+        },
+        verdicts: Vec::new(),
+        sources: report_sources,
+    };
+    report.verdicts = verdicts::judge(&report);
+    report
+}
+
+fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
+    let layout = match inputs.layout.source {
+        LayoutSource::Dwarf => "offsets from the binary's DWARF",
+    };
+    let memory = |what: &str| format!("target memory: {what} ({layout})");
+    let p = inputs.gc_point;
+    let mut s = BTreeMap::new();
+    let mut add = |k: &str, v: String| {
+        s.insert(k.to_string(), v);
+    };
+    add("alloc.*", memory("runtime.memstats.heapStats, 3 generations summed"));
+    add("gc.cycles", memory("runtime.memstats.numgc"));
+    add(
+        "gc.cycles_probe",
+        format!(
+            "uprobe {} at {:#x} (entry +{}, {:?})",
+            p.function,
+            p.address,
+            p.address - p.entry,
+            p.placement
+        ),
+    );
+    add("gc.gogc, gc.memory_limit_bytes, gc.heap_*", memory("runtime.gcController"));
+    add("gc.assist_cpu_ns, gc.gc_cpu_ns", memory("runtime.work.cpuStats + gcController (in-progress cycle)"));
+    let pauses = if inputs.layout.sched.stw_total_gc.is_some() {
+        "runtime.sched.stwTotalTimeGC"
+    } else {
+        "runtime.memstats.gcPauseDist"
+    };
+    add("gc.pause_ns", memory(pauses));
+    add(
+        "goroutines.created",
+        memory(if inputs.layout.sched.goroutines_created.is_some() {
+            "runtime.sched.goroutinesCreated + Σ p.goroutinesCreated"
+        } else {
+            "runtime.sched.goidgen − goids still cached by Ps"
+        }),
+    );
+    add("goroutines.live", memory("allglen − free gs − system gs"));
+    add("sched.latency_ns", memory("runtime.sched.timeToRun"));
+    add("sched.gomaxprocs", memory("runtime.gomaxprocs"));
+    add("sched.threads", "/proc/PID/status Threads".into());
+    add("cgo.calls", memory("runtime.ncgocall + Σ m.ncgocall over allm"));
+    add("process.cpu_ns", "/proc/PID/stat utime + stime".into());
+    s
+}

@@ -1,0 +1,199 @@
+//! `goscope doctor`: attach for a window, read the runtime's own counters at
+//! its start, every second and at its end, count GC cycles with one probe,
+//! and report the window's deltas with verdicts.
+
+mod figures;
+mod render;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use observer_common::CounterSlot;
+
+pub use figures::{DoctorReport, GcFigures};
+
+use crate::{
+    binary::version,
+    cli::DoctorArgs,
+    memory::ProcessMemory,
+    output, privilege,
+    probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
+    probes::ProbeSession,
+    runtime::{RuntimeLayout, RuntimeSnapshot, snapshot::read_class_sizes},
+    target::TargetProcess,
+    window::{self, StopSignal, WindowEnd},
+};
+
+/// Exit status when the target exited inside the window (report printed).
+pub const EXIT_TARGET_EXITED: i32 = 3;
+/// How often the runtime is read during the window, so that a target that
+/// exits still leaves a recent reading.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One reading of everything doctor tracks.
+pub struct Sample {
+    pub at: Duration,
+    pub runtime: RuntimeSnapshot,
+    pub cpu_ns: u64,
+    pub threads: u64,
+    pub gc_probe_hits: Option<u64>,
+}
+
+/// What doctor read and attached before the window.
+struct Attachment {
+    target: TargetProcess,
+    layout: RuntimeLayout,
+    bias: u64,
+    memory: ProcessMemory,
+    class_sizes: Vec<u64>,
+    gc_point: ProbePoint,
+    probes: ProbeSession,
+}
+
+impl Attachment {
+    fn sample(&self, at: Duration) -> anyhow::Result<Sample> {
+        let runtime = RuntimeSnapshot::read(&self.memory, &self.layout, self.bias)
+            .with_context(|| format!("reading the runtime of pid {}", self.target.pid))?;
+        Ok(Sample {
+            at,
+            runtime,
+            cpu_ns: self.target.cpu_time_ns()?,
+            threads: self.target.thread_count()?,
+            gc_probe_hits: Some(self.probes.counter(CounterSlot::GcCycles)?),
+        })
+    }
+}
+
+/// Runs doctor; returns the process exit status.
+pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
+    privilege::require_root("goscope doctor")?;
+    let stop = StopSignal::install()?;
+    let target = TargetProcess::open(args.pid)?;
+    check_version(&target, args.force_version)?;
+    let attachment = attach(target)?;
+    let target = &attachment.target;
+
+    let started = Instant::now();
+    let first = attachment.sample(Duration::ZERO)?;
+    eprintln!(
+        "goscope: attached to pid {} ({}, {}); observing for {} s, Ctrl-C to stop early",
+        target.pid,
+        target.exe.display(),
+        target.binary.build.go_version_string,
+        args.duration
+    );
+    let mut last: Option<Sample> = None;
+    let mut read_error: Option<anyhow::Error> = None;
+    let (mut ended_by, _) = window::observe(
+        Duration::from_secs_f64(args.duration),
+        target,
+        &stop,
+        Some(SAMPLE_INTERVAL),
+        |at| match attachment.sample(at) {
+            Ok(sample) => last = Some(sample),
+            Err(e) if target.is_alive() => {
+                read_error.get_or_insert(e);
+            }
+            Err(_) => {}
+        },
+    );
+    if let Some(e) = read_error {
+        return Err(e.context("a read failed inside the window; no report rather than a wrong one"));
+    }
+    match attachment.sample(started.elapsed()) {
+        Ok(sample) => last = Some(sample),
+        Err(e) if target.is_alive() => {
+            return Err(e.context("the final reading of the window failed"));
+        }
+        Err(_) => ended_by = WindowEnd::TargetExited,
+    }
+    let last = last.unwrap_or_else(|| Sample {
+        at: Duration::ZERO,
+        runtime: first.runtime.clone(),
+        cpu_ns: first.cpu_ns,
+        threads: first.threads,
+        gc_probe_hits: first.gc_probe_hits,
+    });
+    let Attachment {
+        target,
+        layout,
+        class_sizes,
+        gc_point,
+        probes,
+        ..
+    } = attachment;
+    drop(probes);
+
+    let report = figures::build(&figures::Inputs {
+        target: &target,
+        layout: &layout,
+        class_sizes: &class_sizes,
+        gc_point: &gc_point,
+        first: &first,
+        last: &last,
+        ended_by,
+    });
+    if args.json {
+        output::print_json(&report)?;
+    } else {
+        output::print_text(&render::text(&report, args.verbose))?;
+    }
+    Ok(match ended_by {
+        WindowEnd::TargetExited => {
+            eprintln!(
+                "goscope: pid {} exited {:.1} s into the window; the report covers what was observed until then",
+                report.target.pid, report.window_s
+            );
+            EXIT_TARGET_EXITED
+        }
+        WindowEnd::Elapsed | WindowEnd::Interrupted => 0,
+    })
+}
+
+fn check_version(target: &TargetProcess, force: bool) -> anyhow::Result<()> {
+    let go = target.binary.go_version();
+    if force {
+        return Ok(());
+    }
+    if !go.is_supported() {
+        anyhow::bail!(
+            "pid {} runs {}, outside the supported range {} (--force-version tries anyway)",
+            target.pid,
+            target.binary.build.go_version_string,
+            version::supported_range()
+        );
+    }
+    if !go.is_verified() {
+        anyhow::bail!(
+            "pid {} runs {}, a version goscope could not verify (no toolchain was available to check its runtime layout); --force-version tries anyway",
+            target.pid,
+            target.binary.build.go_version_string
+        );
+    }
+    Ok(())
+}
+
+fn attach(target: TargetProcess) -> anyhow::Result<Attachment> {
+    let context = || format!("pid {}", target.pid);
+    let layout = RuntimeLayout::from_dwarf(&target.binary).with_context(context)?;
+    let bias = target.load_bias()?;
+    let memory = ProcessMemory::new(target.pid);
+    let class_sizes = read_class_sizes(&memory, &layout, bias)
+        .with_context(|| format!("reading the size classes of pid {}", target.pid))?;
+    let gc_point = probe_points::resolve(&target.binary, GC_MARK_TERMINATION.name).with_context(context)?;
+    let probes = ProbeSession::load(target.pid)
+        .and_then(|mut session| {
+            session.attach_counter(&gc_point, CounterSlot::GcCycles, &target.exe_handle)?;
+            Ok(session)
+        })
+        .map_err(|e| target.explain_attach_failure(e))?;
+    Ok(Attachment {
+        target,
+        layout,
+        bias,
+        memory,
+        class_sizes,
+        gc_point,
+        probes,
+    })
+}

@@ -1,0 +1,146 @@
+//! The doctor report as text, laid out to be read in 30 seconds: one block
+//! per question, the verdicts last.
+
+use std::fmt::Write as _;
+
+use super::figures::DoctorReport;
+use crate::{
+    format::{bytes, count, duration_ns, percent},
+    runtime::histogram::Percentiles,
+    window::WindowEnd,
+};
+
+/// Size classes listed in the allocation block.
+const TOP_SIZE_CLASSES: usize = 8;
+
+pub fn text(r: &DoctorReport, verbose: bool) -> String {
+    let mut out = String::new();
+    let t = &r.target;
+    let ended = match r.ended_by {
+        WindowEnd::Elapsed => "",
+        WindowEnd::Interrupted => ", stopped early",
+        WindowEnd::TargetExited => ", TARGET EXITED inside the window",
+    };
+    let _ = writeln!(
+        out,
+        "goscope doctor: pid {} {} ({}), {:.1} s window{ended}, {:.2} cores busy",
+        t.pid, t.exe, t.go_version, r.window_s, r.process.cpu_cores
+    );
+
+    let a = &r.alloc;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "ALLOCATION  {}/s  {} objects/s  (+{} tiny/s)",
+        bytes(a.bytes_per_s),
+        count(a.objects_per_s),
+        count(if r.window_s > 0.0 {
+            a.tiny_objects as f64 / r.window_s
+        } else {
+            0.0
+        })
+    );
+    let mut classes: Vec<_> = a.by_size.iter().filter(|c| c.bytes > 0).collect();
+    classes.sort_by(|x, y| y.bytes.cmp(&x.bytes));
+    if !classes.is_empty() {
+        let _ = writeln!(out, "  {:<12} {:>12} {:>12} {:>7}", "object size", "objects/s", "bytes/s", "share");
+    }
+    for c in classes.iter().take(TOP_SIZE_CLASSES) {
+        let label = match c.size {
+            Some(size) => format!("{size} B"),
+            None => "large".to_string(),
+        };
+        let share = if a.bytes > 0 { c.bytes as f64 / a.bytes as f64 } else { 0.0 };
+        let per_s = |v: u64| if r.window_s > 0.0 { v as f64 / r.window_s } else { 0.0 };
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>12} {:>12} {:>7}  {}",
+            label,
+            count(per_s(c.objects)),
+            format!("{}/s", bytes(per_s(c.bytes))),
+            percent(share),
+            "█".repeat((share * 20.0).round() as usize)
+        );
+    }
+
+    let g = &r.gc;
+    let _ = writeln!(out);
+    let gogc = g.gogc.map_or("off".to_string(), |v| v.to_string());
+    let limit = g.memory_limit_bytes.map_or("off".to_string(), |l| bytes(l as f64));
+    let _ = writeln!(
+        out,
+        "GC          {:.2} cycles/s ({} in window)  GOGC {gogc}  GOMEMLIMIT {limit}",
+        g.cycles_per_s, g.cycles
+    );
+    let goal = g.heap_goal_bytes.map_or("?".to_string(), |b| bytes(b as f64));
+    let goal_by = if g.goal_set_by_memory_limit { "GOMEMLIMIT" } else { "GOGC" };
+    let _ = writeln!(
+        out,
+        "  heap live {} -> goal {goal} (set by {goal_by})",
+        bytes(g.heap_live_bytes as f64)
+    );
+    match (g.gc_cpu_share, g.assist_cpu_share) {
+        (Some(total), Some(assist)) => {
+            let _ = writeln!(
+                out,
+                "  GC CPU {} of the process's CPU (mark assist {})",
+                percent(total),
+                percent(assist)
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "  GC CPU unavailable for this Go version");
+        }
+    }
+    let _ = writeln!(out, "  STW pauses {}", percentiles(g.pause_ns));
+
+    let s = &r.sched;
+    let _ = writeln!(out);
+    let ncpu = s.ncpu.map_or(String::new(), |n| format!(" ({n} CPUs at start)"));
+    let _ = writeln!(
+        out,
+        "SCHEDULER   GOMAXPROCS {}{ncpu}  {} OS threads",
+        s.gomaxprocs, s.threads
+    );
+    let go = &r.goroutines;
+    let _ = writeln!(
+        out,
+        "  goroutines {} live ({} with system), {} created/s",
+        go.live,
+        go.live_with_system,
+        count(go.created_per_s)
+    );
+    let _ = writeln!(out, "  scheduling latency {}", percentiles(s.latency_ns));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "CGO         {} calls/s", count(r.cgo.calls_per_s));
+
+    let _ = writeln!(out);
+    let _ = writeln!(out, "VERDICTS");
+    if r.verdicts.is_empty() {
+        let _ = writeln!(out, "  ok    nothing stands out in this window");
+    }
+    for v in &r.verdicts {
+        let _ = writeln!(out, "  {:<5} {}", v.severity.label(), v.message);
+    }
+    if verbose {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "SOURCES");
+        for (figure, source) in &r.sources {
+            let _ = writeln!(out, "  {figure:<44} {source}");
+        }
+    }
+    out
+}
+
+fn percentiles(p: Option<Percentiles>) -> String {
+    match p {
+        Some(p) => format!(
+            "p50 {}  p99 {}  max {}  ({} events)",
+            duration_ns(p.p50),
+            duration_ns(p.p99),
+            duration_ns(p.max),
+            p.count
+        ),
+        None => "none in window".to_string(),
+    }
+}

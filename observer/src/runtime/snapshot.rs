@@ -1,0 +1,361 @@
+//! One reading of the runtime's own counters from the target's memory: the
+//! figures runtime/metrics would print, taken at one instant without
+//! stopping or changing the target.
+
+use thiserror::Error;
+
+use super::{
+    histogram::TimeHistogram,
+    layout::{RuntimeLayout, TimeHistogramLayout},
+};
+use crate::memory::{MemoryError, TargetMemory};
+
+/// Longest `allm` list walked before assuming the list is corrupt.
+const MAX_MS: usize = 100_000;
+/// Most Ps walked (GOMAXPROCS is capped at 2^21 by the runtime).
+const MAX_PS: u64 = 1 << 21;
+
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("{what}: {source}")]
+    Memory { what: &'static str, source: MemoryError },
+    #[error("implausible {what}: {value}")]
+    Implausible { what: &'static str, value: u64 },
+}
+
+impl SnapshotError {
+    /// True when the process disappeared (rather than a bad read).
+    pub fn process_gone(&self) -> bool {
+        matches!(
+            self,
+            SnapshotError::Memory {
+                source: MemoryError::Gone { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// Cumulative allocation counters (runtime.memstats.heapStats, summed over
+/// its three generations as the runtime's unsafeRead does).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocCounters {
+    pub tiny_objects: u64,
+    pub large_bytes: u64,
+    pub large_objects: u64,
+    /// Objects allocated per size class (index = size class).
+    pub small_objects: Vec<u64>,
+}
+
+impl AllocCounters {
+    /// Objects and bytes as /gc/heap/allocs:objects and :bytes count them
+    /// (bytes rounded up to the size class; tiny objects excluded).
+    pub fn totals(&self, class_sizes: &[u64]) -> (u64, u64) {
+        let mut objects = self.large_objects;
+        let mut bytes = self.large_bytes;
+        for (class, &count) in self.small_objects.iter().enumerate() {
+            objects = objects.wrapping_add(count);
+            bytes = bytes.wrapping_add(count.wrapping_mul(class_sizes.get(class).copied().unwrap_or(0)));
+        }
+        (objects, bytes)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RuntimeSnapshot {
+    pub gc_cycles: u32,
+    pub alloc: AllocCounters,
+    /// GOGC; negative when off.
+    pub gc_percent: i32,
+    pub memory_limit: Option<i64>,
+    pub heap_live: u64,
+    pub heap_marked: u64,
+    pub heap_goal: Option<u64>,
+    /// True when GOMEMLIMIT, not GOGC, set the current goal.
+    pub goal_from_memory_limit: bool,
+    /// Cumulative CPU ns, as /cpu/classes/gc/mark/assist and gc/total.
+    pub gc_assist_cpu_ns: Option<i64>,
+    pub gc_total_cpu_ns: Option<i64>,
+    pub goroutines_created: u64,
+    /// What runtime.NumGoroutine reports (system goroutines excluded).
+    pub goroutines_user: i64,
+    /// Including system goroutines (what /sched/goroutines counts in 1.26+).
+    pub goroutines_all: i64,
+    pub gomaxprocs: i32,
+    pub ncpu: Option<i32>,
+    pub cgo_calls: u64,
+    pub sched_latency: Option<TimeHistogram>,
+    pub gc_pauses: Option<TimeHistogram>,
+}
+
+struct Reader<'a, M: TargetMemory> {
+    memory: &'a M,
+    bias: u64,
+}
+
+impl<M: TargetMemory> Reader<'_, M> {
+    fn bytes(&self, what: &'static str, link_address: u64, len: u64) -> Result<Vec<u8>, SnapshotError> {
+        self.memory
+            .read_vec(link_address + self.bias, len as usize)
+            .map_err(|source| SnapshotError::Memory { what, source })
+    }
+
+    fn u64_at(&self, what: &'static str, address: u64) -> Result<u64, SnapshotError> {
+        self.memory
+            .read_u64(address)
+            .map_err(|source| SnapshotError::Memory { what, source })
+    }
+
+    fn u32_at(&self, what: &'static str, address: u64) -> Result<u32, SnapshotError> {
+        self.memory
+            .read_u32(address)
+            .map_err(|source| SnapshotError::Memory { what, source })
+    }
+
+    fn global_u64(&self, what: &'static str, link_address: u64) -> Result<u64, SnapshotError> {
+        self.u64_at(what, link_address + self.bias)
+    }
+
+    fn global_u32(&self, what: &'static str, link_address: u64) -> Result<u32, SnapshotError> {
+        self.u32_at(what, link_address + self.bias)
+    }
+
+    fn histogram(&self, what: &'static str, h: &TimeHistogramLayout) -> Result<TimeHistogram, SnapshotError> {
+        let len = h.overflow.max(h.underflow) + 8;
+        let raw = self.bytes(what, h.address, len)?;
+        let counts = (0..h.buckets)
+            .map(|i| le_u64(&raw, h.counts + i * 8))
+            .collect();
+        Ok(TimeHistogram::new(le_u64(&raw, h.underflow), counts, le_u64(&raw, h.overflow)))
+    }
+}
+
+fn le_u64(raw: &[u8], offset: u64) -> u64 {
+    let o = offset as usize;
+    raw.get(o..o + 8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
+fn le_u32(raw: &[u8], offset: u64) -> u32 {
+    let o = offset as usize;
+    raw.get(o..o + 4)
+        .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+}
+
+/// Size classes' object sizes (runtime.class_to_size), read once.
+pub fn read_class_sizes(
+    memory: &impl TargetMemory,
+    layout: &RuntimeLayout,
+    bias: u64,
+) -> Result<Vec<u64>, SnapshotError> {
+    let reader = Reader { memory, bias };
+    let raw = reader.bytes(
+        "runtime.class_to_size",
+        layout.globals.class_to_size,
+        layout.globals.class_to_size_len * 2,
+    )?;
+    Ok(raw
+        .chunks_exact(2)
+        .map(|c| u64::from(u16::from_le_bytes([c[0], c[1]])))
+        .collect())
+}
+
+impl RuntimeSnapshot {
+    pub fn read(memory: &impl TargetMemory, layout: &RuntimeLayout, bias: u64) -> Result<Self, SnapshotError> {
+        let r = Reader { memory, bias };
+        let g = &layout.globals;
+
+        // memstats: numgc and the three heapStats generations in one read.
+        let h = &layout.heap;
+        let mstats = r.bytes("runtime.memstats", g.memstats, h.mstats_size)?;
+        let gc_cycles = le_u32(&mstats, h.numgc);
+        let mut alloc = AllocCounters {
+            small_objects: vec![0; h.size_classes as usize],
+            ..Default::default()
+        };
+        for generation in 0..3 {
+            let base = h.stats + generation * h.delta_size;
+            alloc.tiny_objects += le_u64(&mstats, base + h.tiny_alloc_count);
+            alloc.large_bytes += le_u64(&mstats, base + h.large_alloc);
+            alloc.large_objects += le_u64(&mstats, base + h.large_alloc_count);
+            for (class, count) in alloc.small_objects.iter_mut().enumerate() {
+                *count += le_u64(&mstats, base + h.small_alloc_count + class as u64 * 8);
+            }
+        }
+
+        // The GC pacer.
+        let c = &layout.gc;
+        let ctl = r.bytes("runtime.gcController", g.gc_controller, c.controller_size)?;
+        let field = |offset: Option<u64>| offset.map(|o| le_u64(&ctl, o));
+        let gc_percent = le_u32(&ctl, c.gc_percent) as i32;
+        let memory_limit = field(c.memory_limit).map(|v| v as i64);
+        let heap_marked = le_u64(&ctl, c.heap_marked);
+        let (heap_goal, goal_from_memory_limit) = heap_goal(&ctl, c, heap_marked);
+        let in_mark_phase = match g.gcphase {
+            Some(address) => r.global_u32("runtime.gcphase", address)? == GC_PHASE_MARK,
+            None => false,
+        };
+        let in_progress = |offset: u64| if in_mark_phase { le_u64(&ctl, offset) as i64 } else { 0 };
+        let (gc_assist_cpu_ns, gc_total_cpu_ns) = match (g.work, c.cpu_stats_assist, c.cpu_stats_total) {
+            (Some(work), Some(assist), Some(total)) => {
+                let assist_done = r.global_u64("runtime.work.cpuStats", work + assist)? as i64;
+                let total_done = r.global_u64("runtime.work.cpuStats", work + total)? as i64;
+                let marking = in_progress(c.assist_time)
+                    + in_progress(c.dedicated_mark_time)
+                    + in_progress(c.fractional_mark_time)
+                    + in_progress(c.idle_mark_time);
+                (
+                    Some(assist_done + in_progress(c.assist_time)),
+                    Some(total_done + marking),
+                )
+            }
+            _ => (None, None),
+        };
+
+        // The scheduler.
+        let s = &layout.sched;
+        let sched = r.bytes("runtime.sched", g.sched, s.size)?;
+        let gomaxprocs = r.global_u32("runtime.gomaxprocs", g.gomaxprocs)? as i32;
+        let ncpu = match g.ncpu {
+            Some(address) => Some(r.global_u32("runtime.ncpu", address)? as i32),
+            None => None,
+        };
+        let allp = r.bytes("runtime.allp", g.allp, 16)?;
+        let (allp_ptr, allp_len) = (le_u64(&allp, 0), le_u64(&allp, 8));
+        if allp_len > MAX_PS {
+            return Err(SnapshotError::Implausible {
+                what: "len(runtime.allp)",
+                value: allp_len,
+            });
+        }
+        let mut unused_goids = 0u64;
+        let mut p_created = 0u64;
+        let mut p_free = 0i64;
+        for i in 0..allp_len {
+            let p = r.u64_at("runtime.allp[i]", allp_ptr + i * 8)?;
+            if p == 0 {
+                continue;
+            }
+            if let (Some(cache), Some(end)) = (layout.p.goidcache, layout.p.goidcacheend) {
+                let cache = r.u64_at("p.goidcache", p + cache)?;
+                let end = r.u64_at("p.goidcacheend", p + end)?;
+                unused_goids += end.saturating_sub(cache);
+            }
+            if let Some(created) = layout.p.goroutines_created {
+                p_created += r.u64_at("p.goroutinesCreated", p + created)?;
+            }
+            p_free += i64::from(r.u32_at("p.gFree", p + layout.p.gfree_count)? as i32);
+        }
+        let goroutines_created = match s.goroutines_created {
+            // Go 1.26+: the runtime counts creations itself.
+            Some(offset) => le_u64(&sched, offset) + p_created,
+            // Before: goids handed out, minus those still cached by Ps.
+            None => le_u64(&sched, s.goidgen).saturating_sub(unused_goids),
+        };
+        let allglen = r.global_u64("runtime.allglen", g.allglen)? as i64;
+        let sched_free: i64 = s
+            .gfree_counts
+            .iter()
+            .map(|&o| i64::from(le_u32(&sched, o) as i32))
+            .sum();
+        let ngsys = i64::from(le_u32(&sched, s.ngsys) as i32);
+        let goroutines_all = (allglen - sched_free - p_free).max(1);
+        let goroutines_user = (goroutines_all - ngsys).max(1);
+
+        // cgo calls: runtime.ncgocall plus every M's own count.
+        let mut cgo_calls = r.global_u64("runtime.ncgocall", g.ncgocall)?;
+        let mut m = r.global_u64("runtime.allm", g.allm)?;
+        let mut walked = 0;
+        while m != 0 {
+            walked += 1;
+            if walked > MAX_MS {
+                return Err(SnapshotError::Implausible {
+                    what: "length of runtime.allm",
+                    value: walked as u64,
+                });
+            }
+            cgo_calls += r.u64_at("m.ncgocall", m + layout.m.ncgocall)?;
+            m = r.u64_at("m.alllink", m + layout.m.alllink)?;
+        }
+
+        let sched_latency = match &s.time_to_run {
+            Some(h) => Some(r.histogram("runtime.sched.timeToRun", h)?),
+            None => None,
+        };
+        let gc_pauses = match s.stw_total_gc.as_ref().or(h.pause_hist_in_mstats.as_ref()) {
+            Some(hist) => Some(r.histogram("GC pause histogram", hist)?),
+            None => None,
+        };
+
+        Ok(Self {
+            gc_cycles,
+            alloc,
+            gc_percent,
+            memory_limit,
+            heap_live: le_u64(&ctl, c.heap_live),
+            heap_marked,
+            heap_goal,
+            goal_from_memory_limit,
+            gc_assist_cpu_ns,
+            gc_total_cpu_ns,
+            goroutines_created,
+            goroutines_user,
+            goroutines_all,
+            gomaxprocs,
+            ncpu,
+            cgo_calls,
+            sched_latency,
+            gc_pauses,
+        })
+    }
+}
+
+/// runtime.gcphase value during concurrent mark.
+const GC_PHASE_MARK: u32 = 1;
+const MIN_RUNWAY: u64 = 64 << 10;
+const MEMORY_LIMIT_HEADROOM_PERCENT: u64 = 3;
+const MEMORY_LIMIT_MIN_HEADROOM: u64 = 1 << 20;
+
+/// The heap goal as gcControllerState.heapGoalInternal computes it (what
+/// /gc/heap/goal:bytes reports), and whether the memory limit set it.
+fn heap_goal(ctl: &[u8], c: &super::layout::GcLayout, heap_marked: u64) -> (Option<u64>, bool) {
+    let get = |o: Option<u64>| o.map(|o| le_u64(ctl, o));
+    let (Some(mut goal), Some(sweep_trigger), Some(triggered)) = (
+        get(c.gc_percent_heap_goal),
+        get(c.sweep_dist_min_trigger),
+        get(c.triggered),
+    ) else {
+        return (None, false);
+    };
+    if let Some(limit_goal) = memory_limit_heap_goal(ctl, c, heap_marked) {
+        if limit_goal < goal {
+            return (Some(limit_goal), true);
+        }
+    }
+    goal = goal.max(sweep_trigger);
+    if triggered != u64::MAX && goal < triggered.wrapping_add(MIN_RUNWAY) {
+        goal = triggered + MIN_RUNWAY;
+    }
+    (Some(goal), false)
+}
+
+fn memory_limit_heap_goal(ctl: &[u8], c: &super::layout::GcLayout, heap_marked: u64) -> Option<u64> {
+    let get = |o: Option<u64>| o.map(|o| le_u64(ctl, o));
+    let limit = get(c.memory_limit)?;
+    let heap_free = get(c.heap_free)?;
+    let heap_alloc = get(c.total_alloc)?.wrapping_sub(get(c.total_free)?);
+    let mapped_ready = get(c.mapped_ready)?;
+    let non_heap = mapped_ready.saturating_sub(heap_free).saturating_sub(heap_alloc);
+    let overage = mapped_ready.saturating_sub(limit);
+    if non_heap + overage >= limit {
+        return Some(heap_marked);
+    }
+    let mut goal = limit - (non_heap + overage);
+    let headroom = (goal / 100 * MEMORY_LIMIT_HEADROOM_PERCENT).max(MEMORY_LIMIT_MIN_HEADROOM);
+    goal = if goal < headroom || goal - headroom < headroom {
+        headroom
+    } else {
+        goal - headroom
+    };
+    Some(goal.max(heap_marked))
+}
