@@ -66,7 +66,8 @@ impl TargetMemory for ProcessMemory {
             iov_base: address as *mut libc::c_void,
             iov_len: buf.len(),
         };
-        let pid = libc::pid_t::try_from(self.pid).map_err(|_| MemoryError::Gone { pid: self.pid })?;
+        let pid =
+            libc::pid_t::try_from(self.pid).map_err(|_| MemoryError::Gone { pid: self.pid })?;
         // SAFETY: `local` describes `buf`, which we own exclusively; the
         // remote side is only read by the kernel.
         let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
@@ -114,7 +115,11 @@ impl TargetMemory for SnapshotMemory {
             len: buf.len(),
             reason: "not in snapshot".into(),
         };
-        let (start, bytes) = self.regions.range(..=address).next_back().ok_or_else(missing)?;
+        let (start, bytes) = self
+            .regions
+            .range(..=address)
+            .next_back()
+            .ok_or_else(missing)?;
         let offset = usize::try_from(address - start).map_err(|_| missing())?;
         let src = bytes.get(offset..offset + buf.len()).ok_or_else(missing)?;
         buf.copy_from_slice(src);

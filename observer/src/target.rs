@@ -87,28 +87,36 @@ impl TargetProcess {
 
     /// CPU time the process has used (user + system), in nanoseconds.
     pub fn cpu_time_ns(&self) -> Result<u64, TargetError> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(|source| {
-            TargetError::Proc {
-                pid: self.pid,
-                file: "stat",
-                source,
-            }
-        })?;
-        let ticks = |n| stat_field(&stat, n).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(|source| {
+                TargetError::Proc {
+                    pid: self.pid,
+                    file: "stat",
+                    source,
+                }
+            })?;
+        let ticks = |n| {
+            stat_field(&stat, n)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         // SAFETY: sysconf has no preconditions.
-        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+            .unwrap_or(100)
+            .max(1);
         Ok((ticks(14) + ticks(15)) * 1_000_000_000 / hz)
     }
 
     /// OS threads of the process (Threads: in /proc/PID/status).
     pub fn thread_count(&self) -> Result<u64, TargetError> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).map_err(|source| {
-            TargetError::Proc {
-                pid: self.pid,
-                file: "status",
-                source,
-            }
-        })?;
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).map_err(|source| {
+                TargetError::Proc {
+                    pid: self.pid,
+                    file: "status",
+                    source,
+                }
+            })?;
         Ok(status
             .lines()
             .find_map(|l| l.strip_prefix("Threads:"))

@@ -61,7 +61,10 @@ impl WorkloadResult {
         let bounds = h
             .bounds
             .iter()
-            .map(|b| b.parse::<f64>().with_context(|| format!("bound {b:?} of {metric}")))
+            .map(|b| {
+                b.parse::<f64>()
+                    .with_context(|| format!("bound {b:?} of {metric}"))
+            })
             .collect::<anyhow::Result<Vec<f64>>>()?;
         Ok((h.counts.clone(), bounds))
     }

@@ -82,10 +82,12 @@ impl DwarfTypes {
         }
         let load_section = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, DwarfError> {
             match file.section_by_name(id.name()) {
-                Some(section) => section.uncompressed_data().map_err(|e| DwarfError::Section {
-                    section: id.name().to_string(),
-                    reason: e.to_string(),
-                }),
+                Some(section) => section
+                    .uncompressed_data()
+                    .map_err(|e| DwarfError::Section {
+                        section: id.name().to_string(),
+                        reason: e.to_string(),
+                    }),
                 None => Ok(Cow::Borrowed(&[])),
             }
         };
@@ -177,21 +179,31 @@ impl DwarfTypes {
                         if r.tag() != gimli::DW_TAG_subrange_type {
                             continue;
                         }
-                        if let Some(n) = r.attr_value(gimli::DW_AT_count)?.and_then(|v| v.udata_value()) {
+                        if let Some(n) = r
+                            .attr_value(gimli::DW_AT_count)?
+                            .and_then(|v| v.udata_value())
+                        {
                             count = n;
-                        } else if let Some(upper) =
-                            r.attr_value(gimli::DW_AT_upper_bound)?.and_then(|v| v.udata_value())
+                        } else if let Some(upper) = r
+                            .attr_value(gimli::DW_AT_upper_bound)?
+                            .and_then(|v| v.udata_value())
                         {
                             count = upper + 1;
                         }
                     }
-                    self.types.insert(id, TypeInfo::Array { element, count, size });
+                    self.types.insert(
+                        id,
+                        TypeInfo::Array {
+                            element,
+                            count,
+                            size,
+                        },
+                    );
                 }
-                gimli::DW_TAG_base_type
-                | gimli::DW_TAG_typedef
-                | gimli::DW_TAG_pointer_type => {
+                gimli::DW_TAG_base_type | gimli::DW_TAG_typedef | gimli::DW_TAG_pointer_type => {
                     let target = (tag == gimli::DW_TAG_typedef).then_some(element).flatten();
-                    self.types.insert(id, TypeInfo::Other { name, size, target });
+                    self.types
+                        .insert(id, TypeInfo::Other { name, size, target });
                 }
                 _ => {}
             }
@@ -274,7 +286,9 @@ fn type_ref(
     value: Option<AttributeValue<EndianSlice<'_, LittleEndian>>>,
 ) -> Option<TypeId> {
     match value? {
-        AttributeValue::UnitRef(offset) => offset.to_debug_info_offset(&unit.header).map(|o| TypeId(o.0)),
+        AttributeValue::UnitRef(offset) => offset
+            .to_debug_info_offset(&unit.header)
+            .map(|o| TypeId(o.0)),
         AttributeValue::DebugInfoRef(offset) => Some(TypeId(offset.0)),
         _ => None,
     }

@@ -89,7 +89,11 @@ pub fn percentiles(counts: &[u64], bounds: &[f64]) -> Option<Percentiles> {
     }
     let upper = |bucket: usize| {
         let hi = bounds[bucket + 1];
-        if hi.is_finite() { hi } else { bounds[bucket].max(0.0) }
+        if hi.is_finite() {
+            hi
+        } else {
+            bounds[bucket].max(0.0)
+        }
     };
     let at_rank = |q: f64| {
         let rank = ((q * total as f64).ceil() as u64).max(1);

@@ -218,8 +218,14 @@ impl Resolver<'_> {
             address: base + field.offset,
             counts: counts.offset,
             buckets,
-            underflow: self.types.field("runtime.timeHistogram", "underflow")?.offset,
-            overflow: self.types.field("runtime.timeHistogram", "overflow")?.offset,
+            underflow: self
+                .types
+                .field("runtime.timeHistogram", "underflow")?
+                .offset,
+            overflow: self
+                .types
+                .field("runtime.timeHistogram", "overflow")?
+                .offset,
         })
     }
 }
@@ -244,7 +250,10 @@ impl RuntimeLayout {
         let memstats = r.global("runtime.memstats")?;
         let sched = r.global("runtime.sched")?;
         // [_NumSizeClasses]uint16; moved to internal/runtime/gc in Go 1.25.
-        let class_to_size = r.global_any(&["runtime.class_to_size", "internal/runtime/gc.SizeClassToSize"])?;
+        let class_to_size = r.global_any(&[
+            "runtime.class_to_size",
+            "internal/runtime/gc.SizeClassToSize",
+        ])?;
         let globals = Globals {
             memstats,
             gc_controller: r.global("runtime.gcController")?,
@@ -316,8 +325,10 @@ impl RuntimeLayout {
             dedicated_mark_time: r.offset(GC, &["dedicatedMarkTime"])?,
             fractional_mark_time: r.offset(GC, &["fractionalMarkTime"])?,
             idle_mark_time: r.offset(GC, &["idleMarkTime"])?,
-            cpu_stats_assist: r.optional_offset(WORK, &["cpuStats.gcAssistTime", "cpuStats.GCAssistTime"]),
-            cpu_stats_total: r.optional_offset(WORK, &["cpuStats.gcTotalTime", "cpuStats.GCTotalTime"]),
+            cpu_stats_assist: r
+                .optional_offset(WORK, &["cpuStats.gcAssistTime", "cpuStats.GCAssistTime"]),
+            cpu_stats_total: r
+                .optional_offset(WORK, &["cpuStats.gcTotalTime", "cpuStats.GCTotalTime"]),
         };
 
         const SCHED: &str = "runtime.schedt";

@@ -18,7 +18,10 @@ const MAX_PS: u64 = 1 << 21;
 #[derive(Debug, Error)]
 pub enum SnapshotError {
     #[error("{what}: {source}")]
-    Memory { what: &'static str, source: MemoryError },
+    Memory {
+        what: &'static str,
+        source: MemoryError,
+    },
     #[error("implausible {what}: {value}")]
     Implausible { what: &'static str, value: u64 },
 }
@@ -55,7 +58,8 @@ impl AllocCounters {
         let mut bytes = self.large_bytes;
         for (class, &count) in self.small_objects.iter().enumerate() {
             objects = objects.wrapping_add(count);
-            bytes = bytes.wrapping_add(count.wrapping_mul(class_sizes.get(class).copied().unwrap_or(0)));
+            bytes = bytes
+                .wrapping_add(count.wrapping_mul(class_sizes.get(class).copied().unwrap_or(0)));
         }
         (objects, bytes)
     }
@@ -94,7 +98,12 @@ struct Reader<'a, M: TargetMemory> {
 }
 
 impl<M: TargetMemory> Reader<'_, M> {
-    fn bytes(&self, what: &'static str, link_address: u64, len: u64) -> Result<Vec<u8>, SnapshotError> {
+    fn bytes(
+        &self,
+        what: &'static str,
+        link_address: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, SnapshotError> {
         self.memory
             .read_vec(link_address + self.bias, len as usize)
             .map_err(|source| SnapshotError::Memory { what, source })
@@ -120,13 +129,21 @@ impl<M: TargetMemory> Reader<'_, M> {
         self.u32_at(what, link_address + self.bias)
     }
 
-    fn histogram(&self, what: &'static str, h: &TimeHistogramLayout) -> Result<TimeHistogram, SnapshotError> {
+    fn histogram(
+        &self,
+        what: &'static str,
+        h: &TimeHistogramLayout,
+    ) -> Result<TimeHistogram, SnapshotError> {
         let len = h.overflow.max(h.underflow) + 8;
         let raw = self.bytes(what, h.address, len)?;
         let counts = (0..h.buckets)
             .map(|i| le_u64(&raw, h.counts + i * 8))
             .collect();
-        Ok(TimeHistogram::new(le_u64(&raw, h.underflow), counts, le_u64(&raw, h.overflow)))
+        Ok(TimeHistogram::new(
+            le_u64(&raw, h.underflow),
+            counts,
+            le_u64(&raw, h.overflow),
+        ))
     }
 }
 
@@ -161,7 +178,11 @@ pub fn read_class_sizes(
 }
 
 impl RuntimeSnapshot {
-    pub fn read(memory: &impl TargetMemory, layout: &RuntimeLayout, bias: u64) -> Result<Self, SnapshotError> {
+    pub fn read(
+        memory: &impl TargetMemory,
+        layout: &RuntimeLayout,
+        bias: u64,
+    ) -> Result<Self, SnapshotError> {
         let r = Reader { memory, bias };
         let g = &layout.globals;
 
@@ -195,22 +216,29 @@ impl RuntimeSnapshot {
             Some(address) => r.global_u32("runtime.gcphase", address)? == GC_PHASE_MARK,
             None => false,
         };
-        let in_progress = |offset: u64| if in_mark_phase { le_u64(&ctl, offset) as i64 } else { 0 };
-        let (gc_assist_cpu_ns, gc_total_cpu_ns) = match (g.work, c.cpu_stats_assist, c.cpu_stats_total) {
-            (Some(work), Some(assist), Some(total)) => {
-                let assist_done = r.global_u64("runtime.work.cpuStats", work + assist)? as i64;
-                let total_done = r.global_u64("runtime.work.cpuStats", work + total)? as i64;
-                let marking = in_progress(c.assist_time)
-                    + in_progress(c.dedicated_mark_time)
-                    + in_progress(c.fractional_mark_time)
-                    + in_progress(c.idle_mark_time);
-                (
-                    Some(assist_done + in_progress(c.assist_time)),
-                    Some(total_done + marking),
-                )
+        let in_progress = |offset: u64| {
+            if in_mark_phase {
+                le_u64(&ctl, offset) as i64
+            } else {
+                0
             }
-            _ => (None, None),
         };
+        let (gc_assist_cpu_ns, gc_total_cpu_ns) =
+            match (g.work, c.cpu_stats_assist, c.cpu_stats_total) {
+                (Some(work), Some(assist), Some(total)) => {
+                    let assist_done = r.global_u64("runtime.work.cpuStats", work + assist)? as i64;
+                    let total_done = r.global_u64("runtime.work.cpuStats", work + total)? as i64;
+                    let marking = in_progress(c.assist_time)
+                        + in_progress(c.dedicated_mark_time)
+                        + in_progress(c.fractional_mark_time)
+                        + in_progress(c.idle_mark_time);
+                    (
+                        Some(assist_done + in_progress(c.assist_time)),
+                        Some(total_done + marking),
+                    )
+                }
+                _ => (None, None),
+            };
 
         // The scheduler.
         let s = &layout.sched;
@@ -339,13 +367,19 @@ fn heap_goal(ctl: &[u8], c: &super::layout::GcLayout, heap_marked: u64) -> (Opti
     (Some(goal), false)
 }
 
-fn memory_limit_heap_goal(ctl: &[u8], c: &super::layout::GcLayout, heap_marked: u64) -> Option<u64> {
+fn memory_limit_heap_goal(
+    ctl: &[u8],
+    c: &super::layout::GcLayout,
+    heap_marked: u64,
+) -> Option<u64> {
     let get = |o: Option<u64>| o.map(|o| le_u64(ctl, o));
     let limit = get(c.memory_limit)?;
     let heap_free = get(c.heap_free)?;
     let heap_alloc = get(c.total_alloc)?.wrapping_sub(get(c.total_free)?);
     let mapped_ready = get(c.mapped_ready)?;
-    let non_heap = mapped_ready.saturating_sub(heap_free).saturating_sub(heap_alloc);
+    let non_heap = mapped_ready
+        .saturating_sub(heap_free)
+        .saturating_sub(heap_alloc);
     let overage = mapped_ready.saturating_sub(limit);
     if non_heap + overage >= limit {
         return Some(heap_marked);

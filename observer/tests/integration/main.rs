@@ -3,6 +3,7 @@
 //! Tests that need root say so and skip outside CI (GOSCOPE_CI=1 makes a
 //! skip a failure).
 
+mod accuracy;
 mod bad_input;
 mod doctor;
 mod inspect;

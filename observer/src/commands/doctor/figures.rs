@@ -269,7 +269,10 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
     let mut add = |k: &str, v: String| {
         s.insert(k.to_string(), v);
     };
-    add("alloc.*", memory("runtime.memstats.heapStats, 3 generations summed"));
+    add(
+        "alloc.*",
+        memory("runtime.memstats.heapStats, 3 generations summed"),
+    );
     add("gc.cycles", memory("runtime.memstats.numgc"));
     add(
         "gc.cycles_probe",
@@ -281,8 +284,14 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
             p.placement
         ),
     );
-    add("gc.gogc, gc.memory_limit_bytes, gc.heap_*", memory("runtime.gcController"));
-    add("gc.assist_cpu_ns, gc.gc_cpu_ns", memory("runtime.work.cpuStats + gcController (in-progress cycle)"));
+    add(
+        "gc.gogc, gc.memory_limit_bytes, gc.heap_*",
+        memory("runtime.gcController"),
+    );
+    add(
+        "gc.assist_cpu_ns, gc.gc_cpu_ns",
+        memory("runtime.work.cpuStats + gcController (in-progress cycle)"),
+    );
     let pauses = if inputs.layout.sched.stw_total_gc.is_some() {
         "runtime.sched.stwTotalTimeGC"
     } else {
@@ -301,7 +310,10 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
     add("sched.latency_ns", memory("runtime.sched.timeToRun"));
     add("sched.gomaxprocs", memory("runtime.gomaxprocs"));
     add("sched.threads", "/proc/PID/status Threads".into());
-    add("cgo.calls", memory("runtime.ncgocall + Σ m.ncgocall over allm"));
+    add(
+        "cgo.calls",
+        memory("runtime.ncgocall + Σ m.ncgocall over allm"),
+    );
     add("process.cpu_ns", "/proc/PID/stat utime + stime".into());
     s
 }

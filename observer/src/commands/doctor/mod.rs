@@ -180,7 +180,8 @@ fn attach(target: TargetProcess) -> anyhow::Result<Attachment> {
     let memory = ProcessMemory::new(target.pid);
     let class_sizes = read_class_sizes(&memory, &layout, bias)
         .with_context(|| format!("reading the size classes of pid {}", target.pid))?;
-    let gc_point = probe_points::resolve(&target.binary, GC_MARK_TERMINATION.name).with_context(context)?;
+    let gc_point =
+        probe_points::resolve(&target.binary, GC_MARK_TERMINATION.name).with_context(context)?;
     let probes = ProbeSession::load(target.pid)
         .and_then(|mut session| {
             session.attach_counter(&gc_point, CounterSlot::GcCycles, &target.exe_handle)?;

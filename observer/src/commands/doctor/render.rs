@@ -43,15 +43,29 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
     let mut classes: Vec<_> = a.by_size.iter().filter(|c| c.bytes > 0).collect();
     classes.sort_by(|x, y| y.bytes.cmp(&x.bytes));
     if !classes.is_empty() {
-        let _ = writeln!(out, "  {:<12} {:>12} {:>12} {:>7}", "object size", "objects/s", "bytes/s", "share");
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>12} {:>12} {:>7}",
+            "object size", "objects/s", "bytes/s", "share"
+        );
     }
     for c in classes.iter().take(TOP_SIZE_CLASSES) {
         let label = match c.size {
             Some(size) => format!("{size} B"),
             None => "large".to_string(),
         };
-        let share = if a.bytes > 0 { c.bytes as f64 / a.bytes as f64 } else { 0.0 };
-        let per_s = |v: u64| if r.window_s > 0.0 { v as f64 / r.window_s } else { 0.0 };
+        let share = if a.bytes > 0 {
+            c.bytes as f64 / a.bytes as f64
+        } else {
+            0.0
+        };
+        let per_s = |v: u64| {
+            if r.window_s > 0.0 {
+                v as f64 / r.window_s
+            } else {
+                0.0
+            }
+        };
         let _ = writeln!(
             out,
             "  {:<12} {:>12} {:>12} {:>7}  {}",
@@ -66,14 +80,22 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
     let g = &r.gc;
     let _ = writeln!(out);
     let gogc = g.gogc.map_or("off".to_string(), |v| v.to_string());
-    let limit = g.memory_limit_bytes.map_or("off".to_string(), |l| bytes(l as f64));
+    let limit = g
+        .memory_limit_bytes
+        .map_or("off".to_string(), |l| bytes(l as f64));
     let _ = writeln!(
         out,
         "GC          {:.2} cycles/s ({} in window)  GOGC {gogc}  GOMEMLIMIT {limit}",
         g.cycles_per_s, g.cycles
     );
-    let goal = g.heap_goal_bytes.map_or("?".to_string(), |b| bytes(b as f64));
-    let goal_by = if g.goal_set_by_memory_limit { "GOMEMLIMIT" } else { "GOGC" };
+    let goal = g
+        .heap_goal_bytes
+        .map_or("?".to_string(), |b| bytes(b as f64));
+    let goal_by = if g.goal_set_by_memory_limit {
+        "GOMEMLIMIT"
+    } else {
+        "GOGC"
+    };
     let _ = writeln!(
         out,
         "  heap live {} -> goal {goal} (set by {goal_by})",
@@ -96,7 +118,9 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
 
     let s = &r.sched;
     let _ = writeln!(out);
-    let ncpu = s.ncpu.map_or(String::new(), |n| format!(" ({n} CPUs at start)"));
+    let ncpu = s
+        .ncpu
+        .map_or(String::new(), |n| format!(" ({n} CPUs at start)"));
     let _ = writeln!(
         out,
         "SCHEDULER   GOMAXPROCS {}{ncpu}  {} OS threads",
