@@ -5,7 +5,16 @@
 # tracefs mount. Safe to run again: each step checks before it installs.
 set -euo pipefail
 
-GO_VERSIONS=${GOSCOPE_GO_VERSIONS:-"1.21.13 1.22.10 1.24.11 1.25.5 1.27.3"}
+# The versions CI covers; `GOSCOPE_GO_VERSIONS=all` installs every one the
+# version matrix (cargo xtask matrix) runs, Debian's Go 1.19 included.
+CI_GO_VERSIONS="1.21.13 1.22.10 1.24.11 1.25.5 1.27.3"
+ALL_GO_VERSIONS="1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3"
+GO_VERSIONS=${GOSCOPE_GO_VERSIONS:-$CI_GO_VERSIONS}
+WITH_DEBIAN_GO119=0
+if [ "$GO_VERSIONS" = all ]; then
+  GO_VERSIONS=$ALL_GO_VERSIONS
+  WITH_DEBIAN_GO119=1
+fi
 TOOLCHAIN_DIR=${GOSCOPE_TOOLCHAINS:-/opt/goscope/go}
 
 log() { echo "setup: $*" >&2; }
@@ -19,6 +28,7 @@ need_root() {
 
 debian_packages() {
   local want=(tmux python3-venv bpftrace prometheus)
+  [ "$WITH_DEBIAN_GO119" = 1 ] && want+=(golang-1.19-go)
   local missing=()
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -36,10 +36,10 @@ pub enum ProbePointError {
     Missing { function: String, binary: String },
     #[error("{function} at {address:#x}: its bytes are not in the file")]
     NoBytes { function: String, address: u64 },
-    #[error("{function}: {source}")]
+    #[error("{function}: {cause}")]
     Decode {
         function: String,
-        source: PrologueError,
+        cause: PrologueError,
     },
 }
 
@@ -80,9 +80,9 @@ pub fn resolve(binary: &GoBinary, function: &str) -> Result<ProbePoint, ProbePoi
         .bytes_at(symbol.address, symbol.size)
         .ok_or_else(no_bytes)?;
     let site =
-        prologue::probe_site(symbol.address, code).map_err(|source| ProbePointError::Decode {
+        prologue::probe_site(symbol.address, code).map_err(|cause| ProbePointError::Decode {
             function: function.to_string(),
-            source,
+            cause,
         })?;
     let file_offset = binary.file_offset(site.address).ok_or_else(no_bytes)?;
     Ok(ProbePoint {

@@ -18,17 +18,17 @@ pub enum TargetError {
     KernelThread { pid: u32 },
     #[error("permission denied reading /proc/{pid}/exe: run goscope as root")]
     PermissionDenied { pid: u32 },
-    #[error("cannot read /proc/{pid}/{file}: {source}")]
+    #[error("cannot read /proc/{pid}/{file}: {cause}")]
     Proc {
         pid: u32,
         file: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
-    #[error("pid {pid} ({exe}): {source}")]
+    #[error("pid {pid} ({exe}): {cause}")]
     Binary {
         pid: u32,
         exe: String,
-        source: BinaryError,
+        cause: BinaryError,
     },
     #[error("process {pid} exited while goscope was attaching")]
     ExitedDuringAttach { pid: u32 },
@@ -60,11 +60,11 @@ impl TargetProcess {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(TargetError::PermissionDenied { pid });
             }
-            Err(source) => {
+            Err(cause) => {
                 return Err(TargetError::Proc {
                     pid,
                     file: "exe",
-                    source,
+                    cause,
                 });
             }
         };
@@ -88,11 +88,11 @@ impl TargetProcess {
     /// CPU time the process has used (user + system), in nanoseconds.
     pub fn cpu_time_ns(&self) -> Result<u64, TargetError> {
         let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(|source| {
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(|cause| {
                 TargetError::Proc {
                     pid: self.pid,
                     file: "stat",
-                    source,
+                    cause,
                 }
             })?;
         let ticks = |n| {
@@ -110,11 +110,11 @@ impl TargetProcess {
     /// OS threads of the process (Threads: in /proc/PID/status).
     pub fn thread_count(&self) -> Result<u64, TargetError> {
         let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).map_err(|source| {
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).map_err(|cause| {
                 TargetError::Proc {
                     pid: self.pid,
                     file: "status",
-                    source,
+                    cause,
                 }
             })?;
         Ok(status
@@ -130,10 +130,10 @@ impl TargetProcess {
         if !self.binary.pie {
             return Ok(0);
         }
-        let proc_err = |source| TargetError::Proc {
+        let proc_err = |cause| TargetError::Proc {
             pid: self.pid,
             file: "maps",
-            source,
+            cause,
         };
         let exe_meta = std::fs::metadata(&self.exe_handle).map_err(proc_err)?;
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(proc_err)?;
@@ -187,18 +187,18 @@ fn read_binary(pid: u32, exe: &Path, handle: &Path) -> Result<GoBinary, TargetEr
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             return Err(TargetError::PermissionDenied { pid });
         }
-        Err(source) => {
+        Err(cause) => {
             return Err(TargetError::Proc {
                 pid,
                 file: "exe",
-                source,
+                cause,
             });
         }
     };
-    GoBinary::parse(exe, data).map_err(|source| TargetError::Binary {
+    GoBinary::parse(exe, data).map_err(|cause| TargetError::Binary {
         pid,
         exe: exe.display().to_string(),
-        source,
+        cause,
     })
 }
 
@@ -215,7 +215,7 @@ fn start_time(pid: u32) -> Result<u64, TargetError> {
             TargetError::Proc {
                 pid,
                 file: "stat",
-                source: e,
+                cause: e,
             }
         }
     })?;
@@ -224,7 +224,7 @@ fn start_time(pid: u32) -> Result<u64, TargetError> {
         .ok_or_else(|| TargetError::Proc {
             pid,
             file: "stat",
-            source: io::Error::new(io::ErrorKind::InvalidData, "malformed stat line"),
+            cause: io::Error::new(io::ErrorKind::InvalidData, "malformed stat line"),
         })
 }
 

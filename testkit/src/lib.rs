@@ -4,6 +4,7 @@
 //! and a running goscope.
 
 pub mod goscope;
+pub mod observe;
 pub mod privileges;
 pub mod target;
 pub mod toolchain;

@@ -18,6 +18,11 @@ fn toolchain_root() -> PathBuf {
 /// installed patch of a minor such as `1.22`.
 pub fn go_binary(version: &str) -> anyhow::Result<PathBuf> {
     let root = toolchain_root();
+    // Debian's golang-1.19-go (the one 1.19 toolchain available here).
+    let debian = PathBuf::from(format!("/usr/lib/go-{version}/bin/go"));
+    if debian.exists() {
+        return Ok(debian);
+    }
     let exact = root.join(version).join("bin/go");
     if exact.exists() {
         return Ok(exact);

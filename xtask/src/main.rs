@@ -1,7 +1,9 @@
 //! Build helpers: `cargo xtask bench` measures what attaching goscope costs
-//! a target; `cargo xtask workload` builds a Go test target.
+//! a target; `cargo xtask matrix` checks figures on every Go version;
+//! `cargo xtask workload` builds a Go test target.
 
 mod bench;
+mod matrix;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +19,9 @@ enum Task {
     /// Runs the same fixed Go workload alternately with and without goscope
     /// attached and prints each pair's time ratio and the median.
     Bench(bench::BenchArgs),
+    /// Runs goscope doctor against every installed Go version and prints a
+    /// table of figures against the target's own runtime/metrics.
+    Matrix(matrix::MatrixArgs),
     /// Builds a Go workload from workloads/ and prints the binary's path.
     Workload {
         /// Go version (installed by scripts/setup.sh), e.g. 1.27 or 1.22.10.
@@ -40,6 +45,7 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Bench(args) => bench::run(&args),
+        Task::Matrix(args) => matrix::run(&args),
         Task::Workload {
             go,
             name,

@@ -18,10 +18,10 @@ pub use version::GoVersion;
 
 #[derive(Debug, Error)]
 pub enum BinaryError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is not an ELF file: {reason}")]
     NotElf { path: PathBuf, reason: String },
@@ -29,10 +29,10 @@ pub enum BinaryError {
     Architecture { path: PathBuf, arch: String },
     #[error("{path} is not a Go program: it has no .go.buildinfo section")]
     NotGo { path: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     BuildInfo {
         path: PathBuf,
-        source: buildinfo::BuildInfoError,
+        cause: buildinfo::BuildInfoError,
     },
 }
 
@@ -59,9 +59,9 @@ struct LoadSegment {
 
 impl GoBinary {
     pub fn open(path: &Path) -> Result<Self, BinaryError> {
-        let data = std::fs::read(path).map_err(|source| BinaryError::Read {
+        let data = std::fs::read(path).map_err(|cause| BinaryError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::parse(path, data)
     }
@@ -87,9 +87,9 @@ impl GoBinary {
             .ok_or_else(|| BinaryError::NotGo {
                 path: path.to_path_buf(),
             })?;
-        let build = BuildInfo::parse(buildinfo).map_err(|source| BinaryError::BuildInfo {
+        let build = BuildInfo::parse(buildinfo).map_err(|cause| BinaryError::BuildInfo {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let has_symtab = file.symbol_table().is_some();
         let has_dwarf = file.section_by_name(".debug_info").is_some()

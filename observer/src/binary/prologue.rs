@@ -118,7 +118,7 @@ mod tests {
     // cmp rsp,[r14+10h]; jbe +N; push rbp; mov rbp,rsp; ...; call morestack
     const SHORT: &[u8] = &[
         0x49, 0x3b, 0x66, 0x10, // cmp rsp,[r14+0x10]
-        0x76, 0x08, // jbe +8
+        0x76, 0x06, // jbe +6 (to the first nop)
         0x55, // push rbp
         0x48, 0x89, 0xe5, // mov rbp,rsp
         0x5d, // pop rbp

@@ -14,8 +14,8 @@ use crate::binary::{
 
 #[derive(Debug, Error)]
 pub enum LayoutError {
-    #[error("{binary}: {source}; goscope needs DWARF to read runtime structures of this binary")]
-    Dwarf { binary: String, source: DwarfError },
+    #[error("{binary}: {cause}; goscope needs DWARF to read runtime structures of this binary")]
+    Dwarf { binary: String, cause: DwarfError },
     #[error("{binary}: runtime {what} not found; cannot read the runtime's counters safely")]
     Missing { binary: String, what: String },
     #[error("{binary}: {what} has an unexpected shape ({detail})")]
@@ -236,14 +236,14 @@ impl RuntimeLayout {
         let name = binary.path.display().to_string();
         let object = binary.object().map_err(|e| LayoutError::Dwarf {
             binary: name.clone(),
-            source: DwarfError::Section {
+            cause: DwarfError::Section {
                 section: "ELF".into(),
                 reason: e.to_string(),
             },
         })?;
-        let types = DwarfTypes::load(&object).map_err(|source| LayoutError::Dwarf {
+        let types = DwarfTypes::load(&object).map_err(|cause| LayoutError::Dwarf {
             binary: name.clone(),
-            source,
+            cause,
         })?;
         let r = Resolver { binary, types };
 

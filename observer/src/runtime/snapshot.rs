@@ -17,10 +17,10 @@ const MAX_PS: u64 = 1 << 21;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Memory {
         what: &'static str,
-        source: MemoryError,
+        cause: MemoryError,
     },
     #[error("implausible {what}: {value}")]
     Implausible { what: &'static str, value: u64 },
@@ -32,7 +32,7 @@ impl SnapshotError {
         matches!(
             self,
             SnapshotError::Memory {
-                source: MemoryError::Gone { .. },
+                cause: MemoryError::Gone { .. },
                 ..
             }
         )
@@ -106,19 +106,19 @@ impl<M: TargetMemory> Reader<'_, M> {
     ) -> Result<Vec<u8>, SnapshotError> {
         self.memory
             .read_vec(link_address + self.bias, len as usize)
-            .map_err(|source| SnapshotError::Memory { what, source })
+            .map_err(|cause| SnapshotError::Memory { what, cause })
     }
 
     fn u64_at(&self, what: &'static str, address: u64) -> Result<u64, SnapshotError> {
         self.memory
             .read_u64(address)
-            .map_err(|source| SnapshotError::Memory { what, source })
+            .map_err(|cause| SnapshotError::Memory { what, cause })
     }
 
     fn u32_at(&self, what: &'static str, address: u64) -> Result<u32, SnapshotError> {
         self.memory
             .read_u32(address)
-            .map_err(|source| SnapshotError::Memory { what, source })
+            .map_err(|cause| SnapshotError::Memory { what, cause })
     }
 
     fn global_u64(&self, what: &'static str, link_address: u64) -> Result<u64, SnapshotError> {

@@ -5,7 +5,7 @@
 //! runtime's own histogram (adjacent bounds differ by at most 25%).
 
 use serde_json::Value;
-use testkit::{Goscope, Target, WorkloadResult, require_root_or_skip};
+use testkit::{WorkloadResult, require_root_or_skip};
 
 use crate::util::{cgo, loadgen};
 
@@ -18,22 +18,8 @@ const ONE_BUCKET: f64 = 1.26;
 /// Runs one batch of `work` with doctor attached; returns (doctor, truth).
 fn observe_batch(version: &str, work: &str, env: &[(&str, &str)]) -> (Value, WorkloadResult) {
     let binary = loadgen(version, &cgo());
-    let mut target = Target::start(&binary, &["-work", work], env).unwrap();
-    let pid = target.pid.to_string();
-    let mut goscope =
-        Goscope::start(&["doctor", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
-    goscope.wait_attached().unwrap();
-    let truth = target.run_batch().unwrap();
-    let finished = goscope.interrupt().unwrap();
-    assert!(
-        finished.status.success(),
-        "Go {version}: doctor failed: {}",
-        finished.stderr
-    );
-    target.quit().unwrap();
-    let report = serde_json::from_str(&finished.stdout)
-        .unwrap_or_else(|e| panic!("doctor printed invalid JSON ({e}): {}", finished.stdout));
-    (report, truth)
+    testkit::observe::doctor_around_batch(&binary, work, env)
+        .unwrap_or_else(|e| panic!("Go {version}: {e:#}"))
 }
 
 fn assert_close(version: &str, what: &str, got: f64, want: f64) {
@@ -45,9 +31,7 @@ fn assert_close(version: &str, what: &str, got: f64, want: f64) {
 }
 
 fn number(report: &Value, path: &str) -> f64 {
-    path.split('.')
-        .fold(report, |v, key| &v[key])
-        .as_f64()
+    testkit::observe::number(report, path)
         .unwrap_or_else(|| panic!("report lacks numeric {path}: {report}"))
 }
 

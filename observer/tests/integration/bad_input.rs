@@ -68,7 +68,7 @@ fn doctor_rejects_bad_targets() {
     let pid = target.pid.to_string();
     assert_clean_failure(
         &["doctor", "--pid", &pid, "--duration", "1"],
-        "refuses to guess",
+        "no DWARF",
     );
     target.quit().unwrap();
 }
@@ -78,4 +78,51 @@ fn doctor_rejects_bad_arguments() {
     let finished = run(&["doctor", "--pid", "1", "--duration", "0"]).unwrap();
     assert_eq!(finished.status.code(), Some(2));
     assert!(finished.stderr.contains("duration"), "{}", finished.stderr);
+}
+
+/// A copy of a real target whose build info claims an unsupported Go
+/// release (the version string patched in place, same length): doctor
+/// refuses it naming the version and the supported range; inspect says so.
+#[test]
+fn unsupported_go_version_is_refused() {
+    let binary = loadgen("1.22", &crate::util::cgo());
+    let mut bytes = std::fs::read(&binary).unwrap();
+    let magic = b"\xff Go buildinf:";
+    let header = bytes
+        .windows(magic.len())
+        .position(|w| w == magic)
+        .expect("build info magic");
+    let version_at = header + 33; // 32-byte header, then a 1-byte length
+    let version = bytes[version_at..version_at + 9].to_vec();
+    assert!(
+        version.starts_with(b"go1.22."),
+        "{:?}",
+        String::from_utf8_lossy(&version)
+    );
+    bytes[version_at + 4..version_at + 6].copy_from_slice(b"17");
+    let patched = binary.with_file_name("loadgen-claims-go1.17");
+    std::fs::write(&patched, &bytes).unwrap();
+    let mut perms = std::fs::metadata(&binary).unwrap().permissions();
+    perms.set_readonly(false);
+    std::fs::set_permissions(&patched, perms).unwrap();
+
+    let report = crate::util::goscope_json(&["inspect", patched.to_str().unwrap(), "--json"]);
+    assert!(
+        report["go_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("go1.17.")
+    );
+    assert_eq!(report["supported"], false);
+
+    if !require_root_or_skip("unsupported_go_version_is_refused (doctor part)") {
+        return;
+    }
+    let target = testkit::Target::start(&patched, &["-work", "idle"], &[]).unwrap();
+    let pid = target.pid.to_string();
+    assert_clean_failure(
+        &["doctor", "--pid", &pid, "--duration", "1"],
+        "outside the supported range go1.19 to go1.27",
+    );
+    target.quit().unwrap();
 }
