@@ -29,10 +29,14 @@ pub const PROBED_FUNCTIONS: &[RuntimeFunction] = &[GC_MARK_TERMINATION];
 #[derive(Debug, Error)]
 pub enum ProbePointError {
     #[error(
-        "{function} not found in {binary}: no .symtab (stripped binary); goscope refuses to guess probe addresses"
+        "{function} not found in {binary}: no .symtab and no usable .gopclntab ({reason}); goscope refuses to guess probe addresses"
     )]
-    Stripped { function: String, binary: String },
-    #[error("{function} not found in {binary}'s symbol table")]
+    Stripped {
+        function: String,
+        binary: String,
+        reason: String,
+    },
+    #[error("{function} not found in {binary}'s function table")]
     Missing { function: String, binary: String },
     #[error("{function} at {address:#x}: its bytes are not in the file")]
     NoBytes { function: String, address: u64 },
@@ -60,13 +64,14 @@ pub struct ProbePoint {
 /// Resolves `function` in `binary` by decoding its first instructions.
 pub fn resolve(binary: &GoBinary, function: &str) -> Result<ProbePoint, ProbePointError> {
     let symbol = binary.functions.get(function).ok_or_else(|| {
-        if binary.has_symtab {
-            ProbePointError::Missing {
+        if let Some(reason) = &binary.pclntab_error {
+            ProbePointError::Stripped {
                 function: function.to_string(),
                 binary: binary.path.display().to_string(),
+                reason: reason.to_string(),
             }
         } else {
-            ProbePointError::Stripped {
+            ProbePointError::Missing {
                 function: function.to_string(),
                 binary: binary.path.display().to_string(),
             }

@@ -34,7 +34,7 @@ enum Task {
         #[arg(long)]
         no_cgo: bool,
         /// -ldflags, e.g. "-s -w".
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         ldflags: Option<String>,
         /// -buildmode, e.g. pie.
         #[arg(long)]

@@ -3,6 +3,7 @@
 
 pub mod buildinfo;
 pub mod dwarf;
+pub mod pclntab;
 pub mod prologue;
 pub mod symbols;
 pub mod version;
@@ -45,6 +46,8 @@ pub struct GoBinary {
     pub has_symtab: bool,
     pub has_dwarf: bool,
     pub functions: FunctionTable,
+    /// Why the pclntab could not be read (stripped binaries only).
+    pub pclntab_error: Option<pclntab::PclntabError>,
     pub globals: GlobalTable,
     segments: Vec<LoadSegment>,
 }
@@ -94,7 +97,15 @@ impl GoBinary {
         let has_symtab = file.symbol_table().is_some();
         let has_dwarf = file.section_by_name(".debug_info").is_some()
             || file.section_by_name(".zdebug_info").is_some();
-        let functions = FunctionTable::from_symtab(&file);
+        // .symtab when present, else the pclntab that every Go binary keeps.
+        let (functions, pclntab_error) = if has_symtab {
+            (FunctionTable::from_symtab(&file), None)
+        } else {
+            match pclntab::Pclntab::parse(&file) {
+                Ok(table) => (FunctionTable::from_pclntab(table), None),
+                Err(e) => (FunctionTable::default(), Some(e)),
+            }
+        };
         let globals = GlobalTable::from_symtab(&file);
         let segments = file
             .segments()
@@ -117,6 +128,7 @@ impl GoBinary {
             has_symtab,
             has_dwarf,
             functions,
+            pclntab_error,
             globals,
             segments,
         })

@@ -11,6 +11,7 @@ use serde::Serialize;
 #[serde(rename_all = "lowercase")]
 pub enum AddressSource {
     Symtab,
+    Pclntab,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +44,15 @@ impl FunctionTable {
                 size: symbol.size(),
                 source: AddressSource::Symtab,
             });
+        }
+        table
+    }
+
+    /// Functions from the pclntab (for binaries without .symtab).
+    pub fn from_pclntab(pclntab: super::pclntab::Pclntab) -> Self {
+        let mut table = Self::default();
+        for symbol in pclntab.functions.into_values().flatten() {
+            table.insert(symbol);
         }
         table
     }

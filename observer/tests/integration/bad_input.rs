@@ -66,10 +66,7 @@ fn doctor_rejects_bad_targets() {
     );
     let target = testkit::Target::start(&stripped, &["-work", "idle"], &[]).unwrap();
     let pid = target.pid.to_string();
-    assert_clean_failure(
-        &["doctor", "--pid", &pid, "--duration", "1"],
-        "no DWARF",
-    );
+    assert_clean_failure(&["doctor", "--pid", &pid, "--duration", "1"], "no DWARF");
     target.quit().unwrap();
 }
 

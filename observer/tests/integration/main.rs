@@ -5,6 +5,7 @@
 
 mod accuracy;
 mod bad_input;
+mod binary_maps;
 mod doctor;
 mod inspect;
 mod util;
