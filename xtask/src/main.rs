@@ -4,6 +4,7 @@
 
 mod bench;
 mod matrix;
+mod runtime_table;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,9 @@ enum Task {
     /// Runs goscope doctor against every installed Go version and prints a
     /// table of figures against the target's own runtime/metrics.
     Matrix(matrix::MatrixArgs),
+    /// Regenerates the per-Go-version runtime table (offsets and global
+    /// reference sites for binaries without DWARF or .symtab).
+    RuntimeTable(runtime_table::RuntimeTableArgs),
     /// Builds a Go workload from workloads/ and prints the binary's path.
     Workload {
         /// Go version (installed by scripts/setup.sh), e.g. 1.27 or 1.22.10.
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Bench(args) => bench::run(&args),
         Task::Matrix(args) => matrix::run(&args),
+        Task::RuntimeTable(args) => runtime_table::run(&args),
         Task::Workload {
             go,
             name,

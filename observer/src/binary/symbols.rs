@@ -76,6 +76,10 @@ impl FunctionTable {
         self.by_name.is_empty()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &FunctionSymbol> {
+        self.by_name.values()
+    }
+
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
@@ -114,5 +118,9 @@ impl GlobalTable {
 
     pub fn get(&self, name: &str) -> Option<GlobalSymbol> {
         self.by_name.get(name).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
     }
 }

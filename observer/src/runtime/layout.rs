@@ -4,9 +4,10 @@
 //! it has had, and a field the binary lacks is `None` (figure unavailable),
 //! never a guessed offset.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::globals::{Globals, GlobalsSource};
 use crate::binary::{
     GoBinary,
     dwarf::{DwarfError, DwarfTypes, Field},
@@ -14,6 +15,20 @@ use crate::binary::{
 
 #[derive(Debug, Error)]
 pub enum LayoutError {
+    #[error(
+        "{binary}: no DWARF/.symtab and goscope has no runtime table for {version}; rebuild without -ldflags=-s -w or use a supported Go release"
+    )]
+    NoTable { binary: String, version: String },
+    #[error(
+        "{binary}: no DWARF/.symtab, and the runtime table entry for {version} could not be verified (copied from {from}); --force-version uses it anyway"
+    )]
+    Unverified {
+        binary: String,
+        version: String,
+        from: String,
+    },
+    #[error("{cause}")]
+    Globals { cause: super::globals::GlobalsError },
     #[error("{binary}: {cause}; goscope needs DWARF to read runtime structures of this binary")]
     Dwarf { binary: String, cause: DwarfError },
     #[error("{binary}: runtime {what} not found; cannot read the runtime's counters safely")]
@@ -26,19 +41,21 @@ pub enum LayoutError {
     },
 }
 
-/// Where the offsets came from.
+/// Where the struct offsets came from.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LayoutSource {
     Dwarf,
+    /// The per-Go-version table generated from reference builds' DWARF.
+    VersionTable,
 }
 
 /// A runtime time histogram (`runtime.timeHistogram`, Go 1.21+ layout):
 /// `counts [160]uint64` then `underflow`, `overflow`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TimeHistogramLayout {
-    /// Absolute link-time address of the histogram.
-    pub address: u64,
+    /// Offset of the histogram inside the global that holds it.
+    pub offset: u64,
     pub counts: u64,
     pub buckets: u64,
     pub underflow: u64,
@@ -49,12 +66,20 @@ pub struct TimeHistogramLayout {
 /// ((48 - 9 + 1) buckets × 4 sub-buckets).
 pub const TIME_HISTOGRAM_BUCKETS: u64 = 160;
 
-/// Everything the runtime reader needs, as link-time addresses (add the
-/// load bias) and offsets inside the structs they point to.
+/// Everything the runtime reader needs: global addresses (link-time; add
+/// the load bias) and offsets inside the structs they point to.
 #[derive(Clone, Debug)]
 pub struct RuntimeLayout {
-    pub source: LayoutSource,
+    pub offsets_source: LayoutSource,
+    pub globals_source: GlobalsSource,
     pub globals: Globals,
+    pub offsets: RuntimeOffsets,
+}
+
+/// Struct offsets, sizes and array lengths of the runtime structures read;
+/// what the per-version table stores.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuntimeOffsets {
     pub heap: HeapStatsLayout,
     pub gc: GcLayout,
     pub sched: SchedLayout,
@@ -62,24 +87,7 @@ pub struct RuntimeLayout {
     pub m: MLayout,
 }
 
-#[derive(Clone, Debug)]
-pub struct Globals {
-    pub memstats: u64,
-    pub gc_controller: u64,
-    pub sched: u64,
-    pub work: Option<u64>,
-    pub allp: u64,
-    pub allglen: u64,
-    pub allm: u64,
-    pub gomaxprocs: u64,
-    pub ncpu: Option<u64>,
-    pub ncgocall: u64,
-    pub gcphase: Option<u64>,
-    pub class_to_size: u64,
-    pub class_to_size_len: u64,
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HeapStatsLayout {
     pub numgc: u64,
     /// Offset of consistentHeapStats.stats inside mstats, and the size of
@@ -97,7 +105,7 @@ pub struct HeapStatsLayout {
     pub pause_hist_in_mstats: Option<TimeHistogramLayout>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GcLayout {
     pub controller_size: u64,
     pub gc_percent: u64,
@@ -120,7 +128,7 @@ pub struct GcLayout {
     pub cpu_stats_total: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SchedLayout {
     pub size: u64,
     pub goidgen: u64,
@@ -133,7 +141,7 @@ pub struct SchedLayout {
     pub stw_total_gc: Option<TimeHistogramLayout>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PLayout {
     pub goidcache: Option<u64>,
     pub goidcacheend: Option<u64>,
@@ -141,7 +149,7 @@ pub struct PLayout {
     pub gfree_count: u64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MLayout {
     pub alllink: u64,
     pub ncgocall: u64,
@@ -162,26 +170,6 @@ impl Resolver<'_> {
             binary: self.name(),
             what: what.into(),
         }
-    }
-
-    fn global(&self, name: &str) -> Result<u64, LayoutError> {
-        self.binary
-            .globals
-            .get(name)
-            .map(|g| g.address)
-            .ok_or_else(|| self.missing(format!("global {name}")))
-    }
-
-    /// The first of `names` (a global renamed across versions) present.
-    fn global_any(&self, names: &[&str]) -> Result<crate::binary::GlobalSymbol, LayoutError> {
-        names
-            .iter()
-            .find_map(|n| self.binary.globals.get(n))
-            .ok_or_else(|| self.missing(format!("global {}", names.join("|"))))
-    }
-
-    fn optional_global(&self, name: &str) -> Option<u64> {
-        self.binary.globals.get(name).map(|g| g.address)
     }
 
     /// The first of `paths` that exists in `outer`.
@@ -207,7 +195,7 @@ impl Resolver<'_> {
 
     /// A timeHistogram field at `base + field offset`; `None` when absent or
     /// not of the Go 1.21+ shape.
-    fn time_histogram(&self, base: u64, outer: &str, path: &str) -> Option<TimeHistogramLayout> {
+    fn time_histogram(&self, outer: &str, path: &str) -> Option<TimeHistogramLayout> {
         let field = self.types.field(outer, path)?;
         let counts = self.types.field("runtime.timeHistogram", "counts")?;
         let buckets = self.types.array_len(counts)?;
@@ -215,7 +203,7 @@ impl Resolver<'_> {
             return None;
         }
         Some(TimeHistogramLayout {
-            address: base + field.offset,
+            offset: field.offset,
             counts: counts.offset,
             buckets,
             underflow: self
@@ -231,7 +219,54 @@ impl Resolver<'_> {
 }
 
 impl RuntimeLayout {
-    /// Resolves the layout from the binary's DWARF and symbol table.
+    /// Offsets from DWARF, else from the version table; globals from
+    /// .symtab, else from the table's reference sites. `allow_unverified`
+    /// accepts a table entry that could not be verified (--force-version).
+    pub fn resolve(binary: &GoBinary, allow_unverified: bool) -> Result<Self, LayoutError> {
+        let name = || binary.path.display().to_string();
+        let version = binary.go_version();
+        let entry = super::table::entry(version);
+        let usable_entry = || match entry {
+            Some(e) if e.verified || allow_unverified => Ok(e),
+            Some(e) => Err(LayoutError::Unverified {
+                binary: name(),
+                version: binary.build.go_version_string.clone(),
+                from: e.generated_from.clone(),
+            }),
+            None => Err(LayoutError::NoTable {
+                binary: name(),
+                version: binary.build.go_version_string.clone(),
+            }),
+        };
+        let (offsets, offsets_source) = if binary.has_dwarf {
+            (RuntimeOffsets::from_dwarf(binary)?, LayoutSource::Dwarf)
+        } else {
+            (usable_entry()?.offsets.clone(), LayoutSource::VersionTable)
+        };
+        let (globals, globals_source) = if binary.globals.is_empty() {
+            let sites = &usable_entry()?.globals;
+            (
+                Globals::from_sites(binary, sites)
+                    .map_err(|cause| LayoutError::Globals { cause })?,
+                GlobalsSource::CodeReferences,
+            )
+        } else {
+            (
+                Globals::from_symtab(binary).map_err(|cause| LayoutError::Globals { cause })?,
+                GlobalsSource::Symtab,
+            )
+        };
+        Ok(Self {
+            offsets_source,
+            globals_source,
+            globals,
+            offsets,
+        })
+    }
+}
+
+impl RuntimeOffsets {
+    /// Resolves the offsets from the binary's DWARF.
     pub fn from_dwarf(binary: &GoBinary) -> Result<Self, LayoutError> {
         let name = binary.path.display().to_string();
         let object = binary.object().map_err(|e| LayoutError::Dwarf {
@@ -246,31 +281,6 @@ impl RuntimeLayout {
             cause,
         })?;
         let r = Resolver { binary, types };
-
-        let memstats = r.global("runtime.memstats")?;
-        let sched = r.global("runtime.sched")?;
-        // [_NumSizeClasses]uint16; moved to internal/runtime/gc in Go 1.25.
-        let class_to_size = r.global_any(&[
-            "runtime.class_to_size",
-            "internal/runtime/gc.SizeClassToSize",
-        ])?;
-        let globals = Globals {
-            memstats,
-            gc_controller: r.global("runtime.gcController")?,
-            sched,
-            work: r.optional_global("runtime.work"),
-            allp: r.global("runtime.allp")?,
-            allglen: r.global("runtime.allglen")?,
-            allm: r.global("runtime.allm")?,
-            gomaxprocs: r.global("runtime.gomaxprocs")?,
-            ncpu: r
-                .optional_global("runtime.numCPUStartup")
-                .or_else(|| r.optional_global("runtime.ncpu")),
-            ncgocall: r.global("runtime.ncgocall")?,
-            gcphase: r.optional_global("runtime.gcphase"),
-            class_to_size: class_to_size.address,
-            class_to_size_len: class_to_size.size / 2,
-        };
 
         let heap_stats = r.offset("runtime.mstats", &["heapStats"])?;
         let stats = r
@@ -303,7 +313,7 @@ impl RuntimeLayout {
             small_alloc_count: small.offset,
             size_classes,
             mstats_size: r.size("runtime.mstats")?,
-            pause_hist_in_mstats: r.time_histogram(memstats, "runtime.mstats", "gcPauseDist"),
+            pause_hist_in_mstats: r.time_histogram("runtime.mstats", "gcPauseDist"),
         };
 
         const GC: &str = "runtime.gcControllerState";
@@ -345,8 +355,8 @@ impl RuntimeLayout {
             goroutines_created: r.optional_offset(SCHED, &["goroutinesCreated"]),
             ngsys: r.offset(SCHED, &["ngsys"])?,
             gfree_counts,
-            time_to_run: r.time_histogram(sched, SCHED, "timeToRun"),
-            stw_total_gc: r.time_histogram(sched, SCHED, "stwTotalTimeGC"),
+            time_to_run: r.time_histogram(SCHED, "timeToRun"),
+            stw_total_gc: r.time_histogram(SCHED, "stwTotalTimeGC"),
         };
 
         const P: &str = "runtime.p";
@@ -361,8 +371,6 @@ impl RuntimeLayout {
             ncgocall: r.offset("runtime.m", &["ncgocall"])?,
         };
         Ok(Self {
-            source: LayoutSource::Dwarf,
-            globals,
             heap,
             gc,
             sched: sched_layout,

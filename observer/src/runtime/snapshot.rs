@@ -129,13 +129,15 @@ impl<M: TargetMemory> Reader<'_, M> {
         self.u32_at(what, link_address + self.bias)
     }
 
+    /// A histogram inside the global at link-time address `container`.
     fn histogram(
         &self,
         what: &'static str,
+        container: u64,
         h: &TimeHistogramLayout,
     ) -> Result<TimeHistogram, SnapshotError> {
         let len = h.overflow.max(h.underflow) + 8;
-        let raw = self.bytes(what, h.address, len)?;
+        let raw = self.bytes(what, container + h.offset, len)?;
         let counts = (0..h.buckets)
             .map(|i| le_u64(&raw, h.counts + i * 8))
             .collect();
@@ -168,13 +170,25 @@ pub fn read_class_sizes(
     let reader = Reader { memory, bias };
     let raw = reader.bytes(
         "runtime.class_to_size",
-        layout.globals.class_to_size,
-        layout.globals.class_to_size_len * 2,
+        layout.globals.required("class_to_size"),
+        layout.offsets.heap.size_classes * 2,
     )?;
-    Ok(raw
+    let sizes: Vec<u64> = raw
         .chunks_exact(2)
         .map(|c| u64::from(u16::from_le_bytes([c[0], c[1]])))
-        .collect())
+        .collect();
+    // A wrong address shows at once: the table is 0, 8, 16, ... increasing.
+    let plausible = sizes.len() > 2
+        && sizes[0] == 0
+        && sizes[1] == 8
+        && sizes.windows(2).skip(1).all(|w| w[0] < w[1]);
+    if !plausible {
+        return Err(SnapshotError::Implausible {
+            what: "size class table (runtime.class_to_size)",
+            value: sizes.get(1).copied().unwrap_or(0),
+        });
+    }
+    Ok(sizes)
 }
 
 impl RuntimeSnapshot {
@@ -187,8 +201,8 @@ impl RuntimeSnapshot {
         let g = &layout.globals;
 
         // memstats: numgc and the three heapStats generations in one read.
-        let h = &layout.heap;
-        let mstats = r.bytes("runtime.memstats", g.memstats, h.mstats_size)?;
+        let h = &layout.offsets.heap;
+        let mstats = r.bytes("runtime.memstats", g.required("memstats"), h.mstats_size)?;
         let gc_cycles = le_u32(&mstats, h.numgc);
         let mut alloc = AllocCounters {
             small_objects: vec![0; h.size_classes as usize],
@@ -205,14 +219,18 @@ impl RuntimeSnapshot {
         }
 
         // The GC pacer.
-        let c = &layout.gc;
-        let ctl = r.bytes("runtime.gcController", g.gc_controller, c.controller_size)?;
+        let c = &layout.offsets.gc;
+        let ctl = r.bytes(
+            "runtime.gcController",
+            g.required("gc_controller"),
+            c.controller_size,
+        )?;
         let field = |offset: Option<u64>| offset.map(|o| le_u64(&ctl, o));
         let gc_percent = le_u32(&ctl, c.gc_percent) as i32;
         let memory_limit = field(c.memory_limit).map(|v| v as i64);
         let heap_marked = le_u64(&ctl, c.heap_marked);
         let (heap_goal, goal_from_memory_limit) = heap_goal(&ctl, c, heap_marked);
-        let in_mark_phase = match g.gcphase {
+        let in_mark_phase = match g.get("gcphase") {
             Some(address) => r.global_u32("runtime.gcphase", address)? == GC_PHASE_MARK,
             None => false,
         };
@@ -224,7 +242,7 @@ impl RuntimeSnapshot {
             }
         };
         let (gc_assist_cpu_ns, gc_total_cpu_ns) =
-            match (g.work, c.cpu_stats_assist, c.cpu_stats_total) {
+            match (g.get("work"), c.cpu_stats_assist, c.cpu_stats_total) {
                 (Some(work), Some(assist), Some(total)) => {
                     let assist_done = r.global_u64("runtime.work.cpuStats", work + assist)? as i64;
                     let total_done = r.global_u64("runtime.work.cpuStats", work + total)? as i64;
@@ -241,15 +259,21 @@ impl RuntimeSnapshot {
             };
 
         // The scheduler.
-        let s = &layout.sched;
-        let sched = r.bytes("runtime.sched", g.sched, s.size)?;
-        let gomaxprocs = r.global_u32("runtime.gomaxprocs", g.gomaxprocs)? as i32;
-        let ncpu = match g.ncpu {
+        let s = &layout.offsets.sched;
+        let sched = r.bytes("runtime.sched", g.required("sched"), s.size)?;
+        let gomaxprocs = r.global_u32("runtime.gomaxprocs", g.required("gomaxprocs"))? as i32;
+        let ncpu = match g.get("ncpu") {
             Some(address) => Some(r.global_u32("runtime.ncpu", address)? as i32),
             None => None,
         };
-        let allp = r.bytes("runtime.allp", g.allp, 16)?;
+        let allp = r.bytes("runtime.allp", g.required("allp"), 16)?;
         let (allp_ptr, allp_len) = (le_u64(&allp, 0), le_u64(&allp, 8));
+        if gomaxprocs < 1 || gomaxprocs as u64 > MAX_PS {
+            return Err(SnapshotError::Implausible {
+                what: "runtime.gomaxprocs",
+                value: gomaxprocs as u64,
+            });
+        }
         if allp_len > MAX_PS {
             return Err(SnapshotError::Implausible {
                 what: "len(runtime.allp)",
@@ -264,15 +288,17 @@ impl RuntimeSnapshot {
             if p == 0 {
                 continue;
             }
-            if let (Some(cache), Some(end)) = (layout.p.goidcache, layout.p.goidcacheend) {
+            if let (Some(cache), Some(end)) =
+                (layout.offsets.p.goidcache, layout.offsets.p.goidcacheend)
+            {
                 let cache = r.u64_at("p.goidcache", p + cache)?;
                 let end = r.u64_at("p.goidcacheend", p + end)?;
                 unused_goids += end.saturating_sub(cache);
             }
-            if let Some(created) = layout.p.goroutines_created {
+            if let Some(created) = layout.offsets.p.goroutines_created {
                 p_created += r.u64_at("p.goroutinesCreated", p + created)?;
             }
-            p_free += i64::from(r.u32_at("p.gFree", p + layout.p.gfree_count)? as i32);
+            p_free += i64::from(r.u32_at("p.gFree", p + layout.offsets.p.gfree_count)? as i32);
         }
         let goroutines_created = match s.goroutines_created {
             // Go 1.26+: the runtime counts creations itself.
@@ -280,7 +306,7 @@ impl RuntimeSnapshot {
             // Before: goids handed out, minus those still cached by Ps.
             None => le_u64(&sched, s.goidgen).saturating_sub(unused_goids),
         };
-        let allglen = r.global_u64("runtime.allglen", g.allglen)? as i64;
+        let allglen = r.global_u64("runtime.allglen", g.required("allglen"))? as i64;
         let sched_free: i64 = s
             .gfree_counts
             .iter()
@@ -291,8 +317,8 @@ impl RuntimeSnapshot {
         let goroutines_user = (goroutines_all - ngsys).max(1);
 
         // cgo calls: runtime.ncgocall plus every M's own count.
-        let mut cgo_calls = r.global_u64("runtime.ncgocall", g.ncgocall)?;
-        let mut m = r.global_u64("runtime.allm", g.allm)?;
+        let mut cgo_calls = r.global_u64("runtime.ncgocall", g.required("ncgocall"))?;
+        let mut m = r.global_u64("runtime.allm", g.required("allm"))?;
         let mut walked = 0;
         while m != 0 {
             walked += 1;
@@ -302,17 +328,22 @@ impl RuntimeSnapshot {
                     value: walked as u64,
                 });
             }
-            cgo_calls += r.u64_at("m.ncgocall", m + layout.m.ncgocall)?;
-            m = r.u64_at("m.alllink", m + layout.m.alllink)?;
+            cgo_calls += r.u64_at("m.ncgocall", m + layout.offsets.m.ncgocall)?;
+            m = r.u64_at("m.alllink", m + layout.offsets.m.alllink)?;
         }
 
         let sched_latency = match &s.time_to_run {
-            Some(h) => Some(r.histogram("runtime.sched.timeToRun", h)?),
+            Some(h) => Some(r.histogram("runtime.sched.timeToRun", g.required("sched"), h)?),
             None => None,
         };
-        let gc_pauses = match s.stw_total_gc.as_ref().or(h.pause_hist_in_mstats.as_ref()) {
-            Some(hist) => Some(r.histogram("GC pause histogram", hist)?),
-            None => None,
+        let gc_pauses = match (&s.stw_total_gc, &h.pause_hist_in_mstats) {
+            (Some(hist), _) => {
+                Some(r.histogram("sched.stwTotalTimeGC", g.required("sched"), hist)?)
+            }
+            (None, Some(hist)) => {
+                Some(r.histogram("memstats.gcPauseDist", g.required("memstats"), hist)?)
+            }
+            (None, None) => None,
         };
 
         Ok(Self {

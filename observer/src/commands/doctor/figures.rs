@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Sample;
 use crate::{
     probe_points::ProbePoint,
-    runtime::{RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
+    runtime::{GlobalsSource, RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
     target::TargetProcess,
     verdicts::{self, Verdict},
     window::WindowEnd,
@@ -260,9 +260,15 @@ pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
 }
 
 fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
-    let layout = match inputs.layout.source {
+    let offsets = match inputs.layout.offsets_source {
         LayoutSource::Dwarf => "offsets from the binary's DWARF",
+        LayoutSource::VersionTable => "offsets from goscope's table for this Go version",
     };
+    let globals = match inputs.layout.globals_source {
+        GlobalsSource::Symtab => "addresses from .symtab",
+        GlobalsSource::CodeReferences => "addresses recovered from runtime code",
+    };
+    let layout = format!("{offsets}, {globals}");
     let memory = |what: &str| format!("target memory: {what} ({layout})");
     let p = inputs.gc_point;
     let mut s = BTreeMap::new();
@@ -292,7 +298,7 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         "gc.assist_cpu_ns, gc.gc_cpu_ns",
         memory("runtime.work.cpuStats + gcController (in-progress cycle)"),
     );
-    let pauses = if inputs.layout.sched.stw_total_gc.is_some() {
+    let pauses = if inputs.layout.offsets.sched.stw_total_gc.is_some() {
         "runtime.sched.stwTotalTimeGC"
     } else {
         "runtime.memstats.gcPauseDist"
@@ -300,11 +306,13 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
     add("gc.pause_ns", memory(pauses));
     add(
         "goroutines.created",
-        memory(if inputs.layout.sched.goroutines_created.is_some() {
-            "runtime.sched.goroutinesCreated + Σ p.goroutinesCreated"
-        } else {
-            "runtime.sched.goidgen − goids still cached by Ps"
-        }),
+        memory(
+            if inputs.layout.offsets.sched.goroutines_created.is_some() {
+                "runtime.sched.goroutinesCreated + Σ p.goroutinesCreated"
+            } else {
+                "runtime.sched.goidgen − goids still cached by Ps"
+            },
+        ),
     );
     add("goroutines.live", memory("allglen − free gs − system gs"));
     add("sched.latency_ns", memory("runtime.sched.timeToRun"));

@@ -70,7 +70,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let stop = StopSignal::install()?;
     let target = TargetProcess::open(args.pid)?;
     check_version(&target, args.force_version)?;
-    let attachment = attach(target)?;
+    let attachment = attach(target, args.force_version)?;
     let target = &attachment.target;
 
     let started = Instant::now();
@@ -173,9 +173,9 @@ fn check_version(target: &TargetProcess, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn attach(target: TargetProcess) -> anyhow::Result<Attachment> {
+fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachment> {
     let context = || format!("pid {}", target.pid);
-    let layout = RuntimeLayout::from_dwarf(&target.binary).with_context(context)?;
+    let layout = RuntimeLayout::resolve(&target.binary, force_version).with_context(context)?;
     let bias = target.load_bias()?;
     let memory = ProcessMemory::new(target.pid);
     let class_sizes = read_class_sizes(&memory, &layout, bias)
