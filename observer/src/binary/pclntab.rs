@@ -22,7 +22,7 @@ const MODULEDATA_SECTIONS: &[&str] = &[".go.module", ".noptrdata", ".data.rel.ro
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PclntabError {
-    #[error("no .gopclntab section")]
+    #[error("no .gopclntab section and no pclntab header in RELRO data")]
     Absent,
     #[error(".gopclntab magic {0:#x} is not a Go 1.18+ format")]
     UnknownMagic(u32),
@@ -59,12 +59,7 @@ fn usize_at(data: &[u8], offset: usize, what: &'static str) -> Result<usize, Pcl
 
 impl Pclntab {
     pub fn parse(file: &object::File<'_>) -> Result<Self, PclntabError> {
-        let section = file
-            .section_by_name(".gopclntab")
-            .ok_or(PclntabError::Absent)?;
-        let data = section
-            .data()
-            .map_err(|_| PclntabError::Truncated { what: "section" })?;
+        let (address, data) = locate(file)?;
         let magic = u32_at(data, 0, "header")?;
         if magic != MAGIC_GO118 && magic != MAGIC_GO120 {
             return Err(PclntabError::UnknownMagic(magic));
@@ -75,7 +70,7 @@ impl Pclntab {
         let nfunc = usize_at(data, 8, "nfunc")?;
         let funcname_offset = usize_at(data, 32, "funcnameOffset")?;
         let pcln_offset = usize_at(data, 64, "pclnOffset")?;
-        let (text_start, text_end) = moduledata_text(file, section.address(), data.len() as u64)?;
+        let (text_start, text_end) = moduledata_text(file, address, data.len() as u64)?;
 
         let functab = data
             .get(pcln_offset..)
@@ -129,6 +124,65 @@ impl Pclntab {
     }
 }
 
+/// Sections that hold the pclntab when it has no section of its own
+/// (externally linked PIE binaries of older Go merge it into RELRO data).
+const PCLNTAB_HOSTS: &[&str] = &[".data.rel.ro", ".rodata", ".noptrdata"];
+
+/// R_X86_64_RELATIVE: the word's value is the addend (plus the load base).
+const R_X86_64_RELATIVE: u32 = 8;
+
+/// The pclntab's address and bytes (to the end of its section): the
+/// `.gopclntab` section, else a Go 1.18+ header found in a host section
+/// and confirmed by a moduledata pointing at it.
+fn locate<'d>(file: &object::File<'d>) -> Result<(u64, &'d [u8]), PclntabError> {
+    let named = [".gopclntab", ".data.rel.ro.gopclntab"]
+        .iter()
+        .find_map(|name| file.section_by_name(name));
+    if let Some(section) = named {
+        let data = section
+            .data()
+            .map_err(|_| PclntabError::Truncated { what: "section" })?;
+        return Ok((section.address(), data));
+    }
+    for name in PCLNTAB_HOSTS {
+        let Some(section) = file.section_by_name(name) else {
+            continue;
+        };
+        let Ok(data) = section.data() else { continue };
+        let mut offset = 0;
+        while offset + HEADER_LEN <= data.len() {
+            let magic = u32::from_le_bytes(data[offset..offset + 4].try_into().unwrap_or_default());
+            let header_ok = (magic == MAGIC_GO118 || magic == MAGIC_GO120)
+                && data[offset + 4..offset + 8] == [0, 0, 1, 8];
+            if header_ok {
+                let address = section.address() + offset as u64;
+                let rest = &data[offset..];
+                if moduledata_text(file, address, rest.len() as u64).is_ok() {
+                    return Ok((address, rest));
+                }
+            }
+            offset += 8;
+        }
+    }
+    Err(PclntabError::Absent)
+}
+
+/// Link-time values of words that externally linked PIE binaries leave as
+/// zero in the file and fill in through R_X86_64_RELATIVE relocations.
+fn relative_relocations(file: &object::File<'_>) -> HashMap<u64, u64> {
+    let Some(relocations) = file.dynamic_relocations() else {
+        return HashMap::new();
+    };
+    relocations
+        .filter_map(|(offset, r)| match r.flags() {
+            object::RelocationFlags::Elf { r_type } if r_type == R_X86_64_RELATIVE => {
+                Some((offset, r.addend() as u64))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Finds runtime.firstmoduledata (its first word is the pclntab address and
 /// its second, funcnametab's data pointer, points inside the pclntab) and
 /// returns its text and etext.
@@ -138,29 +192,28 @@ fn moduledata_text(
     pclntab_len: u64,
 ) -> Result<(u64, u64), PclntabError> {
     let inside = |v: u64| (pclntab..pclntab + pclntab_len).contains(&v);
+    let relocated = relative_relocations(file);
     for name in MODULEDATA_SECTIONS {
         let Some(section) = file.section_by_name(name) else {
             continue;
         };
         let Ok(data) = section.data() else { continue };
+        let base = section.address();
+        let word = |offset: usize| -> u64 {
+            let stored = data
+                .get(offset..offset + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+            match relocated.get(&(base + offset as u64)) {
+                Some(&value) if stored == 0 => value,
+                _ => stored,
+            }
+        };
         let mut offset = 0;
         while offset + MODULEDATA_ETEXT + 8 <= data.len() {
-            let first = u64::from_le_bytes(data[offset..offset + 8].try_into().unwrap_or_default());
-            if first == pclntab {
-                let second = u64::from_le_bytes(
-                    data[offset + 8..offset + 16].try_into().unwrap_or_default(),
-                );
-                let text = u64::from_le_bytes(
-                    data[offset + MODULEDATA_TEXT..offset + MODULEDATA_TEXT + 8]
-                        .try_into()
-                        .unwrap_or_default(),
-                );
-                let etext = u64::from_le_bytes(
-                    data[offset + MODULEDATA_ETEXT..offset + MODULEDATA_ETEXT + 8]
-                        .try_into()
-                        .unwrap_or_default(),
-                );
-                if inside(second) && text != 0 && etext > text {
+            if word(offset) == pclntab {
+                let text = word(offset + MODULEDATA_TEXT);
+                let etext = word(offset + MODULEDATA_ETEXT);
+                if inside(word(offset + 8)) && text != 0 && etext > text {
                     return Ok((text, etext));
                 }
             }

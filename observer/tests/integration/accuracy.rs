@@ -5,7 +5,7 @@
 //! runtime's own histogram (adjacent bounds differ by at most 25%).
 
 use serde_json::Value;
-use testkit::{WorkloadResult, require_root_or_skip};
+use testkit::{BuildOptions, WorkloadResult, require_root_or_skip};
 
 use crate::util::{cgo, loadgen};
 
@@ -104,13 +104,58 @@ fn report_path<'a>(report: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(report, |v, key| &v[key])
 }
 
+/// The production build shapes: plain, stripped, PIE and stripped PIE
+/// (all with cgo, so externally linked).
+fn build_variants() -> Vec<(&'static str, BuildOptions)> {
+    let stripped = Some("-s -w".to_string());
+    let pie = Some("pie".to_string());
+    vec![
+        ("plain", cgo()),
+        (
+            "stripped",
+            BuildOptions {
+                ldflags: stripped.clone(),
+                ..cgo()
+            },
+        ),
+        (
+            "pie",
+            BuildOptions {
+                buildmode: pie.clone(),
+                ..cgo()
+            },
+        ),
+        (
+            "stripped-pie",
+            BuildOptions {
+                ldflags: stripped,
+                buildmode: pie,
+                ..cgo()
+            },
+        ),
+    ]
+}
+
 #[test]
-fn doctor_agrees_with_runtime_metrics_on_every_ci_version() {
-    if !require_root_or_skip("doctor_agrees_with_runtime_metrics_on_every_ci_version") {
+fn doctor_agrees_with_runtime_metrics_on_every_ci_version_and_build_shape() {
+    if !require_root_or_skip(
+        "doctor_agrees_with_runtime_metrics_on_every_ci_version_and_build_shape",
+    ) {
         return;
     }
     for version in VERSIONS {
-        let (report, truth) = observe_batch(version, "mixed", &[]);
+        for (shape, options) in build_variants() {
+            let binary = loadgen(version, &options);
+            let (report, truth) = testkit::observe::doctor_around_batch(&binary, "mixed", &[])
+                .unwrap_or_else(|e| panic!("Go {version} {shape}: {e:#}"));
+            assert_agreement(&format!("{version} {shape}"), &report, &truth);
+        }
+    }
+}
+
+fn assert_agreement(version: &str, report: &Value, truth: &WorkloadResult) {
+    {
+        let report = report.clone();
         let delta = |m: &str| truth.delta(m).unwrap();
         let end = |m: &str| truth.end(m).unwrap();
 

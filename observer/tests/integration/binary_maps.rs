@@ -78,27 +78,31 @@ fn pclntab_addresses_equal_symtab_for_every_installed_version() {
 
 #[test]
 fn stripped_binaries_resolve_probe_points_through_the_pclntab() {
-    for version in ["1.22", "1.27"] {
-        let plain = GoBinary::open(&loadgen(version, &Default::default())).unwrap();
-        for options in [
-            BuildOptions {
-                ldflags: Some("-s -w".into()),
-                ..Default::default()
-            },
-            BuildOptions {
-                ldflags: Some("-s -w".into()),
-                cgo: true,
-                ..Default::default()
-            },
-        ] {
-            let stripped = GoBinary::open(&loadgen(version, &options)).unwrap();
-            assert!(!stripped.has_symtab);
-            let point = goscope::probe_points::resolve(&stripped, "runtime.gcMarkTermination")
-                .unwrap_or_else(|e| panic!("Go {version} {options:?}: {e}"));
-            if !options.cgo {
+    for version in ["1.21", "1.22", "1.27"] {
+        for cgo in [false, true] {
+            for buildmode in [None, Some("pie".to_string())] {
+                let plain = BuildOptions {
+                    cgo,
+                    buildmode: buildmode.clone(),
+                    ..Default::default()
+                };
+                let stripped = BuildOptions {
+                    ldflags: Some("-s -w".into()),
+                    ..plain.clone()
+                };
+                let plain = GoBinary::open(&loadgen(version, &plain)).unwrap();
+                let stripped = GoBinary::open(&loadgen(version, &stripped)).unwrap();
+                assert!(!stripped.has_symtab);
+                let label = format!("Go {version} cgo={cgo} {buildmode:?}");
+                let point = goscope::probe_points::resolve(&stripped, "runtime.gcMarkTermination")
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
                 let reference =
                     goscope::probe_points::resolve(&plain, "runtime.gcMarkTermination").unwrap();
-                assert_eq!(point.address, reference.address, "Go {version}");
+                assert_eq!(
+                    point.address, reference.address,
+                    "{label}: stripped vs unstripped twin"
+                );
+                assert_eq!(point.placement, reference.placement, "{label}");
             }
         }
     }

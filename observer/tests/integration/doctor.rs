@@ -125,3 +125,51 @@ fn target_exiting_inside_the_window_gives_a_report_and_nonzero_exit() {
     assert_eq!(report["ended_by"], "target_exited");
     assert!(finished.stderr.contains(&format!("pid {pid} exited")));
 }
+
+/// A target in its own mount namespace, run from a path that does not
+/// exist outside it: goscope reads the executable through /proc/PID/exe and
+/// its figures still agree with the target's own.
+#[test]
+fn target_in_another_mount_namespace() {
+    if !require_root_or_skip("target_in_another_mount_namespace") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let dir = testkit::workspace_root().join("target/ns-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let inside = dir.join("app");
+    assert!(
+        !inside.exists(),
+        "{} must not exist outside the namespace",
+        inside.display()
+    );
+    let script = format!(
+        "mount -t tmpfs goscope-ns {dir} && cp {bin} {inside} && exec {inside} -work gc",
+        dir = dir.display(),
+        bin = binary.display(),
+        inside = inside.display()
+    );
+    let mut target = Target::start_command(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(&script),
+    )
+    .unwrap();
+    assert!(!inside.exists(), "the namespace's tmpfs leaked outside");
+    let pid = target.pid.to_string();
+    let inspect = goscope_json(&["inspect", &pid, "--json"]);
+    assert_eq!(inspect["exe"], inside.to_str().unwrap());
+    assert!(inspect["functions"]["runtime.gcMarkTermination"].is_string());
+
+    let mut goscope =
+        Goscope::start(&["doctor", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
+    goscope.wait_attached().unwrap();
+    let truth = target.run_batch().unwrap();
+    let finished = goscope.interrupt().unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let report = doctor_json(&finished);
+    let cycles = truth.delta("/gc/cycles/total:gc-cycles").unwrap();
+    assert_eq!(report["gc"]["cycles"].as_f64(), Some(cycles));
+    assert_eq!(report["gc"]["cycles_probe"].as_f64(), Some(cycles));
+    target.quit().unwrap();
+}

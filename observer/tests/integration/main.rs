@@ -8,4 +8,5 @@ mod bad_input;
 mod binary_maps;
 mod doctor;
 mod inspect;
+mod runtime_table;
 mod util;
