@@ -1,4 +1,5 @@
-//! `goscope inspect`: what goscope knows about a Go binary before attaching.
+//! `goscope inspect`: what goscope knows about a Go binary before attaching,
+//! and where each address and offset came from.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -9,6 +10,7 @@ use crate::{
     cli::InspectArgs,
     output,
     probe_points::{self, PROBED_FUNCTIONS, ProbePoint},
+    runtime::{GlobalsSource, LayoutSource, RuntimeLayout, globals::GLOBALS},
     target::TargetProcess,
 };
 
@@ -36,6 +38,45 @@ pub struct InspectReport {
     /// Probe address (hex) of every runtime function goscope probes.
     pub functions: BTreeMap<String, String>,
     pub probes: Vec<ProbeReport>,
+    /// Where goscope finds the runtime's counters in this binary.
+    pub runtime_layout: RuntimeLayoutReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuntimeLayoutReport {
+    /// dwarf | version_table
+    pub offsets: Option<LayoutSource>,
+    /// symtab | code_references
+    pub globals_source: Option<GlobalsSource>,
+    /// Link-time address (hex) of each runtime global read.
+    pub globals: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn layout_report(binary: &GoBinary) -> RuntimeLayoutReport {
+    match RuntimeLayout::resolve(binary, false) {
+        Ok(layout) => RuntimeLayoutReport {
+            offsets: Some(layout.offsets_source),
+            globals_source: Some(layout.globals_source),
+            globals: GLOBALS
+                .iter()
+                .filter_map(|g| {
+                    Some((
+                        g.key.to_string(),
+                        format!("{:#x}", layout.globals.get(g.key)?),
+                    ))
+                })
+                .collect(),
+            error: None,
+        },
+        Err(e) => RuntimeLayoutReport {
+            offsets: None,
+            globals_source: None,
+            globals: BTreeMap::new(),
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +156,7 @@ pub fn build_report(pid: Option<u32>, exe: &str, binary: &GoBinary) -> InspectRe
         cgo: binary.cgo(),
         functions,
         probes,
+        runtime_layout: layout_report(binary),
     }
 }
 
@@ -194,6 +236,25 @@ fn render(r: &InspectReport) -> String {
                     error.as_deref().unwrap_or("unknown")
                 );
             }
+        }
+    }
+    let l = &r.runtime_layout;
+    match (&l.offsets, &l.globals_source, &l.error) {
+        (Some(offsets), Some(globals), _) => {
+            let _ = writeln!(
+                out,
+                "runtime      struct offsets from {offsets:?}, global addresses from {globals:?}"
+            );
+            for (name, address) in &l.globals {
+                let _ = writeln!(out, "  {name:<36} {address}");
+            }
+        }
+        (_, _, error) => {
+            let _ = writeln!(
+                out,
+                "runtime      unreadable: {}",
+                error.as_deref().unwrap_or("unknown")
+            );
         }
     }
     out

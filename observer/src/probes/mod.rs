@@ -34,6 +34,9 @@ impl ProbeSession {
     /// Loads the kernel programs, filtering on `pid`.
     pub fn load(pid: u32) -> anyhow::Result<Self> {
         let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be observed"))?;
+        if KERNEL_OBJECT.is_empty() {
+            anyhow::bail!("this goscope was built with AYA_BUILD_SKIP=1 and has no eBPF programs");
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global("TARGET_TGID", &pid.get(), true)
             .load(KERNEL_OBJECT)
