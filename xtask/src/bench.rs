@@ -1,6 +1,7 @@
-//! The overhead benchmark: one fixed Go workload batch, timed by the target
-//! itself, run alternately without and with goscope attached, several pairs
-//! in one run; prints each pair's ratio (with / without) and the median.
+//! The overhead benchmark: a fixed Go workload batch, timed by the target
+//! itself (median of a few batches per run), run alternately without and
+//! with goscope attached, several pairs in one run; prints each pair's
+//! ratio (with / without) and the median.
 
 use std::time::Duration;
 
@@ -20,11 +21,18 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     scale: u32,
     /// Pairs of runs (without, with).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 9)]
     pairs: u32,
     /// goscope subcommand attached during the "with" runs.
     #[arg(long, default_value = "doctor")]
     mode: String,
+    /// Pause between start (and attach) and the batch, in both arms, so
+    /// that attach-time work (DWARF parsing, eBPF load) is not measured.
+    #[arg(long, default_value_t = 1000)]
+    settle_ms: u64,
+    /// Batches per run; the run's time is their median (damps VM noise).
+    #[arg(long, default_value_t = 3)]
+    batches: u32,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -62,7 +70,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let result = target.run_batch()?;
+            std::thread::sleep(Duration::from_millis(args.settle_ms));
+            let mut batch_ns = Vec::new();
+            for _ in 0..args.batches.max(1) {
+                batch_ns.push(target.run_batch()?.elapsed_ns);
+            }
+            batch_ns.sort_unstable();
             if let Some(g) = goscope {
                 let finished = g.interrupt()?;
                 anyhow::ensure!(
@@ -72,7 +85,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 );
             }
             target.quit().context("stopping the target")?;
-            times[usize::from(attached)] = Duration::from_nanos(result.elapsed_ns);
+            times[usize::from(attached)] = Duration::from_nanos(batch_ns[batch_ns.len() / 2]);
         }
         let ratio = times[1].as_secs_f64() / times[0].as_secs_f64();
         println!(
