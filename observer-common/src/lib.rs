@@ -25,3 +25,30 @@ impl CounterSlot {
         self as u32
     }
 }
+
+/// Bytes of `runtime.work` copied at the end of each GC cycle (the struct
+/// is at most 816 bytes in Go 1.19 – 1.27).
+pub const WORK_SNAPSHOT_BYTES: usize = 1024;
+/// Bytes of `runtime.gcController` copied (392 – 424 bytes).
+pub const CONTROLLER_SNAPSHOT_BYTES: usize = 512;
+
+/// One completed GC cycle, copied by the kernel program from the target's
+/// memory at a point after mark termination where gctrace reads the same
+/// fields (the world restarted, the next cycle not yet begun).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GcCycleEvent {
+    pub ktime_ns: u64,
+    pub numgc: u32,
+    pub read_errors: u32,
+    /// memstats.gc_cpu_fraction (float64 bits).
+    pub gc_cpu_fraction_bits: u64,
+    pub runtime_init_time: i64,
+    pub work: [u8; WORK_SNAPSHOT_BYTES],
+    pub controller: [u8; CONTROLLER_SNAPSHOT_BYTES],
+}
+
+/// log2(ns) slots of the mark-assist latency histogram; the second half
+/// holds assists that parked (waited for background credit).
+pub const ASSIST_HIST_SLOTS: u32 = 128;
+pub const ASSIST_PARKED_BASE: u32 = 64;

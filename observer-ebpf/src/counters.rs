@@ -9,19 +9,12 @@ use aya_ebpf::{
 };
 use observer_common::COUNTER_SLOTS;
 
-/// The observed process (kernel tgid); set by userspace before load.
-#[unsafe(no_mangle)]
-static TARGET_TGID: u32 = 0;
-
 #[map]
 static EVENT_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 #[uprobe]
 pub fn count_hit(ctx: ProbeContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: volatile read of a constant patched by the loader.
-    let target = unsafe { core::ptr::read_volatile(&TARGET_TGID) };
-    if tgid != target {
+    if !crate::target::is_target(bpf_get_current_pid_tgid()) {
         return 0;
     }
     // SAFETY: the helper only reads the attach cookie of the running program.

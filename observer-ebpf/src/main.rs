@@ -4,6 +4,8 @@
 #![no_main]
 
 mod counters;
+mod gc;
+mod target;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "goscope",
     version,
     about = "A live observer for running Go processes: runtime CPU, allocation pressure, GC pacing and the scheduler, without restarting the target.",
-    after_help = "Examples:\n  sudo goscope doctor --pid 1234\n  sudo goscope doctor --pid 1234 --duration 30 --json\n  goscope inspect ./server --json\n  sudo goscope inspect 1234"
+    after_help = "Examples:\n  sudo goscope doctor --pid 1234\n  sudo goscope doctor --pid 1234 --duration 30 --json\n  sudo goscope gc --pid 1234 --duration 30\n  goscope inspect ./server --json\n  sudo goscope inspect 1234"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,6 +25,28 @@ pub enum Command {
     /// Attach to a running Go process for a window and report GC, allocation
     /// and scheduler health with verdicts.
     Doctor(DoctorArgs),
+    /// gctrace without a restart: one line per GC cycle as it completes,
+    /// with mark-assist count and latency, GOGC and GOMEMLIMIT in force.
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The process to observe.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// How long to watch, in seconds; Ctrl-C stops earlier.
+    #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// One JSON object per cycle per line instead of gctrace-style text.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not probe mark assists (cycle records only: one probe hit per GC).
+    #[arg(long)]
+    pub no_assists: bool,
+    /// Attach even to a Go version outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]

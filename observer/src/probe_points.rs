@@ -23,8 +23,28 @@ pub const GC_MARK_TERMINATION: RuntimeFunction = RuntimeFunction {
     purpose: "completed GC cycles",
 };
 
+/// Called once per cycle after mark termination, while runtime.work still
+/// holds the finished cycle (where gctrace reads it).
+pub const GC_CYCLE_END: RuntimeFunction = RuntimeFunction {
+    name: "runtime.mProf_Flush",
+    purpose: "GC cycle records (after mark termination)",
+};
+
+/// Mark assists (start; every RET is probed too).
+pub const GC_ASSIST: RuntimeFunction = RuntimeFunction {
+    name: "runtime.gcAssistAlloc",
+    purpose: "mark-assist latency (and every RET)",
+};
+
+/// Assists that park waiting for background credit.
+pub const GC_PARK_ASSIST: RuntimeFunction = RuntimeFunction {
+    name: "runtime.gcParkAssist",
+    purpose: "parked mark assists",
+};
+
 /// Every function goscope may probe, for `goscope inspect`.
-pub const PROBED_FUNCTIONS: &[RuntimeFunction] = &[GC_MARK_TERMINATION];
+pub const PROBED_FUNCTIONS: &[RuntimeFunction] =
+    &[GC_MARK_TERMINATION, GC_CYCLE_END, GC_ASSIST, GC_PARK_ASSIST];
 
 #[derive(Debug, Error)]
 pub enum ProbePointError {

@@ -71,6 +71,7 @@ pub fn observe(
                 next_tick = Some(due + step);
             }
         }
-        std::thread::sleep(POLL_INTERVAL.min(duration - elapsed));
+        let nap = tick.map_or(POLL_INTERVAL, |t| t.min(POLL_INTERVAL));
+        std::thread::sleep(nap.min(duration - elapsed));
     }
 }

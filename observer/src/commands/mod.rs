@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub mod doctor;
+pub mod gc;
 pub mod inspect;

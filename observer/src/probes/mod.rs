@@ -2,12 +2,14 @@
 //! Every attachment is a perf-event file descriptor owned by this process:
 //! when goscope exits, however it exits, the kernel removes the probes.
 
-use std::{num::NonZeroU32, path::Path};
+pub mod assists;
+
+use std::{collections::BTreeSet, num::NonZeroU32, path::Path};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::PerCpuArray,
+    maps::{MapData, PerCpuArray, RingBuf},
     programs::{
         UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
@@ -17,71 +19,101 @@ use observer_common::CounterSlot;
 
 use crate::{privilege, probe_points::ProbePoint};
 
-const COUNTING_PROGRAM: &str = "count_hit";
+pub const COUNTING_PROGRAM: &str = "count_hit";
+pub const GC_CYCLE_PROGRAM: &str = "gc_cycle_end";
+pub const ASSIST_ENTER_PROGRAM: &str = "assist_enter";
+pub const ASSIST_EXIT_PROGRAM: &str = "assist_exit";
+pub const ASSIST_PARK_PROGRAM: &str = "assist_park";
 const COUNTERS_MAP: &str = "EVENT_COUNTERS";
 
 /// The kernel object built by observer/build.rs.
 static KERNEL_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
+/// Run-time addresses the GC cycle program copies from (load bias applied).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GcSnapshotAddresses {
+    pub work: u64,
+    pub controller: u64,
+    pub numgc: u64,
+    pub gc_cpu_fraction: u64,
+    pub init_time: u64,
+}
+
 /// Loaded kernel programs bound to one target process.
 pub struct ProbeSession {
     ebpf: Ebpf,
     pid: NonZeroU32,
+    loaded: BTreeSet<&'static str>,
     attached: Vec<ProbePoint>,
 }
 
 impl ProbeSession {
-    /// Loads the kernel programs, filtering on `pid`.
-    pub fn load(pid: u32) -> anyhow::Result<Self> {
+    /// Loads the kernel object, filtering on `pid`.
+    pub fn load(pid: u32, gc: Option<&GcSnapshotAddresses>) -> anyhow::Result<Self> {
         let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be observed"))?;
         if KERNEL_OBJECT.is_empty() {
             anyhow::bail!("this goscope was built with AYA_BUILD_SKIP=1 and has no eBPF programs");
         }
-        let mut ebpf = EbpfLoader::new()
-            .override_global("TARGET_TGID", &pid.get(), true)
+        let gc = gc.copied().unwrap_or_default();
+        let tgid = pid.get();
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("TARGET_TGID", &tgid, true)
+            .override_global("WORK_ADDR", &gc.work, true)
+            .override_global("CONTROLLER_ADDR", &gc.controller, true)
+            .override_global("NUMGC_ADDR", &gc.numgc, true)
+            .override_global("GC_CPU_FRACTION_ADDR", &gc.gc_cpu_fraction, true)
+            .override_global("INIT_TIME_ADDR", &gc.init_time, true);
+        let ebpf = loader
             .load(KERNEL_OBJECT)
-            .map_err(|e| privilege::advise(anyhow::Error::new(e), "loading the eBPF programs"))?;
-        let program: &mut UProbe = ebpf
-            .program_mut(COUNTING_PROGRAM)
-            .ok_or_else(|| anyhow!("kernel object lacks program {COUNTING_PROGRAM}"))?
-            .try_into()?;
-        program.load().map_err(|e| {
-            privilege::advise(
-                anyhow::Error::new(e),
-                &format!("loading program {COUNTING_PROGRAM} into the kernel"),
-            )
-        })?;
+            .map_err(|e| privilege::advise(anyhow::Error::new(e), "loading the eBPF object"))?;
         Ok(Self {
             ebpf,
             pid,
+            loaded: BTreeSet::new(),
             attached: Vec::new(),
         })
     }
 
-    /// Attaches a counting probe at `point` in `executable` (a path that
-    /// reaches the target's binary, e.g. /proc/PID/exe).
-    pub fn attach_counter(
-        &mut self,
-        point: &ProbePoint,
-        slot: CounterSlot,
-        executable: &Path,
-    ) -> anyhow::Result<()> {
+    fn program(&mut self, name: &'static str) -> anyhow::Result<&mut UProbe> {
         let program: &mut UProbe = self
             .ebpf
-            .program_mut(COUNTING_PROGRAM)
-            .ok_or_else(|| anyhow!("kernel object lacks program {COUNTING_PROGRAM}"))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("kernel object lacks program {name}"))?
             .try_into()?;
+        if self.loaded.insert(name) {
+            program.load().map_err(|e| {
+                privilege::advise(
+                    anyhow::Error::new(e),
+                    &format!("loading program {name} into the kernel (verifier)"),
+                )
+            })?;
+        }
+        Ok(program)
+    }
+
+    /// Attaches kernel program `name` at `point` in `executable` (a path
+    /// that reaches the target's binary, e.g. /proc/PID/exe).
+    pub fn attach(
+        &mut self,
+        name: &'static str,
+        point: &ProbePoint,
+        cookie: Option<u64>,
+        executable: &Path,
+    ) -> anyhow::Result<()> {
+        let pid = self.pid;
+        let program = self.program(name)?;
         let attach_point = UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
-            cookie: Some(u64::from(slot.index())),
+            cookie,
         };
         program
-            .attach(attach_point, executable, UProbeScope::OneProcess(self.pid))
+            .attach(attach_point, executable, UProbeScope::OneProcess(pid))
             .map_err(|e| {
                 privilege::advise(
                     anyhow::Error::new(e),
                     &format!(
-                        "attaching a uprobe to {} at {:#x} (file offset {:#x}) in {}",
+                        "attaching {name} to {} at {:#x} (file offset {:#x}) in {}",
                         point.function,
                         point.address,
                         point.file_offset,
@@ -93,6 +125,16 @@ impl ProbeSession {
         Ok(())
     }
 
+    /// Attaches the counting program; `slot` is its cookie.
+    pub fn attach_counter(
+        &mut self,
+        point: &ProbePoint,
+        slot: CounterSlot,
+        executable: &Path,
+    ) -> anyhow::Result<()> {
+        self.attach(COUNTING_PROGRAM, point, Some(u64::from(slot.index())), executable)
+    }
+
     /// The probe points attached so far.
     pub fn attached(&self) -> &[ProbePoint] {
         &self.attached
@@ -100,14 +142,33 @@ impl ProbeSession {
 
     /// Sum over CPUs of one counter slot.
     pub fn counter(&self, slot: CounterSlot) -> anyhow::Result<u64> {
+        per_cpu_sum(&self.ebpf, COUNTERS_MAP, slot.index())
+    }
+
+    /// The ring buffer of completed GC cycles.
+    pub fn gc_events(&mut self) -> anyhow::Result<RingBuf<&mut MapData>> {
         let map = self
             .ebpf
-            .map(COUNTERS_MAP)
-            .ok_or_else(|| anyhow!("kernel object lacks map {COUNTERS_MAP}"))?;
-        let counters = PerCpuArray::<_, u64>::try_from(map)?;
-        let values = counters
-            .get(&slot.index(), 0)
-            .with_context(|| format!("reading counter slot {slot:?}"))?;
-        Ok(values.iter().sum())
+            .map_mut("GC_EVENTS")
+            .ok_or_else(|| anyhow!("kernel object lacks map GC_EVENTS"))?;
+        Ok(RingBuf::try_from(map)?)
     }
+
+    pub(crate) fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
+/// Sum over CPUs of slot `index` of a per-CPU u64 array.
+pub(crate) fn per_cpu_sum(ebpf: &Ebpf, map: &str, index: u32) -> anyhow::Result<u64> {
+    let map_data = ebpf.map(map).ok_or_else(|| anyhow!("kernel object lacks map {map}"))?;
+    let array = PerCpuArray::<_, u64>::try_from(map_data)?;
+    let values = array
+        .get(&index, 0)
+        .with_context(|| format!("reading {map}[{index}]"))?;
+    Ok(values.iter().sum())
 }

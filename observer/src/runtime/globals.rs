@@ -103,6 +103,11 @@ pub const GLOBALS: &[GlobalSpec] = &[
         names: &["runtime.gcphase"],
         required: false,
     },
+    GlobalSpec {
+        key: "runtime_init_time",
+        names: &["runtime.runtimeInitTime"],
+        required: false,
+    },
     // [_NumSizeClasses]uint16; moved to internal/runtime/gc in Go 1.25.
     GlobalSpec {
         key: "class_to_size",

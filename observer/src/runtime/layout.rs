@@ -85,6 +85,26 @@ pub struct RuntimeOffsets {
     pub sched: SchedLayout,
     pub p: PLayout,
     pub m: MLayout,
+    pub cycle: CycleLayout,
+}
+
+/// What gctrace prints of a finished cycle: runtime.work fields, the
+/// pacer's per-cycle CPU counters and memstats.gc_cpu_fraction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CycleLayout {
+    pub work_size: u64,
+    pub t_sweep_term: u64,
+    pub t_mark: u64,
+    pub t_mark_term: u64,
+    pub t_end: u64,
+    pub heap0: u64,
+    pub heap1: u64,
+    pub heap2: u64,
+    pub stwprocs: u64,
+    pub maxprocs: u64,
+    pub user_forced: u64,
+    pub last_heap_goal: u64,
+    pub gc_cpu_fraction: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -370,12 +390,29 @@ impl RuntimeOffsets {
             alllink: r.offset("runtime.m", &["alllink"])?,
             ncgocall: r.offset("runtime.m", &["ncgocall"])?,
         };
+        const WORK_T: &str = "runtime.workType";
+        let cycle = CycleLayout {
+            work_size: r.size(WORK_T)?,
+            t_sweep_term: r.offset(WORK_T, &["tSweepTerm"])?,
+            t_mark: r.offset(WORK_T, &["tMark"])?,
+            t_mark_term: r.offset(WORK_T, &["tMarkTerm"])?,
+            t_end: r.offset(WORK_T, &["tEnd"])?,
+            heap0: r.offset(WORK_T, &["heap0"])?,
+            heap1: r.offset(WORK_T, &["heap1"])?,
+            heap2: r.offset(WORK_T, &["heap2"])?,
+            stwprocs: r.offset(WORK_T, &["stwprocs"])?,
+            maxprocs: r.offset(WORK_T, &["maxprocs"])?,
+            user_forced: r.offset(WORK_T, &["userForced"])?,
+            last_heap_goal: r.offset(GC, &["lastHeapGoal"])?,
+            gc_cpu_fraction: r.offset("runtime.mstats", &["gc_cpu_fraction"])?,
+        };
         Ok(Self {
             heap,
             gc,
             sched: sched_layout,
             p,
             m,
+            cycle,
         })
     }
 }

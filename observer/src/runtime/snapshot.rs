@@ -149,13 +149,13 @@ impl<M: TargetMemory> Reader<'_, M> {
     }
 }
 
-fn le_u64(raw: &[u8], offset: u64) -> u64 {
+pub(crate) fn le_u64(raw: &[u8], offset: u64) -> u64 {
     let o = offset as usize;
     raw.get(o..o + 8)
         .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
 }
 
-fn le_u32(raw: &[u8], offset: u64) -> u32 {
+pub(crate) fn le_u32(raw: &[u8], offset: u64) -> u32 {
     let o = offset as usize;
     raw.get(o..o + 4)
         .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
@@ -377,7 +377,7 @@ const MEMORY_LIMIT_MIN_HEADROOM: u64 = 1 << 20;
 
 /// The heap goal as gcControllerState.heapGoalInternal computes it (what
 /// /gc/heap/goal:bytes reports), and whether the memory limit set it.
-fn heap_goal(ctl: &[u8], c: &super::layout::GcLayout, heap_marked: u64) -> (Option<u64>, bool) {
+pub(crate) fn heap_goal(ctl: &[u8], c: &super::layout::GcLayout, heap_marked: u64) -> (Option<u64>, bool) {
     let get = |o: Option<u64>| o.map(|o| le_u64(ctl, o));
     let (Some(mut goal), Some(sweep_trigger), Some(triggered)) = (
         get(c.gc_percent_heap_goal),

@@ -150,7 +150,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     })
 }
 
-fn check_version(target: &TargetProcess, force: bool) -> anyhow::Result<()> {
+pub(crate) fn check_version(target: &TargetProcess, force: bool) -> anyhow::Result<()> {
     let go = target.binary.go_version();
     if force {
         return Ok(());
@@ -182,7 +182,7 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
         .with_context(|| format!("reading the size classes of pid {}", target.pid))?;
     let gc_point =
         probe_points::resolve(&target.binary, GC_MARK_TERMINATION.name).with_context(context)?;
-    let probes = ProbeSession::load(target.pid)
+    let probes = ProbeSession::load(target.pid, None)
         .and_then(|mut session| {
             session.attach_counter(&gc_point, CounterSlot::GcCycles, &target.exe_handle)?;
             Ok(session)

@@ -1,0 +1,147 @@
+//! `goscope gc`: gctrace without a restart. One line (or JSON object) per
+//! GC cycle as it completes, from the runtime's own bookkeeping copied by a
+//! probe after mark termination, plus what gctrace lacks: mark-assist
+//! count and latency, goroutines that assisted, GOGC/GOMEMLIMIT in force.
+
+mod cycle;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use observer_common::GcCycleEvent;
+
+pub use cycle::CycleRecord;
+
+use crate::{
+    cli::GcArgs,
+    commands::doctor::check_version,
+    memory::{ProcessMemory, TargetMemory as _},
+    output, privilege,
+    probe_points::{self, GC_CYCLE_END},
+    probes::{
+        GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession,
+        assists::{AssistProbes, AssistReader},
+    },
+    runtime::RuntimeLayout,
+    target::TargetProcess,
+    window::{self, StopSignal, WindowEnd},
+};
+
+/// How often the ring buffer of finished cycles is drained.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
+
+pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
+    privilege::require_root("goscope gc")?;
+    let stop = StopSignal::install()?;
+    let target = TargetProcess::open(args.pid)?;
+    check_version(&target, args.force_version)?;
+    let context = || format!("pid {}", target.pid);
+    let layout = RuntimeLayout::resolve(&target.binary, args.force_version).with_context(context)?;
+    let bias = target.load_bias()?;
+    let g = &layout.globals;
+    let o = &layout.offsets;
+    let work = g
+        .get("work")
+        .context("runtime.work not found: cannot read GC cycle records")?;
+    let addresses = GcSnapshotAddresses {
+        work: work + bias,
+        controller: g.required("gc_controller") + bias,
+        numgc: g.required("memstats") + o.heap.numgc + bias,
+        gc_cpu_fraction: g.required("memstats") + o.cycle.gc_cpu_fraction + bias,
+        init_time: g.get("runtime_init_time").map_or(0, |a| a + bias),
+    };
+    let cycle_point = probe_points::resolve(&target.binary, GC_CYCLE_END.name).with_context(context)?;
+    let assist_probes = if args.no_assists {
+        None
+    } else {
+        Some(AssistProbes::resolve(&target.binary).with_context(context)?)
+    };
+    let mut session = ProbeSession::load(target.pid, Some(&addresses))
+        .and_then(|mut s| {
+            s.attach(GC_CYCLE_PROGRAM, &cycle_point, None, &target.exe_handle)?;
+            if let Some(assists) = &assist_probes {
+                assists.attach(&mut s, &target.exe_handle)?;
+            }
+            Ok(s)
+        })
+        .map_err(|e| target.explain_attach_failure(e))?;
+    let memory = ProcessMemory::new(target.pid);
+    let mut last_cycle = memory
+        .read_u32(addresses.numgc)
+        .with_context(|| format!("reading memstats.numgc of pid {}", target.pid))?;
+    eprintln!(
+        "goscope: attached to pid {} ({}, {}); one line per GC cycle from cycle {}, Ctrl-C to stop",
+        target.pid,
+        target.exe.display(),
+        target.binary.build.go_version_string,
+        last_cycle + 1
+    );
+    let mut assists = AssistReader::default();
+    // Prime the cumulative histogram so the first cycle shows only its own.
+    let _ = assists.drain(&mut session);
+    let mut failure: Option<anyhow::Error> = None;
+    let mut printed = 0u64;
+    let mut drain = |session: &mut ProbeSession| -> anyhow::Result<()> {
+        let mut events = Vec::new();
+        {
+            let mut ring = session.gc_events()?;
+            while let Some(item) = ring.next() {
+                if item.len() >= std::mem::size_of::<GcCycleEvent>() {
+                    // SAFETY: the kernel wrote a whole GcCycleEvent
+                    // (repr(C), plain integers and bytes).
+                    let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<GcCycleEvent>()) };
+                    events.push(event);
+                }
+            }
+        }
+        for event in events {
+            // mProf_Flush may run outside GC; only a new cycle counts.
+            if event.read_errors != 0 || event.numgc <= last_cycle {
+                continue;
+            }
+            last_cycle = event.numgc;
+            let summary = assists.drain(session)?;
+            let record = CycleRecord::decode(&event, o, summary);
+            if args.json {
+                output::print_json_line(&record)?;
+            } else {
+                output::print_text(&format!("{}\n", record.gctrace_line()))?;
+            }
+            printed += 1;
+        }
+        Ok(())
+    };
+    let (ended_by, elapsed) = window::observe(
+        Duration::from_secs_f64(args.duration),
+        &target,
+        &stop,
+        Some(DRAIN_INTERVAL),
+        |_| {
+            if failure.is_none() {
+                if let Err(e) = drain(&mut session) {
+                    failure = Some(e);
+                }
+            }
+        },
+    );
+    if failure.is_none() {
+        if let Err(e) = drain(&mut session) {
+            failure = Some(e);
+        }
+    }
+    if let Some(e) = failure {
+        if e.is::<output::BrokenPipe>() {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    eprintln!(
+        "goscope: {printed} GC cycle(s) in {:.1} s{}",
+        elapsed.as_secs_f64(),
+        match ended_by {
+            WindowEnd::TargetExited => "; the target exited",
+            _ => "",
+        }
+    );
+    Ok(if ended_by == WindowEnd::TargetExited { 3 } else { 0 })
+}
