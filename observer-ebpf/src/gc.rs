@@ -6,7 +6,9 @@
 //! parks and resumes on another thread is still one assist;
 //! `assist_park` marks it as parked.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+    },
     macros::{map, uprobe},
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
@@ -64,20 +66,27 @@ pub fn gc_cycle_end(_ctx: ProbeContext) -> u32 {
     // submit; every target read goes through bpf_probe_read_user.
     unsafe {
         (*event).ktime_ns = bpf_ktime_get_ns();
-        (*event).numgc = bpf_probe_read_user(global(&NUMGC_ADDR) as *const u32).unwrap_or_else(|_| {
-            errors += 1;
-            0
-        });
-        (*event).gc_cpu_fraction_bits = bpf_probe_read_user(global(&GC_CPU_FRACTION_ADDR) as *const u64)
-            .unwrap_or_else(|_| {
+        (*event).numgc =
+            bpf_probe_read_user(global(&NUMGC_ADDR) as *const u32).unwrap_or_else(|_| {
                 errors += 1;
                 0
             });
-        (*event).runtime_init_time = bpf_probe_read_user(global(&INIT_TIME_ADDR) as *const i64).unwrap_or(0);
+        (*event).gc_cpu_fraction_bits =
+            bpf_probe_read_user(global(&GC_CPU_FRACTION_ADDR) as *const u64).unwrap_or_else(|_| {
+                errors += 1;
+                0
+            });
+        (*event).runtime_init_time =
+            bpf_probe_read_user(global(&INIT_TIME_ADDR) as *const i64).unwrap_or(0);
         if bpf_probe_read_user_buf(global(&WORK_ADDR) as *const u8, &mut (*event).work).is_err() {
             errors += 1;
         }
-        if bpf_probe_read_user_buf(global(&CONTROLLER_ADDR) as *const u8, &mut (*event).controller).is_err() {
+        if bpf_probe_read_user_buf(
+            global(&CONTROLLER_ADDR) as *const u8,
+            &mut (*event).controller,
+        )
+        .is_err()
+        {
             errors += 1;
         }
         (*event).read_errors = errors;

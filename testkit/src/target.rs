@@ -87,6 +87,7 @@ impl WorkloadResult {
 /// A running workload process.
 pub struct Target {
     child: Child,
+    stderr: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     pub pid: u32,
@@ -99,15 +100,56 @@ impl Target {
         Self::start_command(Command::new(binary).args(args).envs(env.iter().copied()))
     }
 
+    /// Like `start`, keeping the target's stderr (e.g. GODEBUG=gctrace=1
+    /// output) for `stderr_lines`.
+    pub fn start_capturing_stderr(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(binary);
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let captured = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().context("no stderr")?;
+        let sink = std::sync::Arc::clone(&captured);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().map(|mut v| v.push(line)).ok();
+            }
+        });
+        let mut target = Self::from_child(child)?;
+        target.stderr = Some(captured);
+        Ok(target)
+    }
+
+    /// What the target printed on stderr so far (capturing targets only).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr
+            .as_ref()
+            .and_then(|s| s.lock().ok().map(|v| v.clone()))
+            .unwrap_or_default()
+    }
+
     /// Starts a prepared command (e.g. wrapped in unshare) speaking the
     /// loadgen protocol.
     pub fn start_command(cmd: &mut Command) -> anyhow::Result<Self> {
-        let mut child = cmd
+        let child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {cmd:?}"))?;
+        Self::from_child(child)
+    }
+
+    fn from_child(mut child: Child) -> anyhow::Result<Self> {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("no stdout")?;
         let (tx, lines) = mpsc::channel();
@@ -120,6 +162,7 @@ impl Target {
         });
         let mut target = Self {
             child,
+            stderr: None,
             stdin,
             lines,
             pid: 0,

@@ -60,7 +60,11 @@ impl AssistProbes {
         if returns.is_empty() {
             anyhow::bail!("{ASSIST_FUNCTION} has no RET instruction; refusing to time it");
         }
-        Ok(Self { enter, returns, park })
+        Ok(Self {
+            enter,
+            returns,
+            park,
+        })
     }
 
     pub fn attach(&self, session: &mut ProbeSession, exe: &std::path::Path) -> anyhow::Result<()> {
@@ -125,7 +129,9 @@ impl AssistReader {
         let parked: u64 = delta[base..].iter().sum();
         // Both halves together give the latency of every assist.
         let combined: Vec<u64> = (0..base).map(|i| delta[i] + delta[base + i]).collect();
-        let bounds: Vec<f64> = (0..=base).map(|i| if i == 0 { 0.0 } else { (1u128 << i) as f64 }).collect();
+        let bounds: Vec<f64> = (0..=base)
+            .map(|i| if i == 0 { 0.0 } else { (1u128 << i) as f64 })
+            .collect();
         Ok(AssistSummary {
             count: count.max(combined.iter().sum()),
             goroutines,

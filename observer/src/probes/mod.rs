@@ -132,7 +132,12 @@ impl ProbeSession {
         slot: CounterSlot,
         executable: &Path,
     ) -> anyhow::Result<()> {
-        self.attach(COUNTING_PROGRAM, point, Some(u64::from(slot.index())), executable)
+        self.attach(
+            COUNTING_PROGRAM,
+            point,
+            Some(u64::from(slot.index())),
+            executable,
+        )
     }
 
     /// The probe points attached so far.
@@ -165,7 +170,9 @@ impl ProbeSession {
 
 /// Sum over CPUs of slot `index` of a per-CPU u64 array.
 pub(crate) fn per_cpu_sum(ebpf: &Ebpf, map: &str, index: u32) -> anyhow::Result<u64> {
-    let map_data = ebpf.map(map).ok_or_else(|| anyhow!("kernel object lacks map {map}"))?;
+    let map_data = ebpf
+        .map(map)
+        .ok_or_else(|| anyhow!("kernel object lacks map {map}"))?;
     let array = PerCpuArray::<_, u64>::try_from(map_data)?;
     let values = array
         .get(&index, 0)

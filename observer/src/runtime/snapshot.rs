@@ -377,7 +377,11 @@ const MEMORY_LIMIT_MIN_HEADROOM: u64 = 1 << 20;
 
 /// The heap goal as gcControllerState.heapGoalInternal computes it (what
 /// /gc/heap/goal:bytes reports), and whether the memory limit set it.
-pub(crate) fn heap_goal(ctl: &[u8], c: &super::layout::GcLayout, heap_marked: u64) -> (Option<u64>, bool) {
+pub(crate) fn heap_goal(
+    ctl: &[u8],
+    c: &super::layout::GcLayout,
+    heap_marked: u64,
+) -> (Option<u64>, bool) {
     let get = |o: Option<u64>| o.map(|o| le_u64(ctl, o));
     let (Some(mut goal), Some(sweep_trigger), Some(triggered)) = (
         get(c.gc_percent_heap_goal),

@@ -7,6 +7,7 @@ mod accuracy;
 mod bad_input;
 mod binary_maps;
 mod doctor;
+mod gc;
 mod inspect;
 mod runtime_table;
 mod util;

@@ -67,7 +67,10 @@ impl CycleRecord {
         let t_end = i64_at(work, c.t_end);
         let stwprocs = i64::from(le_u32(work, c.stwprocs) as i32);
         let gc_percent = le_u32(ctl, g.gc_percent) as i32;
-        let memory_limit = g.memory_limit.map(|o| i64_at(ctl, o)).filter(|&l| l != i64::MAX);
+        let memory_limit = g
+            .memory_limit
+            .map(|o| i64_at(ctl, o))
+            .filter(|&l| l != i64::MAX);
         let (_, limited) = heap_goal(ctl, g, le_u64(ctl, g.heap_marked));
         Self {
             cycle: event.numgc,
@@ -79,7 +82,8 @@ impl CycleRecord {
             cpu: CycleCpu {
                 stw_sweep_term_ns: stwprocs * (t_mark - t_sweep_term),
                 assist_ns: i64_at(ctl, g.assist_time),
-                background_ns: i64_at(ctl, g.dedicated_mark_time) + i64_at(ctl, g.fractional_mark_time),
+                background_ns: i64_at(ctl, g.dedicated_mark_time)
+                    + i64_at(ctl, g.fractional_mark_time),
                 idle_ns: i64_at(ctl, g.idle_mark_time),
                 stw_mark_term_ns: stwprocs * (t_end - t_mark_term),
             },

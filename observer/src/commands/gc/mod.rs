@@ -36,7 +36,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     let target = TargetProcess::open(args.pid)?;
     check_version(&target, args.force_version)?;
     let context = || format!("pid {}", target.pid);
-    let layout = RuntimeLayout::resolve(&target.binary, args.force_version).with_context(context)?;
+    let layout =
+        RuntimeLayout::resolve(&target.binary, args.force_version).with_context(context)?;
     let bias = target.load_bias()?;
     let g = &layout.globals;
     let o = &layout.offsets;
@@ -50,7 +51,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         gc_cpu_fraction: g.required("memstats") + o.cycle.gc_cpu_fraction + bias,
         init_time: g.get("runtime_init_time").map_or(0, |a| a + bias),
     };
-    let cycle_point = probe_points::resolve(&target.binary, GC_CYCLE_END.name).with_context(context)?;
+    let cycle_point =
+        probe_points::resolve(&target.binary, GC_CYCLE_END.name).with_context(context)?;
     let assist_probes = if args.no_assists {
         None
     } else {
@@ -89,7 +91,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
                 if item.len() >= std::mem::size_of::<GcCycleEvent>() {
                     // SAFETY: the kernel wrote a whole GcCycleEvent
                     // (repr(C), plain integers and bytes).
-                    let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<GcCycleEvent>()) };
+                    let event =
+                        unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<GcCycleEvent>()) };
                     events.push(event);
                 }
             }
@@ -143,5 +146,9 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             _ => "",
         }
     );
-    Ok(if ended_by == WindowEnd::TargetExited { 3 } else { 0 })
+    Ok(if ended_by == WindowEnd::TargetExited {
+        3
+    } else {
+        0
+    })
 }
