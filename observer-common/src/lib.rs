@@ -14,11 +14,14 @@ pub enum CounterSlot {
     /// `runtime.gcMarkTermination` entered past its stack check: one per
     /// completed GC cycle.
     GcCycles = 0,
+    /// Calls of runtime.gcAssistAlloc that neither scanned nor parked
+    /// (paid their debt from background credit).
+    AssistCreditSteals = 1,
 }
 
 impl CounterSlot {
     /// Every slot, in discriminant order.
-    pub const ALL: [CounterSlot; 1] = [CounterSlot::GcCycles];
+    pub const ALL: [CounterSlot; 2] = [CounterSlot::GcCycles, CounterSlot::AssistCreditSteals];
 
     /// The array index (and attach cookie) of this slot.
     pub const fn index(self) -> u32 {
@@ -52,3 +55,15 @@ pub struct GcCycleEvent {
 /// holds assists that parked (waited for background credit).
 pub const ASSIST_HIST_SLOTS: u32 = 128;
 pub const ASSIST_PARKED_BASE: u32 = 64;
+
+/// The whole assist histogram in one per-CPU map value, so userspace reads
+/// it with one lookup.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AssistHistogram {
+    pub slots: [u64; ASSIST_HIST_SLOTS as usize],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain integers, no padding.
+unsafe impl aya::Pod for AssistHistogram {}

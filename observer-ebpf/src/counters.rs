@@ -12,6 +12,11 @@ use observer_common::COUNTER_SLOTS;
 #[map]
 static EVENT_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
+/// The per-CPU counter of `slot`, for other programs.
+pub fn counter(slot: observer_common::CounterSlot) -> Option<*mut u64> {
+    EVENT_COUNTERS.get_ptr_mut(slot.index())
+}
+
 #[uprobe]
 pub fn count_hit(ctx: ProbeContext) -> u32 {
     if !crate::target::is_target(bpf_get_current_pid_tgid()) {

@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
-use observer_common::{ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE, GcCycleEvent};
+use observer_common::{ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE, AssistHistogram, GcCycleEvent};
 
 use crate::target::is_target;
 
@@ -30,6 +30,8 @@ static GC_CPU_FRACTION_ADDR: u64 = 0;
 static INIT_TIME_ADDR: u64 = 0;
 
 const PARKED_FLAG: u64 = 1 << 63;
+const WORKED_FLAG: u64 = 1 << 62;
+const FLAGS: u64 = PARKED_FLAG | WORKED_FLAG;
 
 #[map]
 static GC_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
@@ -40,7 +42,7 @@ static ASSIST_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
 #[map]
 static ASSIST_GOROUTINES: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
 #[map]
-static ASSIST_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(ASSIST_HIST_SLOTS, 0);
+static ASSIST_HIST: PerCpuArray<AssistHistogram> = PerCpuArray::with_max_entries(1, 0);
 
 fn global(value: &u64) -> u64 {
     // SAFETY: volatile read of a constant patched by the loader.
@@ -102,7 +104,7 @@ pub fn assist_enter(ctx: ProbeContext) -> u32 {
     }
     let g = current_g(&ctx);
     // SAFETY: plain hash map update.
-    let now = unsafe { bpf_ktime_get_ns() } & !PARKED_FLAG;
+    let now = unsafe { bpf_ktime_get_ns() } & !FLAGS;
     let _ = ASSIST_START.insert(&g, &now, 0);
     0
 }
@@ -120,6 +122,22 @@ pub fn assist_park(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// runtime.gcAssistAlloc1 (on the system stack: its `gp` argument in RAX
+/// is the assisting goroutine): the assist does scan work.
+#[uprobe]
+pub fn assist_work(ctx: ProbeContext) -> u32 {
+    if !is_target(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
+    // SAFETY: regs points at the saved user registers of this probe hit.
+    let g = unsafe { (*ctx.regs).rax };
+    if let Some(start) = ASSIST_START.get_ptr_mut(&g) {
+        // SAFETY: the value belongs to this goroutine's assist.
+        unsafe { *start |= WORKED_FLAG };
+    }
+    0
+}
+
 #[uprobe]
 pub fn assist_exit(ctx: ProbeContext) -> u32 {
     if !is_target(bpf_get_current_pid_tgid()) {
@@ -133,14 +151,26 @@ pub fn assist_exit(ctx: ProbeContext) -> u32 {
     let _ = ASSIST_START.remove(&g);
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let elapsed = now.saturating_sub(start & !PARKED_FLAG);
+    if start & FLAGS == 0 {
+        // Paid from background credit: not an assist in the runtime's sense.
+        if let Some(steals) =
+            crate::counters::counter(observer_common::CounterSlot::AssistCreditSteals)
+        {
+            // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+            unsafe { *steals += 1 };
+        }
+        return 0;
+    }
+    let elapsed = now.saturating_sub(start & !FLAGS);
     let mut slot = log2(elapsed);
     if start & PARKED_FLAG != 0 {
         slot += ASSIST_PARKED_BASE;
     }
-    if let Some(count) = ASSIST_HIST.get_ptr_mut(slot) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *count += 1 };
+    if let Some(hist) = ASSIST_HIST.get_ptr_mut(0) {
+        let index = (slot & (ASSIST_HIST_SLOTS - 1)) as usize;
+        // SAFETY: per-CPU value, no concurrent writer on this CPU; the
+        // index is masked into bounds.
+        unsafe { (*hist).slots[index] += 1 };
     }
     // SAFETY: plain hash map lookup.
     let done = unsafe { ASSIST_GOROUTINES.get(&g) }.copied().unwrap_or(0);

@@ -42,9 +42,20 @@ pub const GC_PARK_ASSIST: RuntimeFunction = RuntimeFunction {
     purpose: "parked mark assists",
 };
 
+/// The scanning part of an assist (on the system stack; `gp` in RAX).
+pub const GC_ASSIST_WORK: RuntimeFunction = RuntimeFunction {
+    name: "runtime.gcAssistAlloc1",
+    purpose: "mark assists that scan",
+};
+
 /// Every function goscope may probe, for `goscope inspect`.
-pub const PROBED_FUNCTIONS: &[RuntimeFunction] =
-    &[GC_MARK_TERMINATION, GC_CYCLE_END, GC_ASSIST, GC_PARK_ASSIST];
+pub const PROBED_FUNCTIONS: &[RuntimeFunction] = &[
+    GC_MARK_TERMINATION,
+    GC_CYCLE_END,
+    GC_ASSIST,
+    GC_ASSIST_WORK,
+    GC_PARK_ASSIST,
+];
 
 #[derive(Debug, Error)]
 pub enum ProbePointError {

@@ -14,6 +14,9 @@ use serde::Serialize;
 use crate::target::TargetProcess;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the target's liveness is checked (reading /proc/PID/stat
+/// walks the target's threads, so not at every tick).
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -54,13 +57,17 @@ pub fn observe(
 ) -> (WindowEnd, Duration) {
     let start = Instant::now();
     let mut next_tick = tick;
+    let mut next_liveness = Duration::ZERO;
     loop {
         let elapsed = start.elapsed();
         if stop.raised() {
             return (WindowEnd::Interrupted, elapsed);
         }
-        if !target.is_alive() {
-            return (WindowEnd::TargetExited, elapsed);
+        if elapsed >= next_liveness {
+            if !target.is_alive() {
+                return (WindowEnd::TargetExited, elapsed);
+            }
+            next_liveness = elapsed + LIVENESS_INTERVAL;
         }
         if elapsed >= duration {
             return (WindowEnd::Elapsed, elapsed);

@@ -5,11 +5,13 @@
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::HashMap;
-use observer_common::{ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE};
+use aya::maps::PerCpuArray;
+use observer_common::{ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE, AssistHistogram};
 use serde::Serialize;
 
 use super::{
-    ASSIST_ENTER_PROGRAM, ASSIST_EXIT_PROGRAM, ASSIST_PARK_PROGRAM, ProbeSession, per_cpu_sum,
+    ASSIST_ENTER_PROGRAM, ASSIST_EXIT_PROGRAM, ASSIST_PARK_PROGRAM, ASSIST_WORK_PROGRAM,
+    ProbeSession,
 };
 use crate::{
     binary::{
@@ -22,18 +24,21 @@ use crate::{
 
 const ASSIST_FUNCTION: &str = "runtime.gcAssistAlloc";
 const PARK_FUNCTION: &str = "runtime.gcParkAssist";
+const WORK_FUNCTION: &str = "runtime.gcAssistAlloc1";
 
 /// Where the assist probes go in one binary.
 pub struct AssistProbes {
     pub enter: ProbePoint,
     pub returns: Vec<ProbePoint>,
     pub park: ProbePoint,
+    pub work: ProbePoint,
 }
 
 impl AssistProbes {
     pub fn resolve(binary: &GoBinary) -> anyhow::Result<Self> {
         let enter = probe_points::resolve(binary, ASSIST_FUNCTION)?;
         let park = probe_points::resolve(binary, PARK_FUNCTION)?;
+        let work = probe_points::resolve(binary, WORK_FUNCTION)?;
         let symbol = binary
             .functions
             .get(ASSIST_FUNCTION)
@@ -64,6 +69,7 @@ impl AssistProbes {
             enter,
             returns,
             park,
+            work,
         })
     }
 
@@ -72,6 +78,7 @@ impl AssistProbes {
         for ret in &self.returns {
             session.attach(ASSIST_EXIT_PROGRAM, ret, None, exe)?;
         }
+        session.attach(ASSIST_WORK_PROGRAM, &self.work, None, exe)?;
         session.attach(ASSIST_PARK_PROGRAM, &self.park, None, exe)
     }
 }
@@ -79,7 +86,10 @@ impl AssistProbes {
 /// Assists completed since the previous drain.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AssistSummary {
+    /// Assists that scanned or parked (what the runtime's assist CPU counts).
     pub count: u64,
+    /// gcAssistAlloc calls paid from background credit, without work.
+    pub credit_steals: u64,
     pub goroutines: u64,
     pub parked: u64,
     /// Latency percentiles (ns, upper bounds of log2 buckets).
@@ -90,6 +100,7 @@ pub struct AssistSummary {
 #[derive(Default)]
 pub struct AssistReader {
     previous: Vec<u64>,
+    previous_steals: u64,
 }
 
 impl AssistReader {
@@ -113,12 +124,16 @@ impl AssistReader {
                 let _ = per_g.remove(&g);
             }
         }
+        let steals_now = session.counter(observer_common::CounterSlot::AssistCreditSteals)?;
+        let credit_steals = steals_now.saturating_sub(self.previous_steals);
+        self.previous_steals = steals_now;
         if goroutines == 0 && !self.previous.is_empty() {
-            return Ok(AssistSummary::default());
+            return Ok(AssistSummary {
+                credit_steals,
+                ..Default::default()
+            });
         }
-        let now: Vec<u64> = (0..ASSIST_HIST_SLOTS)
-            .map(|slot| per_cpu_sum(session.ebpf(), "ASSIST_HIST", slot))
-            .collect::<anyhow::Result<_>>()?;
+        let now = read_histogram(session)?;
         let delta: Vec<u64> = now
             .iter()
             .zip(self.previous.iter().chain(std::iter::repeat(&0)))
@@ -134,9 +149,27 @@ impl AssistReader {
             .collect();
         Ok(AssistSummary {
             count: count.max(combined.iter().sum()),
+            credit_steals,
             goroutines,
             parked,
             latency_ns: percentiles(&combined, &bounds),
         })
     }
+}
+
+/// The cumulative histogram, summed over CPUs (one map lookup).
+fn read_histogram(session: &ProbeSession) -> anyhow::Result<Vec<u64>> {
+    let map = session
+        .ebpf()
+        .map("ASSIST_HIST")
+        .ok_or_else(|| anyhow!("kernel object lacks map ASSIST_HIST"))?;
+    let array = PerCpuArray::<_, AssistHistogram>::try_from(map)?;
+    let per_cpu = array.get(&0, 0).context("reading ASSIST_HIST")?;
+    let mut total = vec![0u64; ASSIST_HIST_SLOTS as usize];
+    for hist in per_cpu.iter() {
+        for (sum, v) in total.iter_mut().zip(hist.slots.iter()) {
+            *sum += v;
+        }
+    }
+    Ok(total)
 }

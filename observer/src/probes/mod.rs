@@ -24,6 +24,7 @@ pub const GC_CYCLE_PROGRAM: &str = "gc_cycle_end";
 pub const ASSIST_ENTER_PROGRAM: &str = "assist_enter";
 pub const ASSIST_EXIT_PROGRAM: &str = "assist_exit";
 pub const ASSIST_PARK_PROGRAM: &str = "assist_park";
+pub const ASSIST_WORK_PROGRAM: &str = "assist_work";
 const COUNTERS_MAP: &str = "EVENT_COUNTERS";
 
 /// The kernel object built by observer/build.rs.

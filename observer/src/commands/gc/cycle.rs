@@ -36,6 +36,8 @@ pub struct CycleRecord {
     /// True when GOMEMLIMIT, not GOGC, sets the goal of the next cycle.
     pub memory_limit_sets_goal: bool,
     pub assist_count: u64,
+    /// gcAssistAlloc calls paid from background credit (no scan, no wait).
+    pub assist_credit_steals: u64,
     pub assist_goroutines: u64,
     pub assist_parked: u64,
     pub assist_latency_ns: Option<crate::runtime::histogram::Percentiles>,
@@ -97,6 +99,7 @@ impl CycleRecord {
             memory_limit_bytes: memory_limit,
             memory_limit_sets_goal: limited,
             assist_count: assists.count,
+            assist_credit_steals: assists.credit_steals,
             assist_goroutines: assists.goroutines,
             assist_parked: assists.parked,
             assist_latency_ns: assists.latency_ns,
@@ -139,6 +142,9 @@ impl CycleRecord {
                 self.assist_parked
             )),
             _ => line.push('0'),
+        }
+        if self.assist_credit_steals > 0 {
+            line.push_str(&format!(" (+{} paid from credit)", self.assist_credit_steals));
         }
         let gogc = self.gogc.map_or("off".into(), |v| v.to_string());
         let limit = self
