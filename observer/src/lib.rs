@@ -3,6 +3,7 @@
 //! collection, verdicts and outputs.
 
 pub mod binary;
+pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod format;

@@ -47,6 +47,11 @@ const SCHED_P99_WARN: f64 = 10e6;
 const SCHED_P99_CRIT: f64 = 50e6;
 /// Goroutine growth inside one window that looks like a leak.
 const GOROUTINE_GROWTH_MIN: i64 = 1000;
+/// Heap goal as a share of the container's memory limit.
+const CONTAINER_GOAL_WARN: f64 = 0.8;
+/// Share of CFS periods throttled.
+const THROTTLE_WARN: f64 = 0.10;
+const THROTTLE_CRIT: f64 = 0.50;
 /// cgo calls per second worth a note.
 const CGO_RATE_INFO: f64 = 100_000.0;
 
@@ -135,7 +140,64 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
         });
     }
 
+    if let Some(container) = g.container_memory_limit_bytes {
+        let container_text = bytes(container as f64);
+        let suggested = bytes(container as f64 * 0.9);
+        match (g.memory_limit_bytes, g.heap_goal_bytes) {
+            (Some(limit), _) if limit as u64 > container => v.push(Verdict {
+                id: "memory_limit_above_container",
+                severity: Severity::Warn,
+                message: format!(
+                    "GOMEMLIMIT {} is above the container's memory limit {container_text}: the kernel kills the process before the GC reacts; set GOMEMLIMIT to about {suggested}",
+                    bytes(limit as f64)
+                ),
+            }),
+            (None, Some(heap_goal)) if heap_goal as f64 >= container as f64 * CONTAINER_GOAL_WARN => v.push(Verdict {
+                id: "heap_goal_near_container_limit",
+                severity: Severity::Crit,
+                message: format!(
+                    "the heap goal {goal} is {} of the container's memory limit {container_text} and no GOMEMLIMIT is set: the OOM killer will act before the GC; set GOMEMLIMIT to about {suggested}",
+                    percent(heap_goal as f64 / container as f64)
+                ),
+            }),
+            _ => {}
+        }
+    }
+
     let s = &r.sched;
+    let c = &r.cfs;
+    if let Some(quota) = c.quota_cpus {
+        if f64::from(s.gomaxprocs) > quota.ceil() {
+            v.push(Verdict {
+                id: "gomaxprocs_over_quota",
+                severity: Severity::Warn,
+                message: format!(
+                    "GOMAXPROCS {} exceeds the CPU quota of {quota:.2} CPUs ({} of {} CFS periods throttled in the window): the runtime runs more threads than it may use and gets throttled; set GOMAXPROCS={}, use go.uber.org/automaxprocs, or build with Go 1.25+ whose default follows the quota",
+                    s.gomaxprocs,
+                    c.throttled_periods,
+                    c.periods,
+                    quota.ceil().max(1.0)
+                ),
+            });
+        }
+    }
+    if c.periods > 0 {
+        let share = c.throttled_periods as f64 / c.periods as f64;
+        if share >= THROTTLE_WARN {
+            v.push(Verdict {
+                id: "cfs_throttling",
+                severity: if share >= THROTTLE_CRIT { Severity::Crit } else { Severity::Warn },
+                message: format!(
+                    "CFS throttled the process in {} of {} periods ({}), for {} in total: latency spikes of up to a period follow; raise the CPU limit or lower GOMAXPROCS (now {})",
+                    c.throttled_periods,
+                    c.periods,
+                    percent(share),
+                    duration_ns(c.throttled_ns as f64),
+                    s.gomaxprocs
+                ),
+            });
+        }
+    }
     if let Some(ncpu) = s.ncpu {
         if s.gomaxprocs > ncpu {
             v.push(Verdict {

@@ -173,3 +173,131 @@ fn target_in_another_mount_namespace() {
     assert_eq!(report["gc"]["cycles_probe"].as_f64(), Some(cycles));
     target.quit().unwrap();
 }
+
+/// A v1 cgroup directory made for one test, removed on drop.
+struct TestCgroup {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl TestCgroup {
+    fn new(name: &str, files: &[(&str, &str, &str)]) -> Self {
+        let mut dirs = Vec::new();
+        for controller in ["cpu", "memory"] {
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(name);
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+            dirs.push(dir);
+        }
+        for (controller, file, value) in files {
+            let path = std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(name)
+                .join(file);
+            std::fs::write(&path, value)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
+        Self { dirs }
+    }
+
+    /// A shell prefix that moves the shell (then exec'd target) in.
+    fn enter(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|d| format!("echo $$ > {}/cgroup.procs; ", d.display()))
+            .collect()
+    }
+
+    fn throttled_periods(&self) -> u64 {
+        std::fs::read_to_string(self.dirs[0].join("cpu.stat"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A target in a cpu cgroup with a 0.5 CPU quota and a 256 MiB memory
+/// limit: doctor's throttled periods equal cpu.stat's delta over the window
+/// (the target is idle at both ends), the quota and limit are reported, and
+/// Go 1.22 (which ignores the quota) gets the GOMAXPROCS verdict. Without a
+/// quota: no throttling and no verdict.
+#[test]
+fn cpu_quota_throttling_and_gomaxprocs_verdict() {
+    if !require_root_or_skip("cpu_quota_throttling_and_gomaxprocs_verdict") {
+        return;
+    }
+    let binary = loadgen("1.22", &cgo());
+    let cgroup = TestCgroup::new(
+        &format!("goscope-test-{}", std::process::id()),
+        &[
+            ("cpu", "cpu.cfs_period_us", "100000"),
+            ("cpu", "cpu.cfs_quota_us", "50000"),
+            ("memory", "memory.limit_in_bytes", "268435456"),
+        ],
+    );
+    let script = format!(
+        "{}exec {} -work gc -scale 2",
+        cgroup.enter(),
+        binary.display()
+    );
+    let mut target =
+        Target::start_command(std::process::Command::new("sh").arg("-c").arg(&script)).unwrap();
+    let pid = target.pid.to_string();
+    let mut goscope =
+        Goscope::start(&["doctor", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
+    goscope.wait_attached().unwrap();
+    let before = cgroup.throttled_periods();
+    target.run_batch().unwrap();
+    let after = cgroup.throttled_periods();
+    let report = doctor_json(&goscope.interrupt().unwrap());
+    target.quit().unwrap();
+    assert_eq!(report["cfs"]["quota_cpus"], 0.5);
+    assert_eq!(report["gc"]["container_memory_limit_bytes"], 268_435_456u64);
+    assert!(
+        after > before,
+        "the batch was not throttled ({before} -> {after})"
+    );
+    assert_eq!(
+        report["cfs"]["throttled_periods"].as_u64(),
+        Some(after - before)
+    );
+    let ids: Vec<&str> = report["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"gomaxprocs_over_quota"), "{ids:?}");
+
+    let mut free = Target::start(&binary, &["-work", "gc"], &[]).unwrap();
+    let pid = free.pid.to_string();
+    let mut goscope =
+        Goscope::start(&["doctor", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
+    goscope.wait_attached().unwrap();
+    free.run_batch().unwrap();
+    let report = doctor_json(&goscope.interrupt().unwrap());
+    free.quit().unwrap();
+    assert!(report["cfs"]["quota_cpus"].is_null(), "{}", report["cfs"]);
+    assert_eq!(report["cfs"]["throttled_periods"], 0);
+    let ids: Vec<&str> = report["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&"gomaxprocs_over_quota") && !ids.contains(&"cfs_throttling"),
+        "{ids:?}"
+    );
+}

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Sample;
 use crate::{
+    cgroup::{Cgroups, CpuStat},
     probe_points::ProbePoint,
     runtime::{GlobalsSource, RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
     target::TargetProcess,
@@ -24,6 +25,7 @@ pub struct DoctorReport {
     pub gc: GcFigures,
     pub sched: SchedFigures,
     pub cgo: CgoFigures,
+    pub cfs: CfsFigures,
     pub process: ProcessFigures,
     pub verdicts: Vec<Verdict>,
     /// Where each figure came from (shown with --verbose).
@@ -98,6 +100,8 @@ pub struct GcFigures {
     pub assist_cpu_share: Option<f64>,
     /// STW pauses in the window (/gc/pauses:seconds), ns.
     pub pause_ns: Option<Percentiles>,
+    /// The container's (cgroup's) memory limit; null when none.
+    pub container_memory_limit_bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,6 +121,16 @@ pub struct CgoFigures {
     pub calls_per_s: f64,
 }
 
+/// The cgroup's CPU bandwidth limit and CFS throttling in the window.
+#[derive(Debug, Serialize)]
+pub struct CfsFigures {
+    /// Tightest CPU quota over the cgroup and its ancestors; null if none.
+    pub quota_cpus: Option<f64>,
+    pub periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_ns: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ProcessFigures {
     /// User + system CPU time in the window.
@@ -130,6 +144,7 @@ pub struct Inputs<'a> {
     pub layout: &'a RuntimeLayout,
     pub class_sizes: &'a [u64],
     pub gc_point: &'a ProbePoint,
+    pub cgroups: &'a Cgroups,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -206,6 +221,15 @@ pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
             .as_ref()
             .zip(a.gc_pauses.as_ref())
             .and_then(|(end, start)| end.delta(start).percentiles()),
+        container_memory_limit_bytes: inputs.cgroups.memory_limit(),
+    };
+    let cpu_stat = match (inputs.first.cpu_stat, inputs.last.cpu_stat) {
+        (Some(a), Some(b)) => CpuStat {
+            periods: b.periods.saturating_sub(a.periods),
+            throttled_periods: b.throttled_periods.saturating_sub(a.throttled_periods),
+            throttled_ns: b.throttled_ns.saturating_sub(a.throttled_ns),
+        },
+        _ => CpuStat::default(),
     };
     let goroutines_created = b.goroutines_created.saturating_sub(a.goroutines_created);
     let cgo_calls = b.cgo_calls.saturating_sub(a.cgo_calls);
@@ -247,6 +271,12 @@ pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
         cgo: CgoFigures {
             calls: cgo_calls,
             calls_per_s: rate(cgo_calls as f64, window_s),
+        },
+        cfs: CfsFigures {
+            quota_cpus: inputs.cgroups.cpu_quota(),
+            periods: cpu_stat.periods,
+            throttled_periods: cpu_stat.throttled_periods,
+            throttled_ns: cpu_stat.throttled_ns,
         },
         process: ProcessFigures {
             cpu_ns,
@@ -323,5 +353,9 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         memory("runtime.ncgocall + Σ m.ncgocall over allm"),
     );
     add("process.cpu_ns", "/proc/PID/stat utime + stime".into());
+    add(
+        "cfs.*, gc.container_memory_limit_bytes",
+        "the target's cgroup: cpu.max / cpu.cfs_quota_us (tightest ancestor), cpu.stat, memory.max / memory.limit_in_bytes".into(),
+    );
     s
 }

@@ -14,6 +14,7 @@ pub use figures::{DoctorReport, GcFigures};
 
 use crate::{
     binary::version,
+    cgroup::{Cgroups, CpuStat},
     cli::DoctorArgs,
     memory::ProcessMemory,
     output, privilege,
@@ -26,6 +27,8 @@ use crate::{
 
 /// Exit status when the target exited inside the window (report printed).
 pub const EXIT_TARGET_EXITED: i32 = 3;
+/// Where the cgroup hierarchies are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// How often the runtime is read during the window, so that a target that
 /// exits still leaves a recent reading.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,11 +40,13 @@ pub struct Sample {
     pub cpu_ns: u64,
     pub threads: u64,
     pub gc_probe_hits: Option<u64>,
+    pub cpu_stat: Option<CpuStat>,
 }
 
 /// What doctor read and attached before the window.
 struct Attachment {
     target: TargetProcess,
+    cgroups: Cgroups,
     layout: RuntimeLayout,
     bias: u64,
     memory: ProcessMemory,
@@ -60,6 +65,7 @@ impl Attachment {
             cpu_ns: self.target.cpu_time_ns()?,
             threads: self.target.thread_count()?,
             gc_probe_hits: Some(self.probes.counter(CounterSlot::GcCycles)?),
+            cpu_stat: self.cgroups.cpu_stat(),
         })
     }
 }
@@ -113,9 +119,11 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         cpu_ns: first.cpu_ns,
         threads: first.threads,
         gc_probe_hits: first.gc_probe_hits,
+        cpu_stat: first.cpu_stat,
     });
     let Attachment {
         target,
+        cgroups,
         layout,
         class_sizes,
         gc_point,
@@ -129,6 +137,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         layout: &layout,
         class_sizes: &class_sizes,
         gc_point: &gc_point,
+        cgroups: &cgroups,
         first: &first,
         last: &last,
         ended_by,
@@ -188,8 +197,10 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
             Ok(session)
         })
         .map_err(|e| target.explain_attach_failure(e))?;
+    let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
         target,
+        cgroups,
         layout,
         bias,
         memory,

@@ -115,6 +115,9 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         }
     }
     let _ = writeln!(out, "  STW pauses {}", percentiles(g.pause_ns));
+    if let Some(limit) = g.container_memory_limit_bytes {
+        let _ = writeln!(out, "  container memory limit {}", bytes(limit as f64));
+    }
 
     let s = &r.sched;
     let _ = writeln!(out);
@@ -135,6 +138,21 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         count(go.created_per_s)
     );
     let _ = writeln!(out, "  scheduling latency {}", percentiles(s.latency_ns));
+    let c = &r.cfs;
+    match c.quota_cpus {
+        Some(quota) => {
+            let _ = writeln!(
+                out,
+                "  CPU quota {quota:.2} CPUs: throttled in {} of {} periods ({})",
+                c.throttled_periods,
+                c.periods,
+                duration_ns(c.throttled_ns as f64)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  no CPU quota");
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "CGO         {} calls/s", count(r.cgo.calls_per_s));
 

@@ -144,7 +144,10 @@ impl CycleRecord {
             _ => line.push('0'),
         }
         if self.assist_credit_steals > 0 {
-            line.push_str(&format!(" (+{} paid from credit)", self.assist_credit_steals));
+            line.push_str(&format!(
+                " (+{} paid from credit)",
+                self.assist_credit_steals
+            ));
         }
         let gogc = self.gogc.map_or("off".into(), |v| v.to_string());
         let limit = self
