@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "goscope",
     version,
     about = "A live observer for running Go processes: runtime CPU, allocation pressure, GC pacing and the scheduler, without restarting the target.",
-    after_help = "Examples:\n  sudo goscope doctor --pid 1234\n  sudo goscope doctor --pid 1234 --duration 30 --json\n  sudo goscope gc --pid 1234 --duration 30\n  goscope inspect ./server --json\n  sudo goscope inspect 1234"
+    after_help = "Examples:\n  sudo goscope doctor --pid 1234\n  sudo goscope doctor --pid 1234 --duration 30 --json\n  sudo goscope gc --pid 1234 --duration 30\n  sudo goscope sched --pid 1234 --interval 500\n  goscope inspect ./server --json\n  sudo goscope inspect 1234"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,6 +28,28 @@ pub enum Command {
     /// gctrace without a restart: one line per GC cycle as it completes,
     /// with mark-assist count and latency, GOGC and GOMEMLIMIT in force.
     Gc(GcArgs),
+    /// schedtrace without a restart: gomaxprocs, idle Ps, threads, run
+    /// queues, goroutines and scheduling latency every interval.
+    Sched(SchedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedArgs {
+    /// The process to observe.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// Milliseconds between lines.
+    #[arg(long, short, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub interval: u64,
+    /// How long to watch, in seconds; Ctrl-C stops earlier.
+    #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Attach even to a Go version outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args).map(|()| 0),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Gc(args) => commands::gc::run(args),
+        Command::Sched(args) => commands::sched::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

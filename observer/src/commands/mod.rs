@@ -3,3 +3,4 @@
 pub mod doctor;
 pub mod gc;
 pub mod inspect;
+pub mod sched;

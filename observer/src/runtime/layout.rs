@@ -159,10 +159,27 @@ pub struct SchedLayout {
     pub time_to_run: Option<TimeHistogramLayout>,
     /// Go 1.22+: sched.stwTotalTimeGC backs /gc/pauses:seconds.
     pub stw_total_gc: Option<TimeHistogramLayout>,
+    /// What schedtrace prints.
+    pub trace: SchedTraceLayout,
+}
+
+/// sched fields behind GODEBUG=schedtrace's line.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SchedTraceLayout {
+    pub npidle: u64,
+    pub nmspinning: u64,
+    pub needspinning: Option<u64>,
+    pub nmidle: u64,
+    pub mnext: u64,
+    pub nmfreed: u64,
+    /// sched.runqsize (≤ 1.24) or sched.runq.size (1.25+), int32.
+    pub runq_size: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PLayout {
+    pub runqhead: u64,
+    pub runqtail: u64,
     pub goidcache: Option<u64>,
     pub goidcacheend: Option<u64>,
     pub goroutines_created: Option<u64>,
@@ -377,10 +394,21 @@ impl RuntimeOffsets {
             gfree_counts,
             time_to_run: r.time_histogram(SCHED, "timeToRun"),
             stw_total_gc: r.time_histogram(SCHED, "stwTotalTimeGC"),
+            trace: SchedTraceLayout {
+                npidle: r.offset(SCHED, &["npidle"])?,
+                nmspinning: r.offset(SCHED, &["nmspinning"])?,
+                needspinning: r.optional_offset(SCHED, &["needspinning"]),
+                nmidle: r.offset(SCHED, &["nmidle"])?,
+                mnext: r.offset(SCHED, &["mnext"])?,
+                nmfreed: r.offset(SCHED, &["nmfreed"])?,
+                runq_size: r.offset(SCHED, &["runqsize", "runq.size"])?,
+            },
         };
 
         const P: &str = "runtime.p";
         let p = PLayout {
+            runqhead: r.offset(P, &["runqhead"])?,
+            runqtail: r.offset(P, &["runqtail"])?,
             goidcache: r.optional_offset(P, &["goidcache"]),
             goidcacheend: r.optional_offset(P, &["goidcacheend"]),
             goroutines_created: r.optional_offset(P, &["goroutinesCreated"]),

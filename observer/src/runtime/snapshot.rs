@@ -90,6 +90,23 @@ pub struct RuntimeSnapshot {
     pub cgo_calls: u64,
     pub sched_latency: Option<TimeHistogram>,
     pub gc_pauses: Option<TimeHistogram>,
+    pub sched_trace: SchedTrace,
+}
+
+/// What GODEBUG=schedtrace prints, read at one instant.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct SchedTrace {
+    pub gomaxprocs: i32,
+    pub idleprocs: i32,
+    /// Ms the runtime created and has not freed (schedtrace's threads).
+    pub threads: i64,
+    pub spinningthreads: i32,
+    pub needspinning: Option<u32>,
+    pub idlethreads: i32,
+    /// Global run queue length.
+    pub runqueue: i32,
+    /// Each P's local run queue length.
+    pub local_runqueues: Vec<u32>,
 }
 
 struct Reader<'a, M: TargetMemory> {
@@ -283,11 +300,15 @@ impl RuntimeSnapshot {
         let mut unused_goids = 0u64;
         let mut p_created = 0u64;
         let mut p_free = 0i64;
+        let mut local_runqueues = Vec::with_capacity(allp_len as usize);
         for i in 0..allp_len {
             let p = r.u64_at("runtime.allp[i]", allp_ptr + i * 8)?;
             if p == 0 {
                 continue;
             }
+            let head = r.u32_at("p.runqhead", p + layout.offsets.p.runqhead)?;
+            let tail = r.u32_at("p.runqtail", p + layout.offsets.p.runqtail)?;
+            local_runqueues.push(tail.wrapping_sub(head));
             if let (Some(cache), Some(end)) =
                 (layout.offsets.p.goidcache, layout.offsets.p.goidcacheend)
             {
@@ -346,7 +367,20 @@ impl RuntimeSnapshot {
             (None, None) => None,
         };
 
+        let t = &s.trace;
+        let i32_at = |o: u64| le_u32(&sched, o) as i32;
+        let sched_trace = SchedTrace {
+            gomaxprocs,
+            idleprocs: i32_at(t.npidle),
+            threads: le_u64(&sched, t.mnext) as i64 - le_u64(&sched, t.nmfreed) as i64,
+            spinningthreads: i32_at(t.nmspinning),
+            needspinning: t.needspinning.map(|o| le_u32(&sched, o)),
+            idlethreads: i32_at(t.nmidle),
+            runqueue: i32_at(t.runq_size),
+            local_runqueues,
+        };
         Ok(Self {
+            sched_trace,
             gc_cycles,
             alloc,
             gc_percent,

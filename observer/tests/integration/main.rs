@@ -10,4 +10,5 @@ mod doctor;
 mod gc;
 mod inspect;
 mod runtime_table;
+mod sched;
 mod util;

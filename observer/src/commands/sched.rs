@@ -1,0 +1,168 @@
+//! `goscope sched`: schedtrace without a restart. Every interval, the line
+//! GODEBUG=schedtrace prints, from the target's memory, plus goroutines
+//! created per second, live goroutines, OS threads and the runtime's own
+//! scheduling-latency percentiles for the interval.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::{
+    cli::SchedArgs,
+    commands::doctor::check_version,
+    format::{count, duration_ns},
+    memory::{ProcessMemory, TargetMemory as _},
+    output, privilege,
+    runtime::{RuntimeLayout, RuntimeSnapshot, histogram::Percentiles, snapshot::SchedTrace},
+    target::TargetProcess,
+    window::{self, StopSignal, WindowEnd},
+};
+
+#[derive(Debug, Serialize)]
+pub struct SchedLine {
+    /// Milliseconds since the runtime started (schedtrace's SCHED Nms).
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub trace: SchedTrace,
+    pub goroutines_live: i64,
+    pub goroutines_created_per_s: f64,
+    /// OS threads of the process (/proc), for comparison with `threads`.
+    pub os_threads: u64,
+    pub latency_ns: Option<Percentiles>,
+}
+
+impl SchedLine {
+    fn text(&self) -> String {
+        let t = &self.trace;
+        let needspinning = t
+            .needspinning
+            .map_or(String::new(), |n| format!(" needspinning={n}"));
+        let local: Vec<String> = t.local_runqueues.iter().map(u32::to_string).collect();
+        let latency = match &self.latency_ns {
+            Some(p) => format!(
+                "latency p50 {} p99 {} max {}",
+                duration_ns(p.p50),
+                duration_ns(p.p99),
+                duration_ns(p.max)
+            ),
+            None => "latency -".to_string(),
+        };
+        format!(
+            "SCHED {}ms: gomaxprocs={} idleprocs={} threads={} spinningthreads={}{needspinning} idlethreads={} runqueue={} [{}] | goroutines {} live, {} created/s | {latency} | {} OS threads",
+            self.at_ms,
+            t.gomaxprocs,
+            t.idleprocs,
+            t.threads,
+            t.spinningthreads,
+            t.idlethreads,
+            t.runqueue,
+            local.join(" "),
+            self.goroutines_live,
+            count(self.goroutines_created_per_s),
+            self.os_threads
+        )
+    }
+}
+
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into `ts`, which we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
+    privilege::require_root("goscope sched")?;
+    let stop = StopSignal::install()?;
+    let target = TargetProcess::open(args.pid)?;
+    check_version(&target, args.force_version)?;
+    let layout = RuntimeLayout::resolve(&target.binary, args.force_version)
+        .with_context(|| format!("pid {}", target.pid))?;
+    let bias = target.load_bias()?;
+    let memory = ProcessMemory::new(target.pid);
+    let init_time = match layout.globals.get("runtime_init_time") {
+        Some(address) => memory.read_u64(address + bias).unwrap_or(0) as i64,
+        None => 0,
+    };
+    let read = || {
+        RuntimeSnapshot::read(&memory, &layout, bias)
+            .with_context(|| format!("reading the scheduler of pid {}", target.pid))
+    };
+    let mut previous = read()?;
+    let mut previous_at = std::time::Instant::now();
+    eprintln!(
+        "goscope: attached to pid {} ({}, {}); a line every {} ms, Ctrl-C to stop",
+        target.pid,
+        target.exe.display(),
+        target.binary.build.go_version_string,
+        args.interval
+    );
+    let mut failure: Option<anyhow::Error> = None;
+    let interval = Duration::from_millis(args.interval);
+    let (ended_by, _) = window::observe(
+        Duration::from_secs_f64(args.duration),
+        &target,
+        &stop,
+        Some(interval),
+        |_| {
+            if failure.is_some() {
+                return;
+            }
+            let result = (|| -> anyhow::Result<()> {
+                let now = read()?;
+                let seconds = previous_at.elapsed().as_secs_f64();
+                previous_at = std::time::Instant::now();
+                let created = now
+                    .goroutines_created
+                    .saturating_sub(previous.goroutines_created);
+                let line = SchedLine {
+                    at_ms: if init_time > 0 {
+                        (monotonic_ns() - init_time) / 1_000_000
+                    } else {
+                        0
+                    },
+                    trace: now.sched_trace.clone(),
+                    goroutines_live: now.goroutines_user,
+                    goroutines_created_per_s: if seconds > 0.0 {
+                        created as f64 / seconds
+                    } else {
+                        0.0
+                    },
+                    os_threads: target.thread_count()?,
+                    latency_ns: now
+                        .sched_latency
+                        .as_ref()
+                        .zip(previous.sched_latency.as_ref())
+                        .and_then(|(b, a)| b.delta(a).percentiles()),
+                };
+                if args.json {
+                    output::print_json_line(&line)?;
+                } else {
+                    output::print_text(&format!("{}\n", line.text()))?;
+                }
+                previous = now;
+                Ok(())
+            })();
+            if let Err(e) = result {
+                if target.is_alive() {
+                    failure = Some(e);
+                }
+            }
+        },
+    );
+    if let Some(e) = failure {
+        if e.is::<output::BrokenPipe>() {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(if ended_by == WindowEnd::TargetExited {
+        3
+    } else {
+        0
+    })
+}
