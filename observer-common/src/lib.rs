@@ -17,11 +17,23 @@ pub enum CounterSlot {
     /// Calls of runtime.gcAssistAlloc that neither scanned nor parked
     /// (paid their debt from background credit).
     AssistCreditSteals = 1,
+    /// Threads the target created (sched_process_fork from its threads).
+    ThreadsCreated = 2,
+    /// Threads of the target that exited.
+    ThreadsExited = 3,
+    /// Target threads switched out while still runnable (R, R+).
+    InvoluntarySwitches = 4,
 }
 
 impl CounterSlot {
     /// Every slot, in discriminant order.
-    pub const ALL: [CounterSlot; 2] = [CounterSlot::GcCycles, CounterSlot::AssistCreditSteals];
+    pub const ALL: [CounterSlot; 5] = [
+        CounterSlot::GcCycles,
+        CounterSlot::AssistCreditSteals,
+        CounterSlot::ThreadsCreated,
+        CounterSlot::ThreadsExited,
+        CounterSlot::InvoluntarySwitches,
+    ];
 
     /// The array index (and attach cookie) of this slot.
     pub const fn index(self) -> u32 {
@@ -67,3 +79,14 @@ pub struct AssistHistogram {
 #[cfg(feature = "user")]
 // SAFETY: plain integers, no padding.
 unsafe impl aya::Pod for AssistHistogram {}
+
+/// A log2(ns) latency histogram in one per-CPU map value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Log2Histogram {
+    pub slots: [u64; 64],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain integers, no padding.
+unsafe impl aya::Pod for Log2Histogram {}

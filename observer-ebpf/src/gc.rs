@@ -179,7 +179,7 @@ pub fn assist_exit(ctx: ProbeContext) -> u32 {
 }
 
 /// floor(log2(v)) for v > 0, 0 for 0; branch-light for the verifier.
-fn log2(mut v: u64) -> u32 {
+pub fn log2(mut v: u64) -> u32 {
     let mut r = 0;
     for shift in [32u32, 16, 8, 4, 2, 1] {
         if v >> shift != 0 {

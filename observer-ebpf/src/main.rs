@@ -6,6 +6,7 @@
 mod counters;
 mod gc;
 mod target;
+mod threads;
 
 #[cfg(not(test))]
 #[panic_handler]

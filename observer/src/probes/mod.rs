@@ -3,6 +3,7 @@
 //! when goscope exits, however it exits, the kernel removes the probes.
 
 pub mod assists;
+pub mod threads;
 
 use std::{collections::BTreeSet, num::NonZeroU32, path::Path};
 
@@ -51,6 +52,16 @@ pub struct ProbeSession {
 impl ProbeSession {
     /// Loads the kernel object, filtering on `pid`.
     pub fn load(pid: u32, gc: Option<&GcSnapshotAddresses>) -> anyhow::Result<Self> {
+        Self::load_with(pid, gc, &threads::TracepointOffsets::default())
+    }
+
+    /// Loads the kernel object with tracepoint field offsets read from
+    /// tracefs (see `threads::TracepointOffsets::from_tracefs`).
+    pub fn load_with(
+        pid: u32,
+        gc: Option<&GcSnapshotAddresses>,
+        tracepoints: &threads::TracepointOffsets,
+    ) -> anyhow::Result<Self> {
         let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be observed"))?;
         if KERNEL_OBJECT.is_empty() {
             anyhow::bail!("this goscope was built with AYA_BUILD_SKIP=1 and has no eBPF programs");
@@ -64,7 +75,12 @@ impl ProbeSession {
             .override_global("CONTROLLER_ADDR", &gc.controller, true)
             .override_global("NUMGC_ADDR", &gc.numgc, true)
             .override_global("GC_CPU_FRACTION_ADDR", &gc.gc_cpu_fraction, true)
-            .override_global("INIT_TIME_ADDR", &gc.init_time, true);
+            .override_global("INIT_TIME_ADDR", &gc.init_time, true)
+            .override_global("SWITCH_PREV_PID", &tracepoints.switch_prev_pid, true)
+            .override_global("SWITCH_PREV_STATE", &tracepoints.switch_prev_state, true)
+            .override_global("SWITCH_NEXT_PID", &tracepoints.switch_next_pid, true)
+            .override_global("WAKEUP_PID", &tracepoints.wakeup_pid, true)
+            .override_global("FORK_CHILD_PID", &tracepoints.fork_child_pid, true);
         let ebpf = loader
             .load(KERNEL_OBJECT)
             .map_err(|e| privilege::advise(anyhow::Error::new(e), "loading the eBPF object"))?;
@@ -74,6 +90,35 @@ impl ProbeSession {
             loaded: BTreeSet::new(),
             attached: Vec::new(),
         })
+    }
+
+    /// Attaches tracepoint program `name` to `category:event`.
+    pub fn attach_tracepoint(
+        &mut self,
+        name: &'static str,
+        category: &str,
+        event: &str,
+    ) -> anyhow::Result<()> {
+        let program: &mut aya::programs::TracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("kernel object lacks program {name}"))?
+            .try_into()?;
+        if self.loaded.insert(name) {
+            program.load().map_err(|e| {
+                privilege::advise(
+                    anyhow::Error::new(e),
+                    &format!("loading program {name} (verifier)"),
+                )
+            })?;
+        }
+        program.attach(category, event).map_err(|e| {
+            privilege::advise(
+                anyhow::Error::new(e),
+                &format!("attaching {name} to {category}:{event}"),
+            )
+        })?;
+        Ok(())
     }
 
     fn program(&mut self, name: &'static str) -> anyhow::Result<&mut UProbe> {

@@ -301,3 +301,60 @@ fn cpu_quota_throttling_and_gomaxprocs_verdict() {
         "{ids:?}"
     );
 }
+
+/// Sum of nonvoluntary_ctxt_switches over the process's threads.
+fn involuntary_switches(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// The OS-thread view from sched tracepoints: involuntary switches agree
+/// with the kernel's own per-thread counters (nonvoluntary_ctxt_switches)
+/// over the window, and a run-queue latency distribution is reported.
+#[test]
+fn os_thread_view_agrees_with_the_kernels_counters() {
+    if !require_root_or_skip("os_thread_view_agrees_with_the_kernels_counters") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    // Two CPU-hungry targets on two cores: plenty of preemption.
+    let mut rival = Target::start(&binary, &["-work", "gc", "-scale", "6"], &[]).unwrap();
+    let mut target = Target::start(&binary, &["-work", "mixed", "-scale", "2"], &[]).unwrap();
+    let pid = target.pid.to_string();
+    let before = involuntary_switches(target.pid);
+    let mut goscope =
+        Goscope::start(&["doctor", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
+    goscope.wait_attached().unwrap();
+    let rival_batch = std::thread::spawn(move || {
+        rival.run_batch().unwrap();
+        rival
+    });
+    target.run_batch().unwrap();
+    let report = doctor_json(&goscope.interrupt().unwrap());
+    let after = involuntary_switches(target.pid);
+    rival_batch.join().unwrap().quit().unwrap();
+    target.quit().unwrap();
+    let truth = after - before;
+    let ours = report["sched"]["involuntary_switches"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no thread view: {}", report["sources"]));
+    assert!(truth >= 10, "the workload was barely preempted ({truth})");
+    let tolerance = (truth as f64 * 0.10).max(5.0);
+    assert!(
+        (ours as f64 - truth as f64).abs() <= tolerance,
+        "involuntary switches: goscope {ours} vs /proc nonvoluntary_ctxt_switches {truth}"
+    );
+    let runq = &report["sched"]["os_runq_latency_ns"];
+    assert!(
+        runq["count"].as_u64().unwrap() > 0
+            && runq["p99"].as_f64().unwrap() >= runq["p50"].as_f64().unwrap()
+    );
+}

@@ -112,6 +112,13 @@ pub struct SchedFigures {
     pub threads: u64,
     /// Runnable-to-running latency in the window (/sched/latencies), ns.
     pub latency_ns: Option<Percentiles>,
+    /// OS run-queue latency of the target's threads (wakeup or preemption
+    /// to on-CPU), from sched tracepoints; ns.
+    pub os_runq_latency_ns: Option<Percentiles>,
+    /// Target threads switched out while runnable (R, R+).
+    pub involuntary_switches: Option<u64>,
+    pub threads_created: Option<u64>,
+    pub threads_exited: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,6 +152,7 @@ pub struct Inputs<'a> {
     pub class_sizes: &'a [u64],
     pub gc_point: &'a ProbePoint,
     pub cgroups: &'a Cgroups,
+    pub thread_view: &'a Result<(), String>,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -231,6 +239,11 @@ pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
         },
         _ => CpuStat::default(),
     };
+    let kernel_threads = inputs
+        .first
+        .threads_kernel
+        .as_ref()
+        .zip(inputs.last.threads_kernel.as_ref());
     let goroutines_created = b.goroutines_created.saturating_sub(a.goroutines_created);
     let cgo_calls = b.cgo_calls.saturating_sub(a.cgo_calls);
     let report_sources = sources(inputs);
@@ -267,6 +280,11 @@ pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
                 .as_ref()
                 .zip(a.sched_latency.as_ref())
                 .and_then(|(end, start)| end.delta(start).percentiles()),
+            os_runq_latency_ns: kernel_threads.and_then(|(a, b)| b.runq_percentiles(a)),
+            involuntary_switches: kernel_threads
+                .map(|(a, b)| b.involuntary_switches - a.involuntary_switches),
+            threads_created: kernel_threads.map(|(a, b)| b.created - a.created),
+            threads_exited: kernel_threads.map(|(a, b)| b.exited - a.exited),
         },
         cgo: CgoFigures {
             calls: cgo_calls,
@@ -353,6 +371,13 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         memory("runtime.ncgocall + Σ m.ncgocall over allm"),
     );
     add("process.cpu_ns", "/proc/PID/stat utime + stime".into());
+    add(
+        "sched.os_runq_latency_ns, sched.involuntary_switches, sched.threads_*",
+        match inputs.thread_view {
+            Ok(()) => "tracepoints sched_switch, sched_wakeup(_new), sched_process_fork/exit (in-kernel aggregation)".into(),
+            Err(why) => format!("unavailable: {why}"),
+        },
+    );
     add(
         "cfs.*, gc.container_memory_limit_bytes",
         "the target's cgroup: cpu.max / cpu.cfs_quota_us (tightest ancestor), cpu.stat, memory.max / memory.limit_in_bytes".into(),

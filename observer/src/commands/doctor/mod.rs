@@ -19,7 +19,10 @@ use crate::{
     memory::ProcessMemory,
     output, privilege,
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
-    probes::ProbeSession,
+    probes::{
+        ProbeSession,
+        threads::{self, ThreadCounters, TracepointOffsets},
+    },
     runtime::{RuntimeLayout, RuntimeSnapshot, snapshot::read_class_sizes},
     target::TargetProcess,
     window::{self, StopSignal, WindowEnd},
@@ -41,6 +44,8 @@ pub struct Sample {
     pub threads: u64,
     pub gc_probe_hits: Option<u64>,
     pub cpu_stat: Option<CpuStat>,
+    /// Kernel-side thread figures (None when the tracepoints are refused).
+    pub threads_kernel: Option<ThreadCounters>,
 }
 
 /// What doctor read and attached before the window.
@@ -53,6 +58,8 @@ struct Attachment {
     class_sizes: Vec<u64>,
     gc_point: ProbePoint,
     probes: ProbeSession,
+    /// Whether the scheduler tracepoints attached, or why not.
+    thread_view: Result<(), String>,
 }
 
 impl Attachment {
@@ -66,6 +73,10 @@ impl Attachment {
             threads: self.target.thread_count()?,
             gc_probe_hits: Some(self.probes.counter(CounterSlot::GcCycles)?),
             cpu_stat: self.cgroups.cpu_stat(),
+            threads_kernel: match self.thread_view {
+                Ok(()) => Some(ThreadCounters::read(&self.probes)?),
+                Err(_) => None,
+            },
         })
     }
 }
@@ -120,6 +131,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         threads: first.threads,
         gc_probe_hits: first.gc_probe_hits,
         cpu_stat: first.cpu_stat,
+        threads_kernel: first.threads_kernel.clone(),
     });
     let Attachment {
         target,
@@ -128,6 +140,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         class_sizes,
         gc_point,
         probes,
+        thread_view,
         ..
     } = attachment;
     drop(probes);
@@ -138,6 +151,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         class_sizes: &class_sizes,
         gc_point: &gc_point,
         cgroups: &cgroups,
+        thread_view: &thread_view,
         first: &first,
         last: &last,
         ended_by,
@@ -191,12 +205,23 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
         .with_context(|| format!("reading the size classes of pid {}", target.pid))?;
     let gc_point =
         probe_points::resolve(&target.binary, GC_MARK_TERMINATION.name).with_context(context)?;
-    let probes = ProbeSession::load(target.pid, None)
-        .and_then(|mut session| {
-            session.attach_counter(&gc_point, CounterSlot::GcCycles, &target.exe_handle)?;
-            Ok(session)
-        })
-        .map_err(|e| target.explain_attach_failure(e))?;
+    let tracepoints = TracepointOffsets::from_tracefs();
+    let mut probes = ProbeSession::load_with(
+        target.pid,
+        None,
+        tracepoints
+            .as_ref()
+            .unwrap_or(&TracepointOffsets::default()),
+    )
+    .and_then(|mut session| {
+        session.attach_counter(&gc_point, CounterSlot::GcCycles, &target.exe_handle)?;
+        Ok(session)
+    })
+    .map_err(|e| target.explain_attach_failure(e))?;
+    // Feature-probe: the thread view is optional; say why it is missing.
+    let thread_view = tracepoints
+        .and_then(|_| threads::attach(&mut probes, target.pid))
+        .map_err(|e| format!("{e:#}"));
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
         target,
@@ -207,5 +232,6 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
         class_sizes,
         gc_point,
         probes,
+        thread_view,
     })
 }

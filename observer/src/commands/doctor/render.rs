@@ -138,6 +138,18 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         count(go.created_per_s)
     );
     let _ = writeln!(out, "  scheduling latency {}", percentiles(s.latency_ns));
+    if let Some(p) = s.os_runq_latency_ns {
+        let _ = writeln!(
+            out,
+            "  OS run-queue latency p50 {}  p99 {}  max {}; {} involuntary switches; threads +{} -{}",
+            duration_ns(p.p50),
+            duration_ns(p.p99),
+            duration_ns(p.max),
+            s.involuntary_switches.unwrap_or(0),
+            s.threads_created.unwrap_or(0),
+            s.threads_exited.unwrap_or(0)
+        );
+    }
     let c = &r.cfs;
     match c.quota_cpus {
         Some(quota) => {
