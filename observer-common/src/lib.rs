@@ -90,3 +90,16 @@ pub struct Log2Histogram {
 #[cfg(feature = "user")]
 // SAFETY: plain integers, no padding.
 unsafe impl aya::Pod for Log2Histogram {}
+
+/// Key of a CPU sample: the user stack (id in the stack trace map, negative
+/// when it could not be taken) and whether the CPU was in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CpuSampleKey {
+    pub user_stack: i32,
+    pub in_kernel: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: two 32-bit integers, no padding.
+unsafe impl aya::Pod for CpuSampleKey {}

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod counters;
+mod cpu;
 mod gc;
 mod target;
 mod threads;

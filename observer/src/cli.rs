@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "goscope",
     version,
     about = "A live observer for running Go processes: runtime CPU, allocation pressure, GC pacing and the scheduler, without restarting the target.",
-    after_help = "Examples:\n  sudo goscope doctor --pid 1234\n  sudo goscope doctor --pid 1234 --duration 30 --json\n  sudo goscope gc --pid 1234 --duration 30\n  sudo goscope sched --pid 1234 --interval 500\n  goscope inspect ./server --json\n  sudo goscope inspect 1234"
+    after_help = "Examples:\n  sudo goscope doctor --pid 1234\n  sudo goscope doctor --pid 1234 --duration 30 --json\n  sudo goscope gc --pid 1234 --duration 30\n  sudo goscope sched --pid 1234 --interval 500\n  sudo goscope cpu --pid 1234 --duration 30 -o cpu.pb.gz\n  goscope inspect ./server --json\n  sudo goscope inspect 1234"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,6 +31,28 @@ pub enum Command {
     /// schedtrace without a restart: gomaxprocs, idle Ps, threads, run
     /// queues, goroutines and scheduling latency every interval.
     Sched(SchedArgs),
+    /// Sample the process's CPU: runtime (GC, allocation, scheduler, ...)
+    /// versus application, and a pprof CPU profile.
+    Cpu(CpuArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CpuArgs {
+    /// The process to observe.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// Sampling window in seconds; Ctrl-C ends it early.
+    #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// Where to write the gzipped pprof profile.
+    #[arg(long, short, default_value = "cpu.pb.gz")]
+    pub output: PathBuf,
+    /// Samples per second per CPU.
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub hz: u64,
+    /// Print the split as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ pub mod binary;
 pub mod cgroup;
 pub mod cli;
 pub mod commands;
+pub mod cpu;
 pub mod format;
 pub mod memory;
 pub mod output;

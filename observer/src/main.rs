@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Gc(args) => commands::gc::run(args),
         Command::Sched(args) => commands::sched::run(args),
+        Command::Cpu(args) => commands::cpu::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

@@ -24,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,6 +37,7 @@ var (
 	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
 	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
 	background = flag.Bool("background", false, "run the workload forever without reading stdin (demo target)")
+	cpuProfile = flag.String("cpuprofile", "", "profile each batch's CPU into this file (runtime/pprof)")
 )
 
 func main() {
@@ -56,7 +58,9 @@ func main() {
 		switch cmd {
 		case "run":
 			start := time.Now()
+			stopProfile := startCPUProfile(*cpuProfile)
 			runBatch(*work, *scale)
+			stopProfile()
 			elapsed := time.Since(start)
 			after := snapshot()
 			printResult(before, after, elapsed)
@@ -94,6 +98,27 @@ func runBatch(kind string, scale int) {
 			fmt.Fprintf(os.Stderr, "loadgen: unknown workload %q\n", kind)
 			os.Exit(2)
 		}
+	}
+}
+
+// startCPUProfile profiles the process's CPU into path until the returned
+// function is called (no-op without a path).
+func startCPUProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 

@@ -6,6 +6,7 @@
 mod accuracy;
 mod bad_input;
 mod binary_maps;
+mod cpu;
 mod doctor;
 mod gc;
 mod inspect;

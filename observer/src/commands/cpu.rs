@@ -1,0 +1,91 @@
+//! `goscope cpu`: samples the target's CPU for a window, prints runtime
+//! versus application CPU and writes a pprof CPU profile.
+
+use std::{fmt::Write as _, path::Path, time::Duration};
+
+use anyhow::Context as _;
+
+use crate::{
+    cli::CpuArgs,
+    cpu::{self, CpuSamples, CpuSplit, symbols::Symbolizer},
+    format::percent,
+    output, privilege,
+    probes::ProbeSession,
+    target::TargetProcess,
+    window::{self, StopSignal, WindowEnd},
+};
+
+pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
+    privilege::require_root("goscope cpu")?;
+    let stop = StopSignal::install()?;
+    let target = TargetProcess::open(args.pid)?;
+    let bias = target.load_bias()?;
+    let symbolizer = Symbolizer::new(&target.binary, bias);
+    let session = ProbeSession::load(target.pid, None)
+        .and_then(|mut s| {
+            cpu::attach(&mut s, args.hz)?;
+            Ok(s)
+        })
+        .map_err(|e| target.explain_attach_failure(e))?;
+    eprintln!(
+        "goscope: attached to pid {} ({}); sampling CPU at {} Hz per CPU for {} s, Ctrl-C to stop early",
+        target.pid,
+        target.exe.display(),
+        args.hz,
+        args.duration
+    );
+    let (ended_by, elapsed) = window::observe(
+        Duration::from_secs_f64(args.duration),
+        &target,
+        &stop,
+        None,
+        |_| {},
+    );
+    let samples = CpuSamples::read(&session, &symbolizer)?;
+    drop(session);
+    let profile = samples
+        .pprof(args.hz, elapsed.as_nanos() as u64)
+        .context("encoding the pprof profile")?;
+    write_profile(&args.output, &profile)?;
+    let split = samples.split();
+    if args.json {
+        output::print_json(&split)?;
+    } else {
+        output::print_text(&render(&split, &args.output))?;
+    }
+    Ok(if ended_by == WindowEnd::TargetExited {
+        3
+    } else {
+        0
+    })
+}
+
+fn write_profile(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn render(split: &CpuSplit, profile: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "CPU  {} samples; Go runtime {} of the process's CPU",
+        split.samples,
+        split.runtime_share.map_or("-".into(), percent)
+    );
+    for (class, share) in &split.by_class {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>7}  {}",
+            class.label(),
+            percent(*share),
+            "█".repeat((share * 40.0).round() as usize)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "profile written to {} (go tool pprof -top {})",
+        profile.display(),
+        profile.display()
+    );
+    out
+}

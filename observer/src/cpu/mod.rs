@@ -1,0 +1,174 @@
+//! Runtime versus application CPU: a BPF program on a perf CPU-clock event
+//! per CPU samples the target's user stacks (frame pointers), which are
+//! symbolized from the binary's function table and classified into GC,
+//! allocation, scheduler, syscalls, cgo, other runtime and application.
+
+pub mod classify;
+pub mod pprof;
+pub mod symbols;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    maps::{PerCpuHashMap, StackTraceMap},
+    programs::{
+        PerfEvent,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
+};
+use observer_common::CpuSampleKey;
+use serde::Serialize;
+
+pub use classify::CpuClass;
+use symbols::Symbolizer;
+
+use crate::{privilege, probes::ProbeSession};
+
+/// Default sampling rate per CPU (the bounded rate).
+pub const DEFAULT_HZ: u64 = 99;
+
+/// Attaches the sampler on every online CPU.
+pub fn attach(session: &mut ProbeSession, hz: u64) -> anyhow::Result<()> {
+    let program: &mut PerfEvent = session
+        .ebpf_mut()
+        .program_mut("cpu_sample")
+        .ok_or_else(|| anyhow!("kernel object lacks program cpu_sample"))?
+        .try_into()?;
+    program
+        .load()
+        .map_err(|e| privilege::advise(anyhow::Error::new(e), "loading cpu_sample (verifier)"))?;
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as u32;
+    for cpu in 0..cpus {
+        program
+            .attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Frequency(hz),
+                false,
+            )
+            .map_err(|e| {
+                privilege::advise(
+                    anyhow::Error::new(e),
+                    &format!("opening a CPU-clock perf event on CPU {cpu}"),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// A symbolized sampled stack, leaf first: (pc, function).
+pub type Stack = Vec<(u64, String)>;
+
+/// What the sampler saw.
+#[derive(Debug, Default)]
+pub struct CpuSamples {
+    pub total: u64,
+    pub by_class: BTreeMap<CpuClass, u64>,
+    pub stacks: Vec<(Stack, u64)>,
+}
+
+/// The split as fractions, for reports.
+#[derive(Debug, Serialize)]
+pub struct CpuSplit {
+    pub samples: u64,
+    /// Fraction of samples in the Go runtime (GC, allocation, scheduler,
+    /// other runtime).
+    pub runtime_share: Option<f64>,
+    pub by_class: BTreeMap<CpuClass, f64>,
+}
+
+impl CpuSamples {
+    /// Reads the kernel's sample counts and stacks.
+    pub fn read(session: &ProbeSession, symbolizer: &Symbolizer) -> anyhow::Result<Self> {
+        let ebpf = session.ebpf();
+        let counts: PerCpuHashMap<_, CpuSampleKey, u64> = PerCpuHashMap::try_from(
+            ebpf.map("CPU_SAMPLES")
+                .ok_or_else(|| anyhow!("no CPU_SAMPLES map"))?,
+        )?;
+        let stacks = StackTraceMap::try_from(
+            ebpf.map("CPU_STACKS")
+                .ok_or_else(|| anyhow!("no CPU_STACKS map"))?,
+        )?;
+        let mut samples = CpuSamples::default();
+        for entry in counts.iter() {
+            let (key, per_cpu) = entry.context("reading CPU_SAMPLES")?;
+            let count: u64 = per_cpu.iter().sum();
+            let stack: Stack = if key.user_stack >= 0 {
+                stacks
+                    .get(&(key.user_stack as u32), 0)
+                    .map(|trace| {
+                        trace
+                            .frames()
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| {
+                                // Return addresses point after the call.
+                                let lookup = if i == 0 { f.ip } else { f.ip.saturating_sub(1) };
+                                let name = symbolizer
+                                    .function(lookup)
+                                    .unwrap_or("[unknown]")
+                                    .to_string();
+                                (f.ip, name)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let names: Vec<Option<&str>> = stack
+                .iter()
+                .map(|(_, n)| (n != "[unknown]").then_some(n.as_str()))
+                .collect();
+            let class = classify::classify(&names, key.in_kernel != 0);
+            *samples.by_class.entry(class).or_default() += count;
+            samples.total += count;
+            // Kernel time is charged to the user frame that entered the
+            // kernel, as Go's own profiler does.
+            let mut shown = stack;
+            if shown.is_empty() {
+                shown.push((0, "[no user stack]".to_string()));
+            }
+            samples.stacks.push((shown, count));
+        }
+        Ok(samples)
+    }
+
+    pub fn split(&self) -> CpuSplit {
+        let total = self.total as f64;
+        let by_class: BTreeMap<CpuClass, f64> = CpuClass::ALL
+            .iter()
+            .map(|c| {
+                (
+                    *c,
+                    if total > 0.0 {
+                        *self.by_class.get(c).unwrap_or(&0) as f64 / total
+                    } else {
+                        0.0
+                    },
+                )
+            })
+            .collect();
+        let runtime: f64 = by_class
+            .iter()
+            .filter(|(c, _)| c.is_runtime())
+            .map(|(_, v)| v)
+            .sum();
+        CpuSplit {
+            samples: self.total,
+            runtime_share: (self.total > 0).then_some(runtime),
+            by_class,
+        }
+    }
+
+    /// The samples as a gzipped pprof CPU profile.
+    pub fn pprof(&self, hz: u64, duration_ns: u64) -> std::io::Result<Vec<u8>> {
+        let mut profile = pprof::Profile::new(1_000_000_000 / hz.max(1));
+        for (stack, count) in &self.stacks {
+            profile.add(stack, *count);
+        }
+        profile.encode(duration_ns)
+    }
+}
