@@ -52,6 +52,9 @@ const CONTAINER_GOAL_WARN: f64 = 0.8;
 /// Share of CFS periods throttled.
 const THROTTLE_WARN: f64 = 0.10;
 const THROTTLE_CRIT: f64 = 0.50;
+/// Runtime share of sampled CPU worth a verdict, and the samples needed.
+const RUNTIME_CPU_WARN: f64 = 0.30;
+const MIN_CPU_SAMPLES: u64 = 50;
 /// cgo calls per second worth a note.
 const CGO_RATE_INFO: f64 = 100_000.0;
 
@@ -161,6 +164,33 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
                 ),
             }),
             _ => {}
+        }
+    }
+
+    if let Some(cpu) = &r.cpu {
+        if let Some(share) = cpu
+            .runtime_share
+            .filter(|s| *s >= RUNTIME_CPU_WARN && cpu.samples >= MIN_CPU_SAMPLES)
+        {
+            let mut parts: Vec<_> = cpu
+                .by_class
+                .iter()
+                .filter(|(c, s)| c.is_runtime() && **s > 0.0)
+                .collect();
+            parts.sort_by(|a, b| b.1.total_cmp(a.1));
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|(c, s)| format!("{} {}", c.label(), percent(**s)))
+                .collect();
+            v.push(Verdict {
+                id: "runtime_cpu",
+                severity: Severity::Warn,
+                message: format!(
+                    "the Go runtime takes {} of the process's CPU ({}): the application gets the rest; see the GC and allocation verdicts for the fix",
+                    percent(share),
+                    parts.join(", ")
+                ),
+            });
         }
     }
 

@@ -70,7 +70,7 @@ pub struct CpuSamples {
 }
 
 /// The split as fractions, for reports.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct CpuSplit {
     pub samples: u64,
     /// Fraction of samples in the Go runtime (GC, allocation, scheduler,

@@ -112,7 +112,11 @@ fn cpu_split_agrees_with_the_targets_own_profile() {
         mine * 100.0,
         theirs * 100.0
     );
-    eprintln!("runtime leaf share: goscope {:.1}%, target profile {:.1}%", mine * 100.0, theirs * 100.0);
+    eprintln!(
+        "runtime leaf share: goscope {:.1}%, target profile {:.1}%",
+        mine * 100.0,
+        theirs * 100.0
+    );
     let classes: f64 = split["by_class"]
         .as_object()
         .unwrap()

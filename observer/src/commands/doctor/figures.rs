@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Sample;
 use crate::{
     cgroup::{Cgroups, CpuStat},
+    cpu::CpuSplit,
     probe_points::ProbePoint,
     runtime::{GlobalsSource, RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
     target::TargetProcess,
@@ -26,6 +27,8 @@ pub struct DoctorReport {
     pub sched: SchedFigures,
     pub cgo: CgoFigures,
     pub cfs: CfsFigures,
+    /// Runtime versus application CPU from the sampler (null if refused).
+    pub cpu: Option<CpuSplit>,
     pub process: ProcessFigures,
     pub verdicts: Vec<Verdict>,
     /// Where each figure came from (shown with --verbose).
@@ -153,6 +156,7 @@ pub struct Inputs<'a> {
     pub gc_point: &'a ProbePoint,
     pub cgroups: &'a Cgroups,
     pub thread_view: &'a Result<(), String>,
+    pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -162,7 +166,8 @@ fn rate(count: f64, seconds: f64) -> f64 {
     if seconds > 0.0 { count / seconds } else { 0.0 }
 }
 
-pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
+pub fn build(inputs: Inputs<'_>) -> DoctorReport {
+    let inputs = &inputs;
     let (a, b) = (&inputs.first.runtime, &inputs.last.runtime);
     let window_s = (inputs.last.at - inputs.first.at).as_secs_f64();
 
@@ -290,6 +295,7 @@ pub fn build(inputs: &Inputs<'_>) -> DoctorReport {
             calls: cgo_calls,
             calls_per_s: rate(cgo_calls as f64, window_s),
         },
+        cpu: inputs.cpu.0.clone(),
         cfs: CfsFigures {
             quota_cpus: inputs.cgroups.cpu_quota(),
             periods: cpu_stat.periods,
@@ -371,6 +377,13 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         memory("runtime.ncgocall + Σ m.ncgocall over allm"),
     );
     add("process.cpu_ns", "/proc/PID/stat utime + stime".into());
+    add(
+        "cpu.*",
+        match inputs.cpu.1 {
+            Ok(()) => "BPF sampler on a perf CPU-clock event (99 Hz per CPU), user stacks by frame pointers, symbolized from the binary".into(),
+            Err(why) => format!("unavailable: {why}"),
+        },
+    );
     add(
         "sched.os_runq_latency_ns, sched.involuntary_switches, sched.threads_*",
         match inputs.thread_view {

@@ -16,6 +16,7 @@ use crate::{
     binary::version,
     cgroup::{Cgroups, CpuStat},
     cli::DoctorArgs,
+    cpu::{self, CpuSamples, symbols::Symbolizer},
     memory::ProcessMemory,
     output, privilege,
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
@@ -60,6 +61,9 @@ struct Attachment {
     probes: ProbeSession,
     /// Whether the scheduler tracepoints attached, or why not.
     thread_view: Result<(), String>,
+    /// Whether the CPU sampler attached, or why not.
+    cpu_sampler: Result<(), String>,
+    symbolizer: Symbolizer,
 }
 
 impl Attachment {
@@ -133,6 +137,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         cpu_stat: first.cpu_stat,
         threads_kernel: first.threads_kernel.clone(),
     });
+    let cpu_split = match &attachment.cpu_sampler {
+        Ok(()) => Some(CpuSamples::read(&attachment.probes, &attachment.symbolizer)?.split()),
+        Err(_) => None,
+    };
     let Attachment {
         target,
         cgroups,
@@ -141,17 +149,19 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         gc_point,
         probes,
         thread_view,
+        cpu_sampler,
         ..
     } = attachment;
     drop(probes);
 
-    let report = figures::build(&figures::Inputs {
+    let report = figures::build(figures::Inputs {
         target: &target,
         layout: &layout,
         class_sizes: &class_sizes,
         gc_point: &gc_point,
         cgroups: &cgroups,
         thread_view: &thread_view,
+        cpu: (cpu_split, &cpu_sampler),
         first: &first,
         last: &last,
         ended_by,
@@ -222,6 +232,8 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
     let thread_view = tracepoints
         .and_then(|_| threads::attach(&mut probes, target.pid))
         .map_err(|e| format!("{e:#}"));
+    let cpu_sampler = cpu::attach(&mut probes, cpu::DEFAULT_HZ).map_err(|e| format!("{e:#}"));
+    let symbolizer = Symbolizer::new(&target.binary, bias);
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
         target,
@@ -233,5 +245,7 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
         gc_point,
         probes,
         thread_view,
+        cpu_sampler,
+        symbolizer,
     })
 }

@@ -27,6 +27,23 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         t.pid, t.exe, t.go_version, r.window_s, r.process.cpu_cores
     );
 
+    if let Some(cpu) = &r.cpu {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "CPU         Go runtime {} of the process's CPU ({} samples)",
+            cpu.runtime_share.map_or("-".into(), percent),
+            cpu.samples
+        );
+        let mut classes: Vec<_> = cpu.by_class.iter().filter(|(_, s)| **s > 0.0).collect();
+        classes.sort_by(|a, b| b.1.total_cmp(a.1));
+        let line: Vec<String> = classes
+            .iter()
+            .map(|(c, s)| format!("{} {}", c.label(), percent(**s)))
+            .collect();
+        let _ = writeln!(out, "  {}", line.join(", "));
+    }
+
     let a = &r.alloc;
     let _ = writeln!(out);
     let _ = writeln!(
