@@ -12,7 +12,9 @@ pub mod toolchain;
 pub use goscope::Goscope;
 pub use privileges::require_root_or_skip;
 pub use target::{Target, WorkloadResult};
-pub use toolchain::{BuildOptions, build_workload, go_binary, installed_go_versions};
+pub use toolchain::{
+    BuildOptions, all_go_versions, build_workload, go_binary, installed_go_versions,
+};
 
 use std::path::PathBuf;
 

@@ -60,6 +60,16 @@ pub fn installed_go_versions() -> Vec<String> {
     versions
 }
 
+/// Every toolchain the version matrix can use: Debian's go 1.19 when
+/// present, then those under the toolchain root.
+pub fn all_go_versions() -> Vec<String> {
+    let mut versions = installed_go_versions();
+    if go_binary("1.19").is_ok() {
+        versions.insert(0, "1.19".to_string());
+    }
+    versions
+}
+
 /// How to build a workload.
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {

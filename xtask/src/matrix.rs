@@ -82,11 +82,7 @@ const FIGURES: &[Figure] = &[
 
 pub fn run(args: &MatrixArgs) -> anyhow::Result<()> {
     let versions = if args.go.is_empty() {
-        let mut v = testkit::installed_go_versions();
-        if testkit::go_binary("1.19").is_ok() {
-            v.insert(0, "1.19".to_string());
-        }
-        v
+        testkit::all_go_versions()
     } else {
         args.go.clone()
     };

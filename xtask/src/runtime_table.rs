@@ -55,11 +55,7 @@ pub fn generate(version: &str) -> anyhow::Result<table::VersionEntry> {
 
 pub fn run(args: &RuntimeTableArgs) -> anyhow::Result<()> {
     let versions = if args.go.is_empty() {
-        let mut v = testkit::installed_go_versions();
-        if testkit::go_binary("1.19").is_ok() {
-            v.insert(0, "1.19".to_string());
-        }
-        v
+        testkit::all_go_versions()
     } else {
         args.go.clone()
     };

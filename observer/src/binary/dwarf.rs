@@ -120,14 +120,7 @@ impl DwarfTypes {
             };
             let id = TypeId(id.0);
             let tag = entry.tag();
-            let name = match entry.attr_value(gimli::DW_AT_name)? {
-                Some(value) => dwarf
-                    .attr_string(unit, value)
-                    .ok()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                None => String::new(),
-            };
+            let name = name_of(dwarf, unit, entry)?;
             let size = entry
                 .attr_value(gimli::DW_AT_byte_size)?
                 .and_then(|v| v.udata_value());
@@ -141,14 +134,7 @@ impl DwarfTypes {
                         if m.tag() != gimli::DW_TAG_member {
                             continue;
                         }
-                        let member_name = match m.attr_value(gimli::DW_AT_name)? {
-                            Some(value) => dwarf
-                                .attr_string(unit, value)
-                                .ok()
-                                .map(|s| s.to_string_lossy().into_owned())
-                                .unwrap_or_default(),
-                            None => String::new(),
-                        };
+                        let member_name = name_of(dwarf, unit, m)?;
                         let offset = m
                             .attr_value(gimli::DW_AT_data_member_location)?
                             .and_then(|v| v.udata_value())
@@ -279,6 +265,21 @@ impl DwarfTypes {
     pub fn field_size(&self, field: Field) -> Option<u64> {
         self.get(field.type_id?)?.size()
     }
+}
+
+/// DW_AT_name of an entry, empty when absent or unreadable.
+fn name_of(
+    dwarf: &gimli::Dwarf<EndianSlice<'_, LittleEndian>>,
+    unit: &gimli::Unit<EndianSlice<'_, LittleEndian>>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, EndianSlice<'_, LittleEndian>>,
+) -> Result<String, gimli::Error> {
+    Ok(match entry.attr_value(gimli::DW_AT_name)? {
+        Some(value) => dwarf
+            .attr_string(unit, value)
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        None => String::new(),
+    })
 }
 
 fn type_ref(

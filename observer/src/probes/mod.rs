@@ -99,19 +99,7 @@ impl ProbeSession {
         category: &str,
         event: &str,
     ) -> anyhow::Result<()> {
-        let program: &mut aya::programs::TracePoint = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow!("kernel object lacks program {name}"))?
-            .try_into()?;
-        if self.loaded.insert(name) {
-            program.load().map_err(|e| {
-                privilege::advise(
-                    anyhow::Error::new(e),
-                    &format!("loading program {name} (verifier)"),
-                )
-            })?;
-        }
+        let program: &mut aya::programs::TracePoint = self.loaded_program(name)?;
         program.attach(category, event).map_err(|e| {
             privilege::advise(
                 anyhow::Error::new(e),
@@ -122,13 +110,23 @@ impl ProbeSession {
     }
 
     fn program(&mut self, name: &'static str) -> anyhow::Result<&mut UProbe> {
-        let program: &mut UProbe = self
+        self.loaded_program(name)
+    }
+
+    /// Program `name` as type `P`, loaded into the kernel on first use.
+    fn loaded_program<P>(&mut self, name: &'static str) -> anyhow::Result<&mut P>
+    where
+        for<'p> &'p mut P:
+            TryFrom<&'p mut aya::programs::Program, Error = aya::programs::ProgramError>,
+        P: LoadableProgram,
+    {
+        let program: &mut P = self
             .ebpf
             .program_mut(name)
             .ok_or_else(|| anyhow!("kernel object lacks program {name}"))?
             .try_into()?;
         if self.loaded.insert(name) {
-            program.load().map_err(|e| {
+            program.load_into_kernel().map_err(|e| {
                 privilege::advise(
                     anyhow::Error::new(e),
                     &format!("loading program {name} into the kernel (verifier)"),
@@ -211,6 +209,23 @@ impl ProbeSession {
 
     pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+}
+
+/// Program types whose `load` takes no arguments.
+pub(crate) trait LoadableProgram {
+    fn load_into_kernel(&mut self) -> Result<(), aya::programs::ProgramError>;
+}
+
+impl LoadableProgram for UProbe {
+    fn load_into_kernel(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
+}
+
+impl LoadableProgram for aya::programs::TracePoint {
+    fn load_into_kernel(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
     }
 }
 
