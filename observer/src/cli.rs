@@ -88,6 +88,10 @@ pub struct GcArgs {
     /// Do not probe mark assists (cycle records only: one probe hit per GC).
     #[arg(long)]
     pub no_assists: bool,
+    /// Most of the target's CPU the assist probes may cost, in percent;
+    /// above it they are attached only part of the time (sampled windows).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
+    pub overhead_budget: f64,
     /// Attach even to a Go version outside the verified range.
     #[arg(long)]
     pub force_version: bool,
@@ -120,6 +124,17 @@ pub struct DoctorArgs {
     /// Attach even to a Go version outside the verified range.
     #[arg(long)]
     pub force_version: bool,
+}
+
+fn parse_budget(text: &str) -> Result<f64, String> {
+    let percent: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage"))?;
+    if percent.is_finite() && percent > 0.0 && percent <= 100.0 {
+        Ok(percent)
+    } else {
+        Err(format!("{text}% is outside 0 < budget <= 100"))
+    }
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {

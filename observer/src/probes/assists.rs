@@ -9,6 +9,7 @@ use aya::maps::PerCpuArray;
 use observer_common::{ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE, AssistHistogram};
 use serde::Serialize;
 
+use super::AttachedLink;
 use super::{
     ASSIST_ENTER_PROGRAM, ASSIST_EXIT_PROGRAM, ASSIST_PARK_PROGRAM, ASSIST_WORK_PROGRAM,
     ProbeSession,
@@ -73,13 +74,26 @@ impl AssistProbes {
         })
     }
 
-    pub fn attach(&self, session: &mut ProbeSession, exe: &std::path::Path) -> anyhow::Result<()> {
-        session.attach(ASSIST_ENTER_PROGRAM, &self.enter, None, exe)?;
+    /// Attaches every assist probe; the links detach them again.
+    pub fn attach(
+        &self,
+        session: &mut ProbeSession,
+        exe: &std::path::Path,
+        pid: std::num::NonZeroU32,
+    ) -> anyhow::Result<Vec<AttachedLink>> {
+        let mut links =
+            vec![session.attach_link(ASSIST_ENTER_PROGRAM, &self.enter, None, exe, pid)?];
         for ret in &self.returns {
-            session.attach(ASSIST_EXIT_PROGRAM, ret, None, exe)?;
+            links.push(session.attach_link(ASSIST_EXIT_PROGRAM, ret, None, exe, pid)?);
         }
-        session.attach(ASSIST_WORK_PROGRAM, &self.work, None, exe)?;
-        session.attach(ASSIST_PARK_PROGRAM, &self.park, None, exe)
+        links.push(session.attach_link(ASSIST_WORK_PROGRAM, &self.work, None, exe, pid)?);
+        links.push(session.attach_link(ASSIST_PARK_PROGRAM, &self.park, None, exe, pid)?);
+        Ok(links)
+    }
+
+    /// Probe hits an assist summary stands for (entry, RET, scan, park).
+    pub fn hits(summary: &AssistSummary) -> u64 {
+        2 * (summary.count + summary.credit_steals) + summary.count + summary.parked
     }
 }
 

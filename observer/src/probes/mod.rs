@@ -3,6 +3,8 @@
 //! when goscope exits, however it exits, the kernel removes the probes.
 
 pub mod assists;
+pub mod calibrate;
+pub mod governor;
 pub mod threads;
 
 use std::{collections::BTreeSet, num::NonZeroU32, path::Path};
@@ -39,6 +41,12 @@ pub struct GcSnapshotAddresses {
     pub numgc: u64,
     pub gc_cpu_fraction: u64,
     pub init_time: u64,
+}
+
+/// One attached uprobe, to detach later.
+pub struct AttachedLink {
+    program: &'static str,
+    id: aya::programs::uprobe::UProbeLinkId,
 }
 
 /// Loaded kernel programs bound to one target process.
@@ -145,13 +153,32 @@ impl ProbeSession {
         cookie: Option<u64>,
         executable: &Path,
     ) -> anyhow::Result<()> {
-        let pid = self.pid;
+        self.attach_link(name, point, cookie, executable, self.pid)
+            .map(|_| ())
+    }
+
+    /// Detaches one probe attached with `attach_link`.
+    pub fn detach(&mut self, link: AttachedLink) -> anyhow::Result<()> {
+        let program = self.program(link.program)?;
+        program.detach(link.id)?;
+        Ok(())
+    }
+
+    /// Like `attach`, for process `pid`, returning the link to detach it.
+    pub fn attach_link(
+        &mut self,
+        name: &'static str,
+        point: &ProbePoint,
+        cookie: Option<u64>,
+        executable: &Path,
+        pid: NonZeroU32,
+    ) -> anyhow::Result<AttachedLink> {
         let program = self.program(name)?;
         let attach_point = UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
             cookie,
         };
-        program
+        let id = program
             .attach(attach_point, executable, UProbeScope::OneProcess(pid))
             .map_err(|e| {
                 privilege::advise(
@@ -166,7 +193,7 @@ impl ProbeSession {
                 )
             })?;
         self.attached.push(point.clone());
-        Ok(())
+        Ok(AttachedLink { program: name, id })
     }
 
     /// Attaches the counting program; `slot` is its cookie.

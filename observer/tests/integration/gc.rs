@@ -185,3 +185,56 @@ fn no_gc_pressure_no_assists() {
         assert_eq!(r["cpu"]["assist_ns"], 0, "{r}");
     }
 }
+
+/// With a tiny overhead budget the governor detaches the assist probes for
+/// part of the time: those cycles say they were not sampled, the summary
+/// gives the fraction, and the cycle records themselves stay complete.
+#[test]
+fn governor_samples_assists_under_a_small_budget() {
+    if !require_root_or_skip("governor_samples_assists_under_a_small_budget") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let mut target = Target::start(&binary, &["-work", "gc", "-scale", "12"], &[]).unwrap();
+    let pid = target.pid.to_string();
+    let mut goscope = Goscope::start(&[
+        "gc",
+        "--pid",
+        &pid,
+        "--duration",
+        "600",
+        "--json",
+        "--overhead-budget",
+        "0.01",
+    ])
+    .unwrap();
+    goscope.wait_attached().unwrap();
+    let truth = target.run_batch().unwrap();
+    let finished = goscope.interrupt().unwrap();
+    target.quit().unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let records: Vec<Value> = finished
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cycles = truth.delta("/gc/cycles/total:gc-cycles").unwrap() as usize;
+    assert_eq!(
+        records.len(),
+        cycles,
+        "every cycle is reported whatever the budget"
+    );
+    let unsampled = records
+        .iter()
+        .filter(|r| r["assists_sampled"] == false)
+        .count();
+    assert!(unsampled > 0, "a 0.01% budget must leave cycles unsampled");
+    let fraction: f64 = finished
+        .stderr
+        .split("assist probes attached ")
+        .nth(1)
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no sampled fraction in: {}", finished.stderr));
+    assert!(fraction < 100.0, "{}", finished.stderr);
+}

@@ -35,6 +35,9 @@ pub struct CycleRecord {
     pub memory_limit_bytes: Option<i64>,
     /// True when GOMEMLIMIT, not GOGC, sets the goal of the next cycle.
     pub memory_limit_sets_goal: bool,
+    /// False when the overhead governor had the assist probes detached for
+    /// part of the cycle: the assist figures are then not the cycle's whole.
+    pub assists_sampled: bool,
     pub assist_count: u64,
     /// gcAssistAlloc calls paid from background credit (no scan, no wait).
     pub assist_credit_steals: u64,
@@ -58,7 +61,12 @@ fn i64_at(raw: &[u8], offset: u64) -> i64 {
 }
 
 impl CycleRecord {
-    pub fn decode(event: &GcCycleEvent, offsets: &RuntimeOffsets, assists: AssistSummary) -> Self {
+    pub fn decode(
+        event: &GcCycleEvent,
+        offsets: &RuntimeOffsets,
+        assists: AssistSummary,
+        sampled: bool,
+    ) -> Self {
         let c = &offsets.cycle;
         let g = &offsets.gc;
         let work = &event.work[..];
@@ -98,6 +106,7 @@ impl CycleRecord {
             gogc: (gc_percent >= 0).then_some(gc_percent),
             memory_limit_bytes: memory_limit,
             memory_limit_sets_goal: limited,
+            assists_sampled: sampled,
             assist_count: assists.count,
             assist_credit_steals: assists.credit_steals,
             assist_goroutines: assists.goroutines,
@@ -131,17 +140,21 @@ impl CycleRecord {
             if self.forced { " (forced)" } else { "" }
         );
         line.push_str(" | assists ");
-        match &self.assist_latency_ns {
-            Some(p) if self.assist_count > 0 => line.push_str(&format!(
-                "{} by {} g, p50 {} p99 {} max {}, parked {}",
-                self.assist_count,
-                self.assist_goroutines,
-                crate::format::duration_ns(p.p50),
-                crate::format::duration_ns(p.p99),
-                crate::format::duration_ns(p.max),
-                self.assist_parked
-            )),
-            _ => line.push('0'),
+        if !self.assists_sampled {
+            line.push_str("not sampled (overhead budget)");
+        } else {
+            match &self.assist_latency_ns {
+                Some(p) if self.assist_count > 0 => line.push_str(&format!(
+                    "{} by {} g, p50 {} p99 {} max {}, parked {}",
+                    self.assist_count,
+                    self.assist_goroutines,
+                    crate::format::duration_ns(p.p50),
+                    crate::format::duration_ns(p.p99),
+                    crate::format::duration_ns(p.max),
+                    self.assist_parked
+                )),
+                _ => line.push('0'),
+            }
         }
         if self.assist_credit_steals > 0 {
             line.push_str(&format!(

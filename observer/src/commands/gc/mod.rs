@@ -21,6 +21,8 @@ use crate::{
     probes::{
         GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession,
         assists::{AssistProbes, AssistReader},
+        calibrate,
+        governor::{Action, Governor},
     },
     runtime::RuntimeLayout,
     target::TargetProcess,
@@ -58,15 +60,27 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     } else {
         Some(AssistProbes::resolve(&target.binary).with_context(context)?)
     };
-    let mut session = ProbeSession::load(target.pid, Some(&addresses))
+    let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
+    let (mut session, mut assist_links) = ProbeSession::load(target.pid, Some(&addresses))
         .and_then(|mut s| {
             s.attach(GC_CYCLE_PROGRAM, &cycle_point, None, &target.exe_handle)?;
-            if let Some(assists) = &assist_probes {
-                assists.attach(&mut s, &target.exe_handle)?;
-            }
-            Ok(s)
+            let links = match &assist_probes {
+                Some(assists) => Some(assists.attach(&mut s, &target.exe_handle, pid)?),
+                None => None,
+            };
+            Ok((s, links))
         })
         .map_err(|e| target.explain_attach_failure(e))?;
+    // The governor keeps the assist probes within the overhead budget.
+    let mut governor = match &assist_probes {
+        Some(_) => Some(Governor::new(
+            args.overhead_budget,
+            calibrate::probe_hit_cost_ns(&mut session)
+                .context("calibrating the cost of a probe hit")?,
+            target.cpu_time_ns()?,
+        )),
+        None => None,
+    };
     let memory = ProcessMemory::new(target.pid);
     let mut last_cycle = memory
         .read_u32(addresses.numgc)
@@ -83,6 +97,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     let _ = assists.drain(&mut session);
     let mut failure: Option<anyhow::Error> = None;
     let mut printed = 0u64;
+    // False from a detach until the first whole cycle after re-attaching.
+    let mut assists_whole_cycle = assist_links.is_some();
     let mut drain = |session: &mut ProbeSession| -> anyhow::Result<()> {
         let mut events = Vec::new();
         {
@@ -104,13 +120,32 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             }
             last_cycle = event.numgc;
             let summary = assists.drain(session)?;
-            let record = CycleRecord::decode(&event, o, summary);
+            if let Some(g) = governor.as_mut() {
+                g.record_hits(AssistProbes::hits(&summary));
+            }
+            let sampled = assist_links.is_some() && assists_whole_cycle;
+            assists_whole_cycle = assist_links.is_some();
+            let record = CycleRecord::decode(&event, o, summary, sampled);
             if args.json {
                 output::print_json_line(&record)?;
             } else {
                 output::print_text(&format!("{}\n", record.gctrace_line()))?;
             }
             printed += 1;
+        }
+        if let (Some(g), Some(probes)) = (governor.as_mut(), assist_probes.as_ref()) {
+            match g.tick(target.cpu_time_ns()?) {
+                Action::Detach => {
+                    for link in assist_links.take().unwrap_or_default() {
+                        session.detach(link)?;
+                    }
+                    assists_whole_cycle = false;
+                }
+                Action::Attach => {
+                    assist_links = Some(probes.attach(session, &target.exe_handle, pid)?);
+                }
+                Action::Keep => {}
+            }
         }
         Ok(())
     };
@@ -137,6 +172,14 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
         return Err(e);
+    }
+    if let Some(g) = &governor {
+        eprintln!(
+            "goscope: assist probes attached {:.0}% of the window (overhead budget {}% of the target's CPU, {:.1} µs per probe hit here)",
+            g.sampled_fraction() * 100.0,
+            args.overhead_budget,
+            g.cost_ns() / 1000.0
+        );
     }
     eprintln!(
         "goscope: {printed} GC cycle(s) in {:.1} s{}",

@@ -1,0 +1,76 @@
+//! What one uprobe hit costs on this host: a probe on a function of
+//! goscope's own process, called many times with and without it. The
+//! governor weighs event rates against this cost.
+
+use std::{hint::black_box, num::NonZeroU32, time::Instant};
+
+use anyhow::{Context as _, anyhow};
+
+use super::{COUNTING_PROGRAM, ProbeSession};
+use crate::{
+    binary::prologue::Placement, binary::symbols::AddressSource, probe_points::ProbePoint,
+};
+
+const CALLS: u32 = 2000;
+
+/// The probed function: not inlined, with a body the optimizer keeps.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn goscope_probe_calibration(x: u64) -> u64 {
+    black_box(x).wrapping_mul(31).wrapping_add(7)
+}
+
+fn time_calls() -> f64 {
+    let start = Instant::now();
+    let mut acc = 0u64;
+    for i in 0..CALLS {
+        acc = acc.wrapping_add(goscope_probe_calibration(black_box(u64::from(i))));
+    }
+    black_box(acc);
+    start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+}
+
+/// File offset of a code address of this process, from /proc/self/maps.
+fn own_file_offset(address: u64) -> anyhow::Result<u64> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    maps.lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
+            let _perms = fields.next()?;
+            let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+            (start..end)
+                .contains(&address)
+                .then(|| address - start + offset)
+        })
+        .ok_or_else(|| anyhow!("{address:#x} is not in a mapping of goscope"))
+}
+
+/// Nanoseconds one uprobe hit adds (trap, program, return), measured now.
+pub fn probe_hit_cost_ns(session: &mut ProbeSession) -> anyhow::Result<f64> {
+    let address = goscope_probe_calibration as usize as u64;
+    let point = ProbePoint {
+        function: "goscope_probe_calibration".into(),
+        entry: address,
+        address,
+        file_offset: own_file_offset(address)?,
+        placement: Placement::Entry,
+        source: AddressSource::Symtab,
+    };
+    let own = NonZeroU32::new(std::process::id()).context("own pid")?;
+    let baseline = time_calls().min(time_calls());
+    let link = session.attach_link(
+        COUNTING_PROGRAM,
+        &point,
+        Some(u64::from(u32::MAX)),
+        std::path::Path::new("/proc/self/exe"),
+        own,
+    )?;
+    let probed = time_calls().min(time_calls());
+    session.detach(link)?;
+    Ok((probed - baseline).max(0.0))
+}
