@@ -103,3 +103,32 @@ pub struct CpuSampleKey {
 #[cfg(feature = "user")]
 // SAFETY: two 32-bit integers, no padding.
 unsafe impl aya::Pod for CpuSampleKey {}
+
+/// Sub-buckets per power of two in the fine latency histogram (about 6%
+/// resolution): slot = log2(ns) * FINE_SUB_BUCKETS + the next 4 bits.
+pub const FINE_SUB_BUCKETS: u32 = 16;
+pub const FINE_SLOTS: u32 = 64 * FINE_SUB_BUCKETS;
+
+/// A fine-grained latency histogram in one per-CPU map value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FineHistogram {
+    pub slots: [u64; FINE_SLOTS as usize],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain integers, no padding.
+unsafe impl aya::Pod for FineHistogram {}
+
+/// Per cgo call site (the return address into the `_Cfunc_` wrapper):
+/// calls timed and their total nanoseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct CgoSiteStats {
+    pub calls: u64,
+    pub total_ns: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain integers, no padding.
+unsafe impl aya::Pod for CgoSiteStats {}

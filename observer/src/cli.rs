@@ -124,6 +124,10 @@ pub struct DoctorArgs {
     /// Attach even to a Go version outside the verified range.
     #[arg(long)]
     pub force_version: bool,
+    /// Most of the target's CPU the high-frequency probes (cgo latency)
+    /// may cost, in percent; above it they run in sampled windows.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
+    pub overhead_budget: f64,
 }
 
 fn parse_budget(text: &str) -> Result<f64, String> {

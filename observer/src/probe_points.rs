@@ -130,3 +130,53 @@ pub fn resolve(binary: &GoBinary, function: &str) -> Result<ProbePoint, ProbePoi
         source: symbol.source,
     })
 }
+
+/// Probe points at every RET of `function` (decoded from its bytes), for
+/// timing a call without uretprobes.
+pub fn return_points(
+    binary: &GoBinary,
+    function: &str,
+) -> Result<Vec<ProbePoint>, ProbePointError> {
+    let symbol = binary
+        .functions
+        .get(function)
+        .ok_or_else(|| ProbePointError::Missing {
+            function: function.to_string(),
+            binary: binary.path.display().to_string(),
+        })?;
+    let no_bytes = |address| ProbePointError::NoBytes {
+        function: function.to_string(),
+        address,
+    };
+    let code = binary
+        .bytes_at(symbol.address, symbol.size)
+        .ok_or_else(|| no_bytes(symbol.address))?;
+    let returns =
+        prologue::return_sites(symbol.address, code).map_err(|cause| ProbePointError::Decode {
+            function: function.to_string(),
+            cause,
+        })?;
+    if returns.is_empty() {
+        return Err(ProbePointError::Decode {
+            function: function.to_string(),
+            cause: PrologueError::Undecodable {
+                address: symbol.address,
+            },
+        });
+    }
+    returns
+        .into_iter()
+        .map(|address| {
+            Ok(ProbePoint {
+                function: format!("{function} (RET)"),
+                entry: symbol.address,
+                address,
+                file_offset: binary
+                    .file_offset(address)
+                    .ok_or_else(|| no_bytes(address))?,
+                placement: Placement::Entry,
+                source: symbol.source,
+            })
+        })
+        .collect()
+}

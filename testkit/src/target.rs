@@ -25,6 +25,10 @@ pub struct WorkloadResult {
     pub elapsed_ns: u64,
     /// Goroutines the workload's own `go` statements created in the batch.
     pub goroutines_spawned: u64,
+    /// Median duration of the batch's cgo calls as the workload timed them
+    /// (cgo-slow workload), ns.
+    #[serde(default)]
+    pub cgo_call_ns_median: u64,
     pub scalars: HashMap<String, Scalar>,
     pub histograms: HashMap<String, Histogram>,
 }

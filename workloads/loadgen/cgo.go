@@ -3,11 +3,32 @@
 package main
 
 /*
+#include <time.h>
 static int cadd(int a, int b) { return a + b; }
+static void cwait(long ns) { struct timespec t = {0, ns}; nanosleep(&t, 0); }
 */
 import "C"
 
+import (
+	"sort"
+	"time"
+)
+
 var cgoSum int
+
+// cgoSlowCalls makes 1000 cgo calls that each sleep 200 µs in C, timing
+// each from Go; returns the median call duration (ground truth for cgo
+// latency).
+func cgoSlowCalls() time.Duration {
+	durations := make([]time.Duration, 0, 1000)
+	for i := 0; i < 1000; i++ {
+		start := time.Now()
+		C.cwait(200000)
+		durations = append(durations, time.Since(start))
+	}
+	sort.Slice(durations, func(a, b int) bool { return durations[a] < durations[b] })
+	return durations[len(durations)/2]
+}
 
 func cgoCalls() {
 	for i := 0; i < 20000; i++ {

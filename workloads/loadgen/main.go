@@ -32,7 +32,7 @@ import (
 )
 
 var (
-	work       = flag.String("work", "mixed", "workload: gc, alloc, goroutines, cgo, mixed, idle")
+	work       = flag.String("work", "mixed", "workload: gc, alloc, goroutines, cgo, cgo-slow, mixed, idle")
 	scale      = flag.Int("scale", 1, "multiplies the batch size")
 	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
 	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
@@ -76,6 +76,10 @@ func main() {
 	runtime.KeepAlive(live)
 }
 
+// cgoMedianNs is the median cgo call duration the last cgo-slow batch
+// measured itself.
+var cgoMedianNs int64
+
 func runBatch(kind string, scale int) {
 	for i := 0; i < scale; i++ {
 		switch kind {
@@ -92,6 +96,8 @@ func runBatch(kind string, scale int) {
 			gcPressure()
 			spawnGoroutines()
 			cgoCalls()
+		case "cgo-slow":
+			atomic.StoreInt64(&cgoMedianNs, int64(cgoSlowCalls()))
 		case "idle":
 			time.Sleep(100 * time.Millisecond)
 		default:
@@ -150,6 +156,7 @@ type result struct {
 	Pid        int                  `json:"pid"`
 	ElapsedNs  int64                `json:"elapsed_ns"`
 	Spawned    int64                `json:"goroutines_spawned"`
+	CgoMedian  int64                `json:"cgo_call_ns_median"`
 	Scalars    map[string]scalar    `json:"scalars"`
 	Histograms map[string]histogram `json:"histograms"`
 }
@@ -160,6 +167,7 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		Pid:        os.Getpid(),
 		ElapsedNs:  elapsed.Nanoseconds(),
 		Spawned:    atomic.SwapInt64(&spawned, 0),
+		CgoMedian:  atomic.SwapInt64(&cgoMedianNs, 0),
 		Scalars:    map[string]scalar{},
 		Histograms: map[string]histogram{},
 	}

@@ -2,4 +2,8 @@
 
 package main
 
+import "time"
+
 func cgoCalls() {}
+
+func cgoSlowCalls() time.Duration { return 0 }

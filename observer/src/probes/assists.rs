@@ -15,10 +15,7 @@ use super::{
     ProbeSession,
 };
 use crate::{
-    binary::{
-        GoBinary,
-        prologue::{self, Placement},
-    },
+    binary::GoBinary,
     probe_points::{self, ProbePoint},
     runtime::histogram::{Percentiles, percentiles},
 };
@@ -40,32 +37,7 @@ impl AssistProbes {
         let enter = probe_points::resolve(binary, ASSIST_FUNCTION)?;
         let park = probe_points::resolve(binary, PARK_FUNCTION)?;
         let work = probe_points::resolve(binary, WORK_FUNCTION)?;
-        let symbol = binary
-            .functions
-            .get(ASSIST_FUNCTION)
-            .ok_or_else(|| anyhow!("{ASSIST_FUNCTION} not found"))?;
-        let code = binary
-            .bytes_at(symbol.address, symbol.size)
-            .ok_or_else(|| anyhow!("{ASSIST_FUNCTION}: bytes not in the file"))?;
-        let returns = prologue::return_sites(symbol.address, code)
-            .with_context(|| format!("decoding {ASSIST_FUNCTION}"))?
-            .into_iter()
-            .map(|address| {
-                Ok(ProbePoint {
-                    function: format!("{ASSIST_FUNCTION} (RET)"),
-                    entry: symbol.address,
-                    address,
-                    file_offset: binary
-                        .file_offset(address)
-                        .ok_or_else(|| anyhow!("RET at {address:#x} not in the file"))?,
-                    placement: Placement::Entry,
-                    source: symbol.source,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        if returns.is_empty() {
-            anyhow::bail!("{ASSIST_FUNCTION} has no RET instruction; refusing to time it");
-        }
+        let returns = probe_points::return_points(binary, ASSIST_FUNCTION)?;
         Ok(Self {
             enter,
             returns,

@@ -52,7 +52,7 @@ fn own_file_offset(address: u64) -> anyhow::Result<u64> {
 
 /// Nanoseconds one uprobe hit adds (trap, program, return), measured now.
 pub fn probe_hit_cost_ns(session: &mut ProbeSession) -> anyhow::Result<f64> {
-    let address = goscope_probe_calibration as usize as u64;
+    let address = goscope_probe_calibration as *const () as usize as u64;
     let point = ProbePoint {
         function: "goscope_probe_calibration".into(),
         entry: address,

@@ -4,6 +4,7 @@
 
 pub mod assists;
 pub mod calibrate;
+pub mod cgo;
 pub mod governor;
 pub mod threads;
 

@@ -358,3 +358,48 @@ fn os_thread_view_agrees_with_the_kernels_counters() {
             && runq["p99"].as_f64().unwrap() >= runq["p50"].as_f64().unwrap()
     );
 }
+
+/// cgo latency: a C function that sleeps 200 µs, timed by the workload
+/// itself around each call; doctor's p50 within 10%, the call site named.
+#[test]
+fn cgo_latency_matches_the_workloads_own_timing() {
+    if !require_root_or_skip("cgo_latency_matches_the_workloads_own_timing") {
+        return;
+    }
+    for version in ["1.22", "1.27"] {
+        let binary = loadgen(version, &cgo());
+        let mut target = Target::start(&binary, &["-work", "cgo-slow"], &[]).unwrap();
+        let pid = target.pid.to_string();
+        let mut goscope = Goscope::start(&[
+            "doctor",
+            "--pid",
+            &pid,
+            "--duration",
+            "600",
+            "--json",
+            "--overhead-budget",
+            "100",
+        ])
+        .unwrap();
+        goscope.wait_attached().unwrap();
+        let truth = target.run_batch().unwrap();
+        let report = doctor_json(&goscope.interrupt().unwrap());
+        target.quit().unwrap();
+        let want = truth.cgo_call_ns_median as f64;
+        let got = report["cgo"]["latency_ns"]["p50"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{}", report["cgo"]));
+        assert!(
+            (got - want).abs() <= want * 0.10,
+            "Go {version}: cgo p50 {got} ns vs the workload's {want} ns"
+        );
+        assert!(report["cgo"]["latency_ns"]["count"].as_u64().unwrap() >= 1000);
+        let site = report["cgo"]["sites"][0]["function"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            site.contains("_Cfunc_cwait"),
+            "Go {version}: top cgo site {site}"
+        );
+    }
+}

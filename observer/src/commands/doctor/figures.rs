@@ -10,6 +10,7 @@ use crate::{
     cgroup::{Cgroups, CpuStat},
     cpu::CpuSplit,
     probe_points::ProbePoint,
+    probes::cgo::{CgoLatency, CgoSite},
     runtime::{GlobalsSource, RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
     target::TargetProcess,
     verdicts::{self, Verdict},
@@ -129,6 +130,12 @@ pub struct CgoFigures {
     /// /cgo/go-to-c-calls over the window.
     pub calls: u64,
     pub calls_per_s: f64,
+    /// Latency of cgo calls timed by probes (ns).
+    pub latency_ns: Option<Percentiles>,
+    /// Fraction of the window the cgo probes were attached (governor).
+    pub latency_sampled_fraction: Option<f64>,
+    /// Call sites by total time (the `_Cfunc_` wrapper names the C function).
+    pub sites: Vec<CgoSite>,
 }
 
 /// The cgroup's CPU bandwidth limit and CFS throttling in the window.
@@ -157,6 +164,7 @@ pub struct Inputs<'a> {
     pub cgroups: &'a Cgroups,
     pub thread_view: &'a Result<(), String>,
     pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
+    pub cgo_latency: Option<(CgoLatency, f64)>,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -294,6 +302,13 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
         cgo: CgoFigures {
             calls: cgo_calls,
             calls_per_s: rate(cgo_calls as f64, window_s),
+            latency_ns: inputs.cgo_latency.as_ref().and_then(|(l, _)| l.latency_ns),
+            latency_sampled_fraction: inputs.cgo_latency.as_ref().map(|(_, f)| *f),
+            sites: inputs
+                .cgo_latency
+                .as_ref()
+                .map(|(l, _)| l.sites.clone())
+                .unwrap_or_default(),
         },
         cpu: inputs.cpu.0.clone(),
         cfs: CfsFigures {

@@ -5,7 +5,10 @@
 mod figures;
 mod render;
 
-use std::time::{Duration, Instant};
+use std::{
+    cell::RefCell,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use observer_common::CounterSlot;
@@ -21,7 +24,9 @@ use crate::{
     output, privilege,
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
     probes::{
-        ProbeSession,
+        AttachedLink, ProbeSession, calibrate,
+        cgo::{CgoLatency, CgoProbes},
+        governor::{Action, Governor},
         threads::{self, ThreadCounters, TracepointOffsets},
     },
     runtime::{RuntimeLayout, RuntimeSnapshot, snapshot::read_class_sizes},
@@ -58,7 +63,9 @@ struct Attachment {
     memory: ProcessMemory,
     class_sizes: Vec<u64>,
     gc_point: ProbePoint,
-    probes: ProbeSession,
+    probes: RefCell<ProbeSession>,
+    /// cgo latency probes under the overhead governor (None without cgo).
+    cgo: RefCell<Option<CgoState>>,
     /// Whether the scheduler tracepoints attached, or why not.
     thread_view: Result<(), String>,
     /// Whether the CPU sampler attached, or why not.
@@ -75,10 +82,10 @@ impl Attachment {
             runtime,
             cpu_ns: self.target.cpu_time_ns()?,
             threads: self.target.thread_count()?,
-            gc_probe_hits: Some(self.probes.counter(CounterSlot::GcCycles)?),
+            gc_probe_hits: Some(self.probes.borrow().counter(CounterSlot::GcCycles)?),
             cpu_stat: self.cgroups.cpu_stat(),
             threads_kernel: match self.thread_view {
-                Ok(()) => Some(ThreadCounters::read(&self.probes)?),
+                Ok(()) => Some(ThreadCounters::read(&self.probes.borrow())?),
                 Err(_) => None,
             },
         })
@@ -91,7 +98,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let stop = StopSignal::install()?;
     let target = TargetProcess::open(args.pid)?;
     check_version(&target, args.force_version)?;
-    let attachment = attach(target, args.force_version)?;
+    let attachment = attach(target, args.force_version, args.overhead_budget)?;
     let target = &attachment.target;
 
     let started = Instant::now();
@@ -111,7 +118,13 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         &stop,
         Some(SAMPLE_INTERVAL),
         |at| match attachment.sample(at) {
-            Ok(sample) => last = Some(sample),
+            Ok(sample) => {
+                let previous = last.as_ref().unwrap_or(&first);
+                if let Err(e) = attachment.govern_cgo(previous, &sample) {
+                    read_error.get_or_insert(e);
+                }
+                last = Some(sample);
+            }
             Err(e) if target.is_alive() => {
                 read_error.get_or_insert(e);
             }
@@ -137,8 +150,17 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         cpu_stat: first.cpu_stat,
         threads_kernel: first.threads_kernel.clone(),
     });
+    let cgo_latency = match attachment.cgo.borrow().as_ref() {
+        Some(state) => Some((
+            CgoLatency::read(&attachment.probes.borrow(), &attachment.symbolizer)?,
+            state.governor.sampled_fraction(),
+        )),
+        None => None,
+    };
     let cpu_split = match &attachment.cpu_sampler {
-        Ok(()) => Some(CpuSamples::read(&attachment.probes, &attachment.symbolizer)?.split()),
+        Ok(()) => {
+            Some(CpuSamples::read(&attachment.probes.borrow(), &attachment.symbolizer)?.split())
+        }
         Err(_) => None,
     };
     let Attachment {
@@ -162,6 +184,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         cgroups: &cgroups,
         thread_view: &thread_view,
         cpu: (cpu_split, &cpu_sampler),
+        cgo_latency,
         first: &first,
         last: &last,
         ended_by,
@@ -206,7 +229,7 @@ pub(crate) fn check_version(target: &TargetProcess, force: bool) -> anyhow::Resu
     Ok(())
 }
 
-fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachment> {
+fn attach(target: TargetProcess, force_version: bool, budget: f64) -> anyhow::Result<Attachment> {
     let context = || format!("pid {}", target.pid);
     let layout = RuntimeLayout::resolve(&target.binary, force_version).with_context(context)?;
     let bias = target.load_bias()?;
@@ -233,6 +256,21 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
         .and_then(|_| threads::attach(&mut probes, target.pid))
         .map_err(|e| format!("{e:#}"));
     let cpu_sampler = cpu::attach(&mut probes, cpu::DEFAULT_HZ).map_err(|e| format!("{e:#}"));
+    let cgo = if target.binary.cgo() {
+        let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
+        let cgo_probes = CgoProbes::resolve(&target.binary).with_context(context)?;
+        let links = cgo_probes.attach(&mut probes, &target.exe_handle, pid)?;
+        let cost = calibrate::probe_hit_cost_ns(&mut probes)
+            .context("calibrating the cost of a probe hit")?;
+        Some(CgoState {
+            probes: cgo_probes,
+            links: Some(links),
+            governor: Governor::new(budget, cost, target.cpu_time_ns()?),
+            pid,
+        })
+    } else {
+        None
+    };
     let symbolizer = Symbolizer::new(&target.binary, bias);
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
@@ -243,9 +281,55 @@ fn attach(target: TargetProcess, force_version: bool) -> anyhow::Result<Attachme
         memory,
         class_sizes,
         gc_point,
-        probes,
+        probes: RefCell::new(probes),
+        cgo: RefCell::new(cgo),
         thread_view,
         cpu_sampler,
         symbolizer,
     })
+}
+
+/// cgo probes and the governor that keeps them within budget.
+struct CgoState {
+    probes: CgoProbes,
+    links: Option<Vec<AttachedLink>>,
+    governor: Governor,
+    pid: std::num::NonZeroU32,
+}
+
+impl Attachment {
+    /// Feeds the cgo call rate (from memory) to the governor and detaches
+    /// or re-attaches the cgo probes as it decides.
+    fn govern_cgo(&self, previous: &Sample, now: &Sample) -> anyhow::Result<()> {
+        let mut cgo = self.cgo.borrow_mut();
+        let Some(state) = cgo.as_mut() else {
+            return Ok(());
+        };
+        if state.links.is_some() {
+            // Entry and one RET per call.
+            state.governor.record_hits(
+                2 * now
+                    .runtime
+                    .cgo_calls
+                    .saturating_sub(previous.runtime.cgo_calls),
+            );
+        }
+        let mut probes = self.probes.borrow_mut();
+        match state.governor.tick(now.cpu_ns) {
+            Action::Detach => {
+                for link in state.links.take().unwrap_or_default() {
+                    probes.detach(link)?;
+                }
+            }
+            Action::Attach => {
+                state.links = Some(state.probes.attach(
+                    &mut probes,
+                    &self.target.exe_handle,
+                    state.pid,
+                )?);
+            }
+            Action::Keep => {}
+        }
+        Ok(())
+    }
 }

@@ -184,6 +184,31 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "CGO         {} calls/s", count(r.cgo.calls_per_s));
+    if let Some(p) = r.cgo.latency_ns {
+        let sampled = r.cgo.latency_sampled_fraction.unwrap_or(1.0);
+        let _ = writeln!(
+            out,
+            "  call latency p50 {}  p99 {}  max {}  ({} calls timed{})",
+            duration_ns(p.p50),
+            duration_ns(p.p99),
+            duration_ns(p.max),
+            p.count,
+            if sampled < 0.999 {
+                format!(", probes attached {} of the window", percent(sampled))
+            } else {
+                String::new()
+            }
+        );
+        for site in r.cgo.sites.iter().take(3) {
+            let _ = writeln!(
+                out,
+                "  {:<40} mean {}  ({} calls)",
+                site.function,
+                duration_ns(site.mean_ns),
+                site.calls_timed
+            );
+        }
+    }
 
     let _ = writeln!(out);
     let _ = writeln!(out, "VERDICTS");

@@ -1,0 +1,96 @@
+//! cgo call latency: runtime.cgocall (NOSPLIT: its entry is safe) and every
+//! RET in it, keyed by goroutine (R14). The call site is the return address
+//! at entry ([RSP], inside the `_Cfunc_` wrapper that names the C function).
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{map, uprobe},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    programs::ProbeContext,
+};
+use observer_common::{CgoSiteStats, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram};
+
+use crate::{gc::log2, target::is_target};
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CgoStart {
+    ts: u64,
+    site: u64,
+}
+
+#[map]
+static CGO_START: HashMap<u64, CgoStart> = HashMap::with_max_entries(16384, 0);
+#[map]
+static CGO_HIST: PerCpuArray<FineHistogram> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static CGO_SITES: PerCpuHashMap<u64, CgoSiteStats> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// Fine slot of a duration: power of two and 4 more bits.
+fn fine_slot(ns: u64) -> u32 {
+    let top = log2(ns);
+    let sub = if top >= 4 {
+        ((ns >> (top - 4)) & 15) as u32
+    } else {
+        ((ns << (4 - top)) & 15) as u32
+    };
+    (top * FINE_SUB_BUCKETS + sub) & (FINE_SLOTS - 1)
+}
+
+#[uprobe]
+pub fn cgo_enter(ctx: ProbeContext) -> u32 {
+    if !is_target(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
+    // SAFETY: regs points at the saved user registers of this probe hit;
+    // the stack word is read through bpf_probe_read_user.
+    let (g, site) = unsafe {
+        let regs = &*ctx.regs;
+        (
+            regs.r14,
+            bpf_probe_read_user(regs.rsp as *const u64).unwrap_or(0),
+        )
+    };
+    // SAFETY: helper without preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let _ = CGO_START.insert(&g, &CgoStart { ts, site }, 0);
+    0
+}
+
+#[uprobe]
+pub fn cgo_exit(ctx: ProbeContext) -> u32 {
+    if !is_target(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
+    // SAFETY: regs points at the saved user registers of this probe hit.
+    let g = unsafe { (*ctx.regs).r14 };
+    // SAFETY: copy out before deleting.
+    let Some(start) = (unsafe { CGO_START.get(&g) }).copied() else {
+        return 0;
+    };
+    let _ = CGO_START.remove(&g);
+    // SAFETY: helper without preconditions.
+    let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(start.ts);
+    if let Some(hist) = CGO_HIST.get_ptr_mut(0) {
+        let slot = fine_slot(elapsed) as usize;
+        // SAFETY: per-CPU value; slot masked into bounds.
+        unsafe { (*hist).slots[slot] += 1 };
+    }
+    match CGO_SITES.get_ptr_mut(&start.site) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU.
+        Some(stats) => unsafe {
+            (*stats).calls += 1;
+            (*stats).total_ns += elapsed;
+        },
+        None => {
+            let _ = CGO_SITES.insert(
+                &start.site,
+                &CgoSiteStats {
+                    calls: 1,
+                    total_ns: elapsed,
+                },
+                0,
+            );
+        }
+    }
+    0
+}
