@@ -55,6 +55,8 @@ const THROTTLE_CRIT: f64 = 0.50;
 /// Runtime share of sampled CPU worth a verdict, and the samples needed.
 const RUNTIME_CPU_WARN: f64 = 0.30;
 const MIN_CPU_SAMPLES: u64 = 50;
+/// cgo p99 latency worth a warning, ns.
+const CGO_SLOW_P99_NS: f64 = 1e6;
 /// cgo calls per second worth a note.
 const CGO_RATE_INFO: f64 = 100_000.0;
 
@@ -264,6 +266,27 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
             message: format!(
                 "live goroutines grew from {} to {} in {:.0} s: a leak if it continues; take a goroutine profile",
                 go.live_at_start, go.live, r.window_s
+            ),
+        });
+    }
+    if let Some(p) = r.cgo.latency_ns.filter(|p| p.p99 >= CGO_SLOW_P99_NS) {
+        let site = r
+            .cgo
+            .sites
+            .first()
+            .map_or(String::new(), |s| format!(", mostly {}", s.function));
+        let threads = match r.sched.threads_created {
+            Some(n) if n > 0 => format!("; {n} OS threads were created in the window"),
+            _ => String::new(),
+        };
+        v.push(Verdict {
+            id: "cgo_slow",
+            severity: Severity::Warn,
+            message: format!(
+                "cgo calls take p50 {} p99 {}{site}: each call holds an OS thread for its whole duration ({} calls/s){threads}; move slow C work off the request path or bound its concurrency",
+                duration_ns(p.p50),
+                duration_ns(p.p99),
+                count(r.cgo.calls_per_s)
             ),
         });
     }
