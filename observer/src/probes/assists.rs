@@ -53,11 +53,12 @@ impl AssistProbes {
         exe: &std::path::Path,
         pid: std::num::NonZeroU32,
     ) -> anyhow::Result<Vec<AttachedLink>> {
-        let mut links =
-            vec![session.attach_link(ASSIST_ENTER_PROGRAM, &self.enter, None, exe, pid)?];
-        for ret in &self.returns {
-            links.push(session.attach_link(ASSIST_EXIT_PROGRAM, ret, None, exe, pid)?);
-        }
+        let mut links = session.attach_timed(
+            (ASSIST_ENTER_PROGRAM, &self.enter),
+            (ASSIST_EXIT_PROGRAM, &self.returns),
+            exe,
+            pid,
+        )?;
         links.push(session.attach_link(ASSIST_WORK_PROGRAM, &self.work, None, exe, pid)?);
         links.push(session.attach_link(ASSIST_PARK_PROGRAM, &self.park, None, exe, pid)?);
         Ok(links)

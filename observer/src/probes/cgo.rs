@@ -38,12 +38,12 @@ impl CgoProbes {
         exe: &std::path::Path,
         pid: std::num::NonZeroU32,
     ) -> anyhow::Result<Vec<AttachedLink>> {
-        let mut links =
-            vec![session.attach_link(CGO_ENTER_PROGRAM, &self.enter, None, exe, pid)?];
-        for ret in &self.returns {
-            links.push(session.attach_link(CGO_EXIT_PROGRAM, ret, None, exe, pid)?);
-        }
-        Ok(links)
+        session.attach_timed(
+            (CGO_ENTER_PROGRAM, &self.enter),
+            (CGO_EXIT_PROGRAM, &self.returns),
+            exe,
+            pid,
+        )
     }
 }
 

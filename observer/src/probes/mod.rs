@@ -158,6 +158,22 @@ impl ProbeSession {
             .map(|_| ())
     }
 
+    /// Attaches program `enter` at a function's start and `exit` at each of
+    /// its RET instructions (timing without uretprobes).
+    pub fn attach_timed(
+        &mut self,
+        enter: (&'static str, &ProbePoint),
+        exit: (&'static str, &[ProbePoint]),
+        executable: &Path,
+        pid: NonZeroU32,
+    ) -> anyhow::Result<Vec<AttachedLink>> {
+        let mut links = vec![self.attach_link(enter.0, enter.1, None, executable, pid)?];
+        for ret in exit.1 {
+            links.push(self.attach_link(exit.0, ret, None, executable, pid)?);
+        }
+        Ok(links)
+    }
+
     /// Detaches one probe attached with `attach_link`.
     pub fn detach(&mut self, link: AttachedLink) -> anyhow::Result<()> {
         let program = self.program(link.program)?;
