@@ -89,9 +89,10 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
         })
         .unwrap_or_default();
 
-    if let Some(share) = g.gc_cpu_share {
-        if let Some(severity) = severity(share, GC_CPU_WARN, GC_CPU_CRIT) {
-            v.push(Verdict {
+    if let Some(share) = g.gc_cpu_share
+        && let Some(severity) = severity(share, GC_CPU_WARN, GC_CPU_CRIT)
+    {
+        v.push(Verdict {
                 id: "gc_cpu",
                 severity,
                 message: format!(
@@ -100,11 +101,11 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
                     g.cycles_per_s
                 ),
             });
-        }
     }
-    if let Some(share) = g.assist_cpu_share {
-        if let Some(severity) = severity(share, ASSIST_WARN, ASSIST_CRIT) {
-            v.push(Verdict {
+    if let Some(share) = g.assist_cpu_share
+        && let Some(severity) = severity(share, ASSIST_WARN, ASSIST_CRIT)
+    {
+        v.push(Verdict {
                 id: "mark_assist",
                 severity,
                 message: format!(
@@ -112,7 +113,6 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
                     percent(share)
                 ),
             });
-        }
     }
     if g.cycles_per_s >= GC_RATE_WARN {
         v.push(Verdict {
@@ -169,22 +169,22 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
         }
     }
 
-    if let Some(cpu) = &r.cpu {
-        if let Some(share) = cpu
+    if let Some(cpu) = &r.cpu
+        && let Some(share) = cpu
             .runtime_share
             .filter(|s| *s >= RUNTIME_CPU_WARN && cpu.samples >= MIN_CPU_SAMPLES)
-        {
-            let mut parts: Vec<_> = cpu
-                .by_class
-                .iter()
-                .filter(|(c, s)| c.is_runtime() && **s > 0.0)
-                .collect();
-            parts.sort_by(|a, b| b.1.total_cmp(a.1));
-            let parts: Vec<String> = parts
-                .iter()
-                .map(|(c, s)| format!("{} {}", c.label(), percent(**s)))
-                .collect();
-            v.push(Verdict {
+    {
+        let mut parts: Vec<_> = cpu
+            .by_class
+            .iter()
+            .filter(|(c, s)| c.is_runtime() && **s > 0.0)
+            .collect();
+        parts.sort_by(|a, b| b.1.total_cmp(a.1));
+        let parts: Vec<String> = parts
+            .iter()
+            .map(|(c, s)| format!("{} {}", c.label(), percent(**s)))
+            .collect();
+        v.push(Verdict {
                 id: "runtime_cpu",
                 severity: Severity::Warn,
                 message: format!(
@@ -193,14 +193,14 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
                     parts.join(", ")
                 ),
             });
-        }
     }
 
     let s = &r.sched;
     let c = &r.cfs;
-    if let Some(quota) = c.quota_cpus {
-        if f64::from(s.gomaxprocs) > quota.ceil() {
-            v.push(Verdict {
+    if let Some(quota) = c.quota_cpus
+        && f64::from(s.gomaxprocs) > quota.ceil()
+    {
+        v.push(Verdict {
                 id: "gomaxprocs_over_quota",
                 severity: Severity::Warn,
                 message: format!(
@@ -211,7 +211,6 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
                     quota.ceil().max(1.0)
                 ),
             });
-        }
     }
     if c.periods > 0 {
         let share = c.throttled_periods as f64 / c.periods as f64;
@@ -230,21 +229,22 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
             });
         }
     }
-    if let Some(ncpu) = s.ncpu {
-        if s.gomaxprocs > ncpu {
-            v.push(Verdict {
-                id: "gomaxprocs_over_cpus",
-                severity: Severity::Warn,
-                message: format!(
-                    "GOMAXPROCS {} exceeds the {ncpu} CPUs: set GOMAXPROCS={ncpu} (or unset it)",
-                    s.gomaxprocs
-                ),
-            });
-        }
+    if let Some(ncpu) = s.ncpu
+        && s.gomaxprocs > ncpu
+    {
+        v.push(Verdict {
+            id: "gomaxprocs_over_cpus",
+            severity: Severity::Warn,
+            message: format!(
+                "GOMAXPROCS {} exceeds the {ncpu} CPUs: set GOMAXPROCS={ncpu} (or unset it)",
+                s.gomaxprocs
+            ),
+        });
     }
-    if let Some(p) = s.latency_ns {
-        if let Some(severity) = severity(p.p99, SCHED_P99_WARN, SCHED_P99_CRIT) {
-            v.push(Verdict {
+    if let Some(p) = s.latency_ns
+        && let Some(severity) = severity(p.p99, SCHED_P99_WARN, SCHED_P99_CRIT)
+    {
+        v.push(Verdict {
                 id: "sched_latency",
                 severity,
                 message: format!(
@@ -255,7 +255,6 @@ pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
                     s.gomaxprocs
                 ),
             });
-        }
     }
     let go = &r.goroutines;
     let growth = go.live - go.live_at_start;

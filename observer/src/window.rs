@@ -72,11 +72,11 @@ pub fn observe(
         if elapsed >= duration {
             return (WindowEnd::Elapsed, elapsed);
         }
-        if let (Some(due), Some(step)) = (next_tick, tick) {
-            if elapsed >= due {
-                on_tick(elapsed);
-                next_tick = Some(due + step);
-            }
+        if let (Some(due), Some(step)) = (next_tick, tick)
+            && elapsed >= due
+        {
+            on_tick(elapsed);
+            next_tick = Some(due + step);
         }
         let nap = tick.map_or(POLL_INTERVAL, |t| t.min(POLL_INTERVAL));
         std::thread::sleep(nap.min(duration - elapsed));

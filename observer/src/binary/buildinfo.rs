@@ -116,7 +116,7 @@ fn unquote_setting(value: &str) -> &str {
 }
 
 fn strip_sentinels(modinfo: &[u8]) -> &[u8] {
-    if modinfo.len() >= 2 * MODINFO_SENTINEL_LEN + 1
+    if modinfo.len() > 2 * MODINFO_SENTINEL_LEN
         && modinfo[modinfo.len() - MODINFO_SENTINEL_LEN - 1] == b'\n'
     {
         &modinfo[MODINFO_SENTINEL_LEN..modinfo.len() - MODINFO_SENTINEL_LEN]

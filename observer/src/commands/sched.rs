@@ -147,10 +147,10 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
                 previous = now;
                 Ok(())
             })();
-            if let Err(e) = result {
-                if target.is_alive() {
-                    failure = Some(e);
-                }
+            if let Err(e) = result
+                && target.is_alive()
+            {
+                failure = Some(e);
             }
         },
     );

@@ -72,21 +72,20 @@ pub fn classify(frames: &[Option<&str>], in_kernel: bool) -> CpuClass {
         return CpuClass::Cgo;
     }
     let leaf_go = frames.iter().flatten().next().copied();
-    if in_kernel
+    if (in_kernel
         || any(&|f| {
             f.starts_with("runtime.entersyscall")
                 || f.starts_with("syscall.")
                 || f.starts_with("internal/runtime/syscall.")
-        })
-    {
-        if !any(&|f| {
+        }))
+        && !any(&|f| {
             matches!(
                 f,
                 "runtime.mcall" | "runtime.park_m" | "runtime.schedule" | "runtime.findRunnable"
             )
-        }) {
-            return CpuClass::Syscall;
-        }
+        })
+    {
+        return CpuClass::Syscall;
     }
     if any(&|f| {
         f.starts_with("runtime.mallocgc")

@@ -424,10 +424,10 @@ pub(crate) fn heap_goal(
     ) else {
         return (None, false);
     };
-    if let Some(limit_goal) = memory_limit_heap_goal(ctl, c, heap_marked) {
-        if limit_goal < goal {
-            return (Some(limit_goal), true);
-        }
+    if let Some(limit_goal) = memory_limit_heap_goal(ctl, c, heap_marked)
+        && limit_goal < goal
+    {
+        return (Some(limit_goal), true);
     }
     goal = goal.max(sweep_trigger);
     if triggered != u64::MAX && goal < triggered.wrapping_add(MIN_RUNWAY) {

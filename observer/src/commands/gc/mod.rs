@@ -155,17 +155,17 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         &stop,
         Some(DRAIN_INTERVAL),
         |_| {
-            if failure.is_none() {
-                if let Err(e) = drain(&mut session) {
-                    failure = Some(e);
-                }
+            if failure.is_none()
+                && let Err(e) = drain(&mut session)
+            {
+                failure = Some(e);
             }
         },
     );
-    if failure.is_none() {
-        if let Err(e) = drain(&mut session) {
-            failure = Some(e);
-        }
+    if failure.is_none()
+        && let Err(e) = drain(&mut session)
+    {
+        failure = Some(e);
     }
     if let Some(e) = failure {
         if e.is::<output::BrokenPipe>() {
