@@ -7,6 +7,7 @@ mod cgo;
 mod counters;
 mod cpu;
 mod gc;
+mod spawn;
 mod target;
 mod threads;
 

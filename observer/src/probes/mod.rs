@@ -6,6 +6,7 @@ pub mod assists;
 pub mod calibrate;
 pub mod cgo;
 pub mod governor;
+pub mod spawn;
 pub mod threads;
 
 use std::{collections::BTreeSet, num::NonZeroU32, path::Path};

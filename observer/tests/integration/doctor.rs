@@ -403,3 +403,35 @@ fn cgo_latency_matches_the_workloads_own_timing() {
         );
     }
 }
+
+/// Goroutine creation sites: the function whose `go` statement created the
+/// batch's goroutines is the top site, and its rate accounts for the
+/// runtime's own count over the window (default overhead budget).
+#[test]
+fn goroutine_creation_sites() {
+    if !require_root_or_skip("goroutine_creation_sites") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let mut target = Target::start(&binary, &["-work", "goroutines", "-scale", "2"], &[]).unwrap();
+    let pid = target.pid.to_string();
+    let mut goscope =
+        Goscope::start(&["doctor", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
+    goscope.wait_attached().unwrap();
+    let truth = target.run_batch().unwrap();
+    let report = doctor_json(&goscope.interrupt().unwrap());
+    target.quit().unwrap();
+    let top = &report["goroutines"]["creation_sites"][0];
+    assert_eq!(
+        top["function"], "main.spawnGoroutines",
+        "{}",
+        report["goroutines"]
+    );
+    assert!(top["created_sampled"].as_u64().unwrap() > 0);
+    let estimated = top["per_s"].as_f64().unwrap() * report["window_s"].as_f64().unwrap();
+    let spawned = truth.goroutines_spawned as f64;
+    assert!(
+        (estimated - spawned).abs() <= spawned * 0.02,
+        "main.spawnGoroutines: {estimated} estimated vs {spawned} spawned"
+    );
+}

@@ -10,7 +10,10 @@ use crate::{
     cgroup::{Cgroups, CpuStat},
     cpu::CpuSplit,
     probe_points::ProbePoint,
-    probes::cgo::{CgoLatency, CgoSite},
+    probes::{
+        cgo::{CgoLatency, CgoSite},
+        spawn::SpawnSite,
+    },
     runtime::{GlobalsSource, RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
     target::TargetProcess,
     verdicts::{self, Verdict},
@@ -54,6 +57,11 @@ pub struct GoroutineFigures {
     /// Go 1.26+).
     pub live_with_system: i64,
     pub live_at_start: i64,
+    /// Which functions' `go` statements create goroutines (probe on
+    /// runtime.newproc, governed).
+    pub creation_sites: Vec<SpawnSite>,
+    /// Fraction of the window the creation-site probe was attached.
+    pub creation_sites_sampled_fraction: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -165,6 +173,7 @@ pub struct Inputs<'a> {
     pub thread_view: &'a Result<(), String>,
     pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
     pub cgo_latency: Option<(CgoLatency, f64)>,
+    pub spawn_sites: Option<(Vec<SpawnSite>, f64)>,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -274,6 +283,12 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
             live: b.goroutines_user,
             live_with_system: b.goroutines_all,
             live_at_start: a.goroutines_user,
+            creation_sites: inputs
+                .spawn_sites
+                .as_ref()
+                .map(|(s, _)| s.iter().take(10).cloned().collect())
+                .unwrap_or_default(),
+            creation_sites_sampled_fraction: inputs.spawn_sites.as_ref().map(|(_, f)| *f),
         },
         alloc: AllocFigures {
             objects,

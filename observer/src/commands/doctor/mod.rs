@@ -3,6 +3,7 @@
 //! and report the window's deltas with verdicts.
 
 mod figures;
+mod governed;
 mod render;
 
 use std::{
@@ -14,6 +15,7 @@ use anyhow::Context as _;
 use observer_common::CounterSlot;
 
 pub use figures::{DoctorReport, GcFigures};
+use governed::{Governed, ProbeSet};
 
 use crate::{
     binary::version,
@@ -24,9 +26,10 @@ use crate::{
     output, privilege,
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
     probes::{
-        AttachedLink, ProbeSession, calibrate,
+        ProbeSession, calibrate,
         cgo::{CgoLatency, CgoProbes},
-        governor::{Action, Governor},
+        governor::Governor,
+        spawn::{self, SpawnProbe},
         threads::{self, ThreadCounters, TracepointOffsets},
     },
     runtime::{RuntimeLayout, RuntimeSnapshot, snapshot::read_class_sizes},
@@ -64,8 +67,8 @@ struct Attachment {
     class_sizes: Vec<u64>,
     gc_point: ProbePoint,
     probes: RefCell<ProbeSession>,
-    /// cgo latency probes under the overhead governor (None without cgo).
-    cgo: RefCell<Option<CgoState>>,
+    /// High-frequency probe sets under the overhead governor.
+    governed: RefCell<Vec<Governed>>,
     /// Whether the scheduler tracepoints attached, or why not.
     thread_view: Result<(), String>,
     /// Whether the CPU sampler attached, or why not.
@@ -120,7 +123,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         |at| match attachment.sample(at) {
             Ok(sample) => {
                 let previous = last.as_ref().unwrap_or(&first);
-                if let Err(e) = attachment.govern_cgo(previous, &sample) {
+                if let Err(e) = attachment.govern(previous, &sample) {
                     read_error.get_or_insert(e);
                 }
                 last = Some(sample);
@@ -150,13 +153,31 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         cpu_stat: first.cpu_stat,
         threads_kernel: first.threads_kernel.clone(),
     });
-    let cgo_latency = match attachment.cgo.borrow().as_ref() {
-        Some(state) => Some((
-            CgoLatency::read(&attachment.probes.borrow(), &attachment.symbolizer)?,
-            state.governor.sampled_fraction(),
-        )),
-        None => None,
-    };
+    let mut cgo_latency = None;
+    let mut spawn_sites = None;
+    let window_s = last.at.as_secs_f64();
+    for g in attachment.governed.borrow().iter() {
+        let fraction = g.governor.sampled_fraction();
+        let probes = attachment.probes.borrow();
+        match &g.set {
+            ProbeSet::Cgo(_) => {
+                cgo_latency = Some((CgoLatency::read(&probes, &attachment.symbolizer)?, fraction));
+            }
+            ProbeSet::Spawn(_) => {
+                spawn_sites = Some((
+                    spawn::read_sites(
+                        &probes,
+                        &attachment.symbolizer,
+                        last.runtime
+                            .goroutines_created
+                            .saturating_sub(first.runtime.goroutines_created),
+                        window_s,
+                    )?,
+                    fraction,
+                ));
+            }
+        }
+    }
     let cpu_split = match &attachment.cpu_sampler {
         Ok(()) => {
             Some(CpuSamples::read(&attachment.probes.borrow(), &attachment.symbolizer)?.split())
@@ -185,6 +206,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         thread_view: &thread_view,
         cpu: (cpu_split, &cpu_sampler),
         cgo_latency,
+        spawn_sites,
         first: &first,
         last: &last,
         ended_by,
@@ -256,21 +278,32 @@ fn attach(target: TargetProcess, force_version: bool, budget: f64) -> anyhow::Re
         .and_then(|_| threads::attach(&mut probes, target.pid))
         .map_err(|e| format!("{e:#}"));
     let cpu_sampler = cpu::attach(&mut probes, cpu::DEFAULT_HZ).map_err(|e| format!("{e:#}"));
-    let cgo = if target.binary.cgo() {
-        let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
-        let cgo_probes = CgoProbes::resolve(&target.binary).with_context(context)?;
-        let links = cgo_probes.attach(&mut probes, &target.exe_handle, pid)?;
-        let cost = calibrate::probe_hit_cost_ns(&mut probes)
-            .context("calibrating the cost of a probe hit")?;
-        Some(CgoState {
-            probes: cgo_probes,
-            links: Some(links),
-            governor: Governor::new(budget, cost, target.cpu_time_ns()?),
-            pid,
+    let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
+    let mut sets = vec![ProbeSet::Spawn(
+        SpawnProbe::resolve(&target.binary).with_context(context)?,
+    )];
+    if target.binary.cgo() {
+        sets.push(ProbeSet::Cgo(
+            CgoProbes::resolve(&target.binary).with_context(context)?,
+        ));
+    }
+    let cost =
+        calibrate::probe_hit_cost_ns(&mut probes).context("calibrating the cost of a probe hit")?;
+    // The budget is shared by the probe sets.
+    let share = budget / sets.len() as f64;
+    let cpu_now = target.cpu_time_ns()?;
+    let governed = sets
+        .into_iter()
+        .map(|set| {
+            Governed::attach(
+                set,
+                &mut probes,
+                &target.exe_handle,
+                pid,
+                Governor::new(share, cost, cpu_now),
+            )
         })
-    } else {
-        None
-    };
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let symbolizer = Symbolizer::new(&target.binary, bias);
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
@@ -282,53 +315,19 @@ fn attach(target: TargetProcess, force_version: bool, budget: f64) -> anyhow::Re
         class_sizes,
         gc_point,
         probes: RefCell::new(probes),
-        cgo: RefCell::new(cgo),
+        governed: RefCell::new(governed),
         thread_view,
         cpu_sampler,
         symbolizer,
     })
 }
 
-/// cgo probes and the governor that keeps them within budget.
-struct CgoState {
-    probes: CgoProbes,
-    links: Option<Vec<AttachedLink>>,
-    governor: Governor,
-    pid: std::num::NonZeroU32,
-}
-
 impl Attachment {
-    /// Feeds the cgo call rate (from memory) to the governor and detaches
-    /// or re-attaches the cgo probes as it decides.
-    fn govern_cgo(&self, previous: &Sample, now: &Sample) -> anyhow::Result<()> {
-        let mut cgo = self.cgo.borrow_mut();
-        let Some(state) = cgo.as_mut() else {
-            return Ok(());
-        };
-        if state.links.is_some() {
-            // Entry and one RET per call.
-            state.governor.record_hits(
-                2 * now
-                    .runtime
-                    .cgo_calls
-                    .saturating_sub(previous.runtime.cgo_calls),
-            );
-        }
+    /// Lets each governed probe set's governor act on the last second.
+    fn govern(&self, previous: &Sample, now: &Sample) -> anyhow::Result<()> {
         let mut probes = self.probes.borrow_mut();
-        match state.governor.tick(now.cpu_ns) {
-            Action::Detach => {
-                for link in state.links.take().unwrap_or_default() {
-                    probes.detach(link)?;
-                }
-            }
-            Action::Attach => {
-                state.links = Some(state.probes.attach(
-                    &mut probes,
-                    &self.target.exe_handle,
-                    state.pid,
-                )?);
-            }
-            Action::Keep => {}
+        for g in self.governed.borrow_mut().iter_mut() {
+            g.step(&mut probes, &self.target.exe_handle, previous, now)?;
         }
         Ok(())
     }

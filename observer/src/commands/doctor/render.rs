@@ -154,6 +154,19 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         go.live_with_system,
         count(go.created_per_s)
     );
+    for site in go
+        .creation_sites
+        .iter()
+        .take(3)
+        .filter(|s| s.created_sampled > 0)
+    {
+        let _ = writeln!(
+            out,
+            "    created by {:<40} {}/s",
+            site.function,
+            count(site.per_s)
+        );
+    }
     let _ = writeln!(out, "  scheduling latency {}", percentiles(s.latency_ns));
     if let Some(p) = s.os_runq_latency_ns {
         let _ = writeln!(
