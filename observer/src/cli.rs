@@ -128,6 +128,11 @@ pub struct DoctorArgs {
     /// may cost, in percent; above it they run in sampled windows.
     #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
     pub overhead_budget: f64,
+    /// Also time cgo calls and find goroutine creation sites with uprobes
+    /// that fire on every call (a burst of calls costs several µs each until
+    /// the governor reacts within a second; off by default).
+    #[arg(long)]
+    pub sites: bool,
 }
 
 fn parse_budget(text: &str) -> Result<f64, String> {

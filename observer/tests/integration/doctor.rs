@@ -379,6 +379,7 @@ fn cgo_latency_matches_the_workloads_own_timing() {
             "--json",
             "--overhead-budget",
             "100",
+            "--sites",
         ])
         .unwrap();
         goscope.wait_attached().unwrap();
@@ -415,8 +416,16 @@ fn goroutine_creation_sites() {
     let binary = loadgen("1.27", &cgo());
     let mut target = Target::start(&binary, &["-work", "goroutines", "-scale", "2"], &[]).unwrap();
     let pid = target.pid.to_string();
-    let mut goscope =
-        Goscope::start(&["doctor", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
+    let mut goscope = Goscope::start(&[
+        "doctor",
+        "--pid",
+        &pid,
+        "--duration",
+        "600",
+        "--json",
+        "--sites",
+    ])
+    .unwrap();
     goscope.wait_attached().unwrap();
     let truth = target.run_batch().unwrap();
     let report = doctor_json(&goscope.interrupt().unwrap());

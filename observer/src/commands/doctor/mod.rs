@@ -101,7 +101,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let stop = StopSignal::install()?;
     let target = TargetProcess::open(args.pid)?;
     check_version(&target, args.force_version)?;
-    let attachment = attach(target, args.force_version, args.overhead_budget)?;
+    let attachment = attach(target, args.force_version, args.overhead_budget, args.sites)?;
     let target = &attachment.target;
 
     let started = Instant::now();
@@ -251,7 +251,12 @@ pub(crate) fn check_version(target: &TargetProcess, force: bool) -> anyhow::Resu
     Ok(())
 }
 
-fn attach(target: TargetProcess, force_version: bool, budget: f64) -> anyhow::Result<Attachment> {
+fn attach(
+    target: TargetProcess,
+    force_version: bool,
+    budget: f64,
+    sites: bool,
+) -> anyhow::Result<Attachment> {
     let context = || format!("pid {}", target.pid);
     let layout = RuntimeLayout::resolve(&target.binary, force_version).with_context(context)?;
     let bias = target.load_bias()?;
@@ -279,18 +284,24 @@ fn attach(target: TargetProcess, force_version: bool, budget: f64) -> anyhow::Re
         .map_err(|e| format!("{e:#}"));
     let cpu_sampler = cpu::attach(&mut probes, cpu::DEFAULT_HZ).map_err(|e| format!("{e:#}"));
     let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
-    let mut sets = vec![ProbeSet::Spawn(
-        SpawnProbe::resolve(&target.binary).with_context(context)?,
-    )];
-    if target.binary.cgo() {
-        sets.push(ProbeSet::Cgo(
-            CgoProbes::resolve(&target.binary).with_context(context)?,
+    let mut sets = Vec::new();
+    if sites {
+        sets.push(ProbeSet::Spawn(
+            SpawnProbe::resolve(&target.binary).with_context(context)?,
         ));
+        if target.binary.cgo() {
+            sets.push(ProbeSet::Cgo(
+                CgoProbes::resolve(&target.binary).with_context(context)?,
+            ));
+        }
     }
-    let cost =
-        calibrate::probe_hit_cost_ns(&mut probes).context("calibrating the cost of a probe hit")?;
+    let cost = if sets.is_empty() {
+        0.0
+    } else {
+        calibrate::probe_hit_cost_ns(&mut probes).context("calibrating the cost of a probe hit")?
+    };
     // The budget is shared by the probe sets.
-    let share = budget / sets.len() as f64;
+    let share = budget / sets.len().max(1) as f64;
     let cpu_now = target.cpu_time_ns()?;
     let governed = sets
         .into_iter()
