@@ -368,24 +368,13 @@ fn cgo_latency_matches_the_workloads_own_timing() {
     }
     for version in ["1.22", "1.27"] {
         let binary = loadgen(version, &cgo());
-        let mut target = Target::start(&binary, &["-work", "cgo-slow"], &[]).unwrap();
-        let pid = target.pid.to_string();
-        let mut goscope = Goscope::start(&[
-            "doctor",
-            "--pid",
-            &pid,
-            "--duration",
-            "600",
-            "--json",
-            "--overhead-budget",
-            "100",
-            "--sites",
-        ])
+        let (report, truth) = testkit::observe::doctor_around_batch_with(
+            &binary,
+            &["-work", "cgo-slow"],
+            &[],
+            &["--overhead-budget", "100", "--sites"],
+        )
         .unwrap();
-        goscope.wait_attached().unwrap();
-        let truth = target.run_batch().unwrap();
-        let report = doctor_json(&goscope.interrupt().unwrap());
-        target.quit().unwrap();
         let want = truth.cgo_call_ns_median as f64;
         let got = report["cgo"]["latency_ns"]["p50"]
             .as_f64()
@@ -414,22 +403,13 @@ fn goroutine_creation_sites() {
         return;
     }
     let binary = loadgen("1.27", &cgo());
-    let mut target = Target::start(&binary, &["-work", "goroutines", "-scale", "2"], &[]).unwrap();
-    let pid = target.pid.to_string();
-    let mut goscope = Goscope::start(&[
-        "doctor",
-        "--pid",
-        &pid,
-        "--duration",
-        "600",
-        "--json",
-        "--sites",
-    ])
+    let (report, truth) = testkit::observe::doctor_around_batch_with(
+        &binary,
+        &["-work", "goroutines", "-scale", "2"],
+        &[],
+        &["--sites"],
+    )
     .unwrap();
-    goscope.wait_attached().unwrap();
-    let truth = target.run_batch().unwrap();
-    let report = doctor_json(&goscope.interrupt().unwrap());
-    target.quit().unwrap();
     let top = &report["goroutines"]["creation_sites"][0];
     assert_eq!(
         top["function"], "main.spawnGoroutines",

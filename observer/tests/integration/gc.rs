@@ -195,24 +195,14 @@ fn governor_samples_assists_under_a_small_budget() {
         return;
     }
     let binary = loadgen("1.27", &cgo());
-    let mut target = Target::start(&binary, &["-work", "gc", "-scale", "12"], &[]).unwrap();
-    let pid = target.pid.to_string();
-    let mut goscope = Goscope::start(&[
+    let (finished, truth) = testkit::observe::around_batch(
+        &binary,
+        &["-work", "gc", "-scale", "12"],
+        &[],
         "gc",
-        "--pid",
-        &pid,
-        "--duration",
-        "600",
-        "--json",
-        "--overhead-budget",
-        "0.01",
-    ])
+        &["--json", "--overhead-budget", "0.01"],
+    )
     .unwrap();
-    goscope.wait_attached().unwrap();
-    let truth = target.run_batch().unwrap();
-    let finished = goscope.interrupt().unwrap();
-    target.quit().unwrap();
-    assert!(finished.status.success(), "{}", finished.stderr);
     let records: Vec<Value> = finished
         .stdout
         .lines()
