@@ -3,6 +3,7 @@
 
 pub mod buildinfo;
 pub mod dwarf;
+pub mod lines;
 pub mod pclntab;
 pub mod prologue;
 pub mod symbols;
@@ -163,6 +164,17 @@ impl GoBinary {
         }
         self.data
             .get(usize::try_from(start).ok()?..usize::try_from(last + 1).ok()?)
+    }
+
+    /// The file bytes from `vaddr` to the end of its segment's file data.
+    pub fn bytes_from(&self, vaddr: u64) -> Option<&[u8]> {
+        let segment = self
+            .segments
+            .iter()
+            .find(|s| (s.vaddr..s.vaddr.saturating_add(s.file_size)).contains(&vaddr))?;
+        let start = usize::try_from(vaddr - segment.vaddr + segment.file_offset).ok()?;
+        let end = usize::try_from(segment.file_offset + segment.file_size).ok()?;
+        self.data.get(start..end)
     }
 
     /// The lowest PT_LOAD virtual address (page aligned), the base the load

@@ -134,7 +134,7 @@ const R_X86_64_RELATIVE: u32 = 8;
 /// The pclntab's address and bytes (to the end of its section): the
 /// `.gopclntab` section, else a Go 1.18+ header found in a host section
 /// and confirmed by a moduledata pointing at it.
-fn locate<'d>(file: &object::File<'d>) -> Result<(u64, &'d [u8]), PclntabError> {
+pub(crate) fn locate<'d>(file: &object::File<'d>) -> Result<(u64, &'d [u8]), PclntabError> {
     let named = [".gopclntab", ".data.rel.ro.gopclntab"]
         .iter()
         .find_map(|name| file.section_by_name(name));
@@ -191,6 +191,23 @@ fn moduledata_text(
     pclntab: u64,
     pclntab_len: u64,
 ) -> Result<(u64, u64), PclntabError> {
+    let words = moduledata_words(
+        file,
+        pclntab,
+        pclntab_len,
+        &[MODULEDATA_TEXT, MODULEDATA_ETEXT],
+    )?;
+    Ok((words[0], words[1]))
+}
+
+/// The words at `offsets` of the moduledata that points at the pclntab at
+/// `pclntab` (relocation-aware), checked to have a sane text range.
+pub(crate) fn moduledata_words(
+    file: &object::File<'_>,
+    pclntab: u64,
+    pclntab_len: u64,
+    offsets: &[usize],
+) -> Result<Vec<u64>, PclntabError> {
     let inside = |v: u64| (pclntab..pclntab + pclntab_len).contains(&v);
     let relocated = relative_relocations(file);
     for name in MODULEDATA_SECTIONS {
@@ -214,7 +231,7 @@ fn moduledata_text(
                 let text = word(offset + MODULEDATA_TEXT);
                 let etext = word(offset + MODULEDATA_ETEXT);
                 if inside(word(offset + 8)) && text != 0 && etext > text {
-                    return Ok((text, etext));
+                    return Ok(offsets.iter().map(|&o| word(offset + o)).collect());
                 }
             }
             offset += 8;

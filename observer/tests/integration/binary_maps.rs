@@ -147,3 +147,83 @@ fn malformed_binaries_give_errors_not_panics() {
         }
     }
 }
+
+/// pclntab line tables against `go tool addr2line` (the Go toolchain's own
+/// reader: outer function name, innermost file:line), and the stripped twin
+/// giving the same frames, inlined calls included.
+#[test]
+fn line_tables_agree_with_go_tool_addr2line() {
+    use goscope::binary::lines::LineTable;
+    use std::io::Write as _;
+    for version in ["1.22", "1.27"] {
+        let plain_path = loadgen(version, &crate::util::cgo());
+        let stripped_path = loadgen(
+            version,
+            &BuildOptions {
+                ldflags: Some("-s -w".into()),
+                ..crate::util::cgo()
+            },
+        );
+        let plain = GoBinary::open(&plain_path).unwrap();
+        let stripped = GoBinary::open(&stripped_path).unwrap();
+        let table = LineTable::parse(&plain).unwrap_or_else(|e| panic!("Go {version}: {e}"));
+        let stripped_table =
+            LineTable::parse(&stripped).unwrap_or_else(|e| panic!("Go {version} stripped: {e}"));
+        let mut functions: Vec<_> = plain.functions.iter().filter(|f| f.size > 8).collect();
+        functions.sort_by_key(|f| f.address);
+        let pcs: Vec<u64> = functions
+            .iter()
+            .step_by(7)
+            .flat_map(|f| [f.address, f.address + f.size / 2, f.address + f.size - 1])
+            .collect();
+        let go = testkit::go_binary(version).unwrap();
+        let mut child = std::process::Command::new(go)
+            .args(["tool", "addr2line"])
+            .arg(&plain_path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input: String = pcs.iter().map(|pc| format!("{pc:#x}\n")).collect();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), pcs.len() * 2, "Go {version}: addr2line output");
+        let (mut compared, mut inlined) = (0, 0);
+        for (i, pc) in pcs.iter().enumerate() {
+            let (function, position) = (lines[2 * i], lines[2 * i + 1]);
+            if function == "?" {
+                continue;
+            }
+            let frames = table.frames(*pc);
+            let innermost = frames
+                .first()
+                .unwrap_or_else(|| panic!("Go {version}: no frame at {pc:#x}"));
+            let outer = frames.last().unwrap();
+            assert_eq!(outer.function, function, "Go {version} at {pc:#x}");
+            assert_eq!(
+                format!("{}:{}", innermost.file, innermost.line),
+                position,
+                "Go {version} at {pc:#x} ({function})"
+            );
+            assert_eq!(
+                stripped_table.frames(*pc),
+                frames,
+                "Go {version} stripped at {pc:#x}"
+            );
+            compared += 1;
+            inlined += usize::from(frames.len() > 1);
+        }
+        assert!(compared > 500, "Go {version}: only {compared} PCs compared");
+        assert!(
+            inlined > 20,
+            "Go {version}: only {inlined} PCs inside inlined calls"
+        );
+    }
+}
