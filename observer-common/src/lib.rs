@@ -23,16 +23,25 @@ pub enum CounterSlot {
     ThreadsExited = 3,
     /// Target threads switched out while still runnable (R, R+).
     InvoluntarySwitches = 4,
+    /// Hits of the cgo latency probes (entry and returns), for the governor.
+    CgoProbeHits = 5,
+    /// Hits of the goroutine creation probe, for the governor.
+    SpawnProbeHits = 6,
+    /// Hits of the allocation sampling probe, for the governor.
+    AllocProbeHits = 7,
 }
 
 impl CounterSlot {
     /// Every slot, in discriminant order.
-    pub const ALL: [CounterSlot; 5] = [
+    pub const ALL: [CounterSlot; 8] = [
         CounterSlot::GcCycles,
         CounterSlot::AssistCreditSteals,
         CounterSlot::ThreadsCreated,
         CounterSlot::ThreadsExited,
         CounterSlot::InvoluntarySwitches,
+        CounterSlot::CgoProbeHits,
+        CounterSlot::SpawnProbeHits,
+        CounterSlot::AllocProbeHits,
     ];
 
     /// The array index (and attach cookie) of this slot.
@@ -132,3 +141,37 @@ pub struct CgoSiteStats {
 #[cfg(feature = "user")]
 // SAFETY: plain integers, no padding.
 unsafe impl aya::Pod for CgoSiteStats {}
+
+/// Key of the per-site cgo latency histogram: call site and fine slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CgoSiteSlot {
+    pub site: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: integers, explicit padding.
+unsafe impl aya::Pod for CgoSiteSlot {}
+
+/// `AllocSampleKey::span_class` of a large object (no size class).
+pub const LARGE_ALLOC: u32 = u32::MAX;
+
+/// Key of one allocation-site sample: the user stack when an mcache ran out
+/// of a size class (runtime.(*mcache).refill: one span's worth of objects)
+/// or allocated a large object (runtime.(*mcache).allocLarge), the return
+/// address at [RSP] (the frame the stack walk misses at a function's
+/// start), the span class, and for large objects their size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AllocSampleKey {
+    pub user_stack: i32,
+    pub span_class: u32,
+    pub caller: u64,
+    pub size: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: integers, no padding.
+unsafe impl aya::Pod for AllocSampleKey {}

@@ -7,9 +7,11 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::ProbeContext,
 };
-use observer_common::{CgoSiteStats, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram};
+use observer_common::{
+    CgoSiteSlot, CgoSiteStats, CounterSlot, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram,
+};
 
-use crate::{gc::log2, target::is_target};
+use crate::{counters::count, gc::log2, target::is_target};
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -24,6 +26,9 @@ static CGO_START: HashMap<u64, CgoStart> = HashMap::with_max_entries(16384, 0);
 static CGO_HIST: PerCpuArray<FineHistogram> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static CGO_SITES: PerCpuHashMap<u64, CgoSiteStats> = PerCpuHashMap::with_max_entries(1024, 0);
+/// Per-site latency distribution: (site, fine slot) → calls.
+#[map]
+static CGO_SITE_HIST: PerCpuHashMap<CgoSiteSlot, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 
 /// Fine slot of a duration: power of two and 4 more bits.
 fn fine_slot(ns: u64) -> u32 {
@@ -50,6 +55,7 @@ pub fn cgo_enter(ctx: ProbeContext) -> u32 {
             bpf_probe_read_user(regs.rsp as *const u64).unwrap_or(0),
         )
     };
+    count(CounterSlot::CgoProbeHits);
     // SAFETY: helper without preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let _ = CGO_START.insert(&g, &CgoStart { ts, site }, 0);
@@ -63,6 +69,7 @@ pub fn cgo_exit(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: regs points at the saved user registers of this probe hit.
     let g = unsafe { (*ctx.regs).r14 };
+    count(CounterSlot::CgoProbeHits);
     // SAFETY: copy out before deleting.
     let Some(start) = (unsafe { CGO_START.get(&g) }).copied() else {
         return 0;
@@ -70,10 +77,22 @@ pub fn cgo_exit(ctx: ProbeContext) -> u32 {
     let _ = CGO_START.remove(&g);
     // SAFETY: helper without preconditions.
     let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(start.ts);
+    let slot = fine_slot(elapsed);
     if let Some(hist) = CGO_HIST.get_ptr_mut(0) {
-        let slot = fine_slot(elapsed) as usize;
         // SAFETY: per-CPU value; slot masked into bounds.
-        unsafe { (*hist).slots[slot] += 1 };
+        unsafe { (*hist).slots[slot as usize] += 1 };
+    }
+    let site_slot = CgoSiteSlot {
+        site: start.site,
+        slot,
+        _pad: 0,
+    };
+    match CGO_SITE_HIST.get_ptr_mut(&site_slot) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU.
+        Some(calls) => unsafe { *calls += 1 },
+        None => {
+            let _ = CGO_SITE_HIST.insert(&site_slot, &1, 0);
+        }
     }
     match CGO_SITES.get_ptr_mut(&start.site) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.

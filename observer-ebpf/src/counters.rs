@@ -17,6 +17,15 @@ pub fn counter(slot: observer_common::CounterSlot) -> Option<*mut u64> {
     EVENT_COUNTERS.get_ptr_mut(slot.index())
 }
 
+/// Adds one to `slot` (probe programs count their own hits for the
+/// overhead governor).
+pub fn count(slot: observer_common::CounterSlot) {
+    if let Some(c) = counter(slot) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
 #[uprobe]
 pub fn count_hit(ctx: ProbeContext) -> u32 {
     if !crate::target::is_target(bpf_get_current_pid_tgid()) {

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod alloc;
 mod cgo;
 mod counters;
 mod cpu;

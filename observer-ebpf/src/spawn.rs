@@ -8,7 +8,9 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 
-use crate::target::is_target;
+use observer_common::CounterSlot;
+
+use crate::{counters::count, target::is_target};
 
 #[map]
 static SPAWN_SITES: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(4096, 0);
@@ -18,6 +20,7 @@ pub fn goroutine_spawn(ctx: ProbeContext) -> u32 {
     if !is_target(bpf_get_current_pid_tgid()) {
         return 0;
     }
+    count(CounterSlot::SpawnProbeHits);
     // SAFETY: regs points at the saved user registers; the stack word is
     // read through bpf_probe_read_user.
     let site = unsafe { bpf_probe_read_user((*ctx.regs).rsp as *const u64) }.unwrap_or(0);

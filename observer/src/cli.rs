@@ -34,6 +34,32 @@ pub enum Command {
     /// Sample the process's CPU: runtime (GC, allocation, scheduler, ...)
     /// versus application, and a pprof CPU profile.
     Cpu(CpuArgs),
+    /// Where allocation comes from: call sites with MB/s, and a pprof
+    /// allocation profile (alloc_objects, alloc_space).
+    Alloc(AllocArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AllocArgs {
+    /// The process to observe.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// Sampling window in seconds; Ctrl-C ends it early.
+    #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// Where to write the gzipped pprof profile.
+    #[arg(long, short, default_value = "allocs.pb.gz")]
+    pub output: PathBuf,
+    /// Most of the target's CPU the allocation probes may cost, in percent;
+    /// above it they run in sampled windows.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
+    pub overhead_budget: f64,
+    /// Attach even to a Go version outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
+    /// Print the sites as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -124,15 +150,15 @@ pub struct DoctorArgs {
     /// Attach even to a Go version outside the verified range.
     #[arg(long)]
     pub force_version: bool,
-    /// Most of the target's CPU the high-frequency probes (cgo latency)
-    /// may cost, in percent; above it they run in sampled windows.
+    /// Most of the target's CPU the high-frequency probes (allocation
+    /// sites, cgo latency, goroutine creation sites) may cost, in percent;
+    /// above it they run in sampled windows.
     #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
     pub overhead_budget: f64,
-    /// Also time cgo calls and find goroutine creation sites with uprobes
-    /// that fire on every call (a burst of calls costs several µs each until
-    /// the governor reacts within a second; off by default).
+    /// Skip the per-call probes (allocation sites, cgo latency, goroutine
+    /// creation sites): counts from memory only.
     #[arg(long)]
-    pub sites: bool,
+    pub no_sites: bool,
 }
 
 fn parse_budget(text: &str) -> Result<f64, String> {

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => commands::gc::run(args),
         Command::Sched(args) => commands::sched::run(args),
         Command::Cpu(args) => commands::cpu::run(args),
+        Command::Alloc(args) => commands::alloc::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

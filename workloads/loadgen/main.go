@@ -32,7 +32,7 @@ import (
 )
 
 var (
-	work       = flag.String("work", "mixed", "workload: gc, alloc, goroutines, cgo, cgo-slow, mixed, idle")
+	work       = flag.String("work", "mixed", "workload: gc, alloc, sites, goroutines, cgo, cgo-slow, mixed, idle")
 	scale      = flag.Int("scale", 1, "multiplies the batch size")
 	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
 	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
@@ -87,6 +87,8 @@ func runBatch(kind string, scale int) {
 			gcPressure()
 		case "alloc":
 			allocMix()
+		case "sites":
+			allocSites()
 		case "goroutines":
 			spawnGoroutines()
 		case "cgo":
@@ -157,6 +159,7 @@ type result struct {
 	ElapsedNs  int64                `json:"elapsed_ns"`
 	Spawned    int64                `json:"goroutines_spawned"`
 	CgoMedian  int64                `json:"cgo_call_ns_median"`
+	SiteBytes  map[string]int64     `json:"site_bytes"`
 	Scalars    map[string]scalar    `json:"scalars"`
 	Histograms map[string]histogram `json:"histograms"`
 }
@@ -168,6 +171,7 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		ElapsedNs:  elapsed.Nanoseconds(),
 		Spawned:    atomic.SwapInt64(&spawned, 0),
 		CgoMedian:  atomic.SwapInt64(&cgoMedianNs, 0),
+		SiteBytes:  takeSiteBytes(),
 		Scalars:    map[string]scalar{},
 		Histograms: map[string]histogram{},
 	}

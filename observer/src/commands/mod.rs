@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod alloc;
 pub mod cpu;
 pub mod doctor;
 pub mod gc;

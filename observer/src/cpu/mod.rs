@@ -165,9 +165,19 @@ impl CpuSamples {
 
     /// The samples as a gzipped pprof CPU profile.
     pub fn pprof(&self, hz: u64, duration_ns: u64) -> std::io::Result<Vec<u8>> {
-        let mut profile = pprof::Profile::new(1_000_000_000 / hz.max(1));
+        let period_ns = 1_000_000_000 / hz.max(1);
+        let mut profile = pprof::Profile::new(
+            &[("samples", "count"), ("cpu", "nanoseconds")],
+            ("cpu", "nanoseconds"),
+            period_ns,
+        );
         for (stack, count) in &self.stacks {
-            profile.add(stack, *count);
+            let locations: Vec<pprof::Location> = stack
+                .iter()
+                .map(|(pc, name)| pprof::Location::named(*pc, name))
+                .collect();
+            let count = *count as i64;
+            profile.add(&locations, &[count, count * period_ns as i64]);
         }
         profile.encode(duration_ns)
     }

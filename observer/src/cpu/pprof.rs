@@ -1,6 +1,7 @@
-//! A pprof CPU profile (profile.proto, gzipped) written by hand: sample
-//! types samples/count and cpu/nanoseconds, one location and function per
-//! distinct PC/function. `go tool pprof` reads it.
+//! pprof profiles (profile.proto, gzipped) written by hand: any sample
+//! types, one location per distinct PC carrying its inlined frames
+//! (function, file, line), one function per name and file. `go tool pprof`
+//! reads them.
 
 use std::{collections::HashMap, io::Write as _};
 
@@ -36,20 +37,52 @@ fn packed(out: &mut Vec<u8>, field: u32, values: &[u64]) {
     bytes(out, field, &body);
 }
 
-/// Profile builder: stacks of PCs (leaf first) with a sample count.
+/// One source frame of a location (innermost inlined call first).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceLine {
+    pub function: String,
+    pub file: String,
+    pub line: i64,
+}
+
+/// A stack entry: a PC and its source frames.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub pc: u64,
+    pub lines: Vec<SourceLine>,
+}
+
+impl Location {
+    /// A location known only by function name.
+    pub fn named(pc: u64, function: &str) -> Self {
+        Self {
+            pc,
+            lines: vec![SourceLine {
+                function: function.to_string(),
+                file: String::new(),
+                line: 0,
+            }],
+        }
+    }
+}
+
+/// Profile builder: stacks (leaf first) with one value per sample type.
 pub struct Profile {
     strings: Vec<String>,
     string_index: HashMap<String, u64>,
-    functions: HashMap<String, u64>,
+    functions: HashMap<(String, String), u64>,
     locations: HashMap<u64, u64>,
     location_records: Vec<Vec<u8>>,
     function_records: Vec<Vec<u8>>,
     samples: Vec<Vec<u8>>,
-    period_ns: u64,
+    sample_types: Vec<(u64, u64)>,
+    period_type: (u64, u64),
+    period: u64,
 }
 
 impl Profile {
-    pub fn new(period_ns: u64) -> Self {
+    /// `sample_types` as (type, unit); the period in units of `period_type`.
+    pub fn new(sample_types: &[(&str, &str)], period_type: (&str, &str), period: u64) -> Self {
         let mut p = Self {
             strings: Vec::new(),
             string_index: HashMap::new(),
@@ -58,9 +91,16 @@ impl Profile {
             location_records: Vec::new(),
             function_records: Vec::new(),
             samples: Vec::new(),
-            period_ns,
+            sample_types: Vec::new(),
+            period_type: (0, 0),
+            period,
         };
         p.string("");
+        p.sample_types = sample_types
+            .iter()
+            .map(|(t, u)| (p.string(t), p.string(u)))
+            .collect();
+        p.period_type = (p.string(period_type.0), p.string(period_type.1));
         p
     }
 
@@ -74,56 +114,61 @@ impl Profile {
         i
     }
 
-    fn function(&mut self, name: &str) -> u64 {
-        if let Some(&id) = self.functions.get(name) {
+    fn function(&mut self, name: &str, file: &str) -> u64 {
+        let key = (name.to_string(), file.to_string());
+        if let Some(&id) = self.functions.get(&key) {
             return id;
         }
         let id = self.functions.len() as u64 + 1;
         let name_index = self.string(name);
+        let file_index = self.string(file);
         let mut f = Vec::new();
         uint(&mut f, 1, id);
         uint(&mut f, 2, name_index);
         uint(&mut f, 3, name_index);
+        uint(&mut f, 4, file_index);
         self.function_records.push(f);
-        self.functions.insert(name.to_string(), id);
+        self.functions.insert(key, id);
         id
     }
 
-    fn location(&mut self, pc: u64, function: &str) -> u64 {
-        if let Some(&id) = self.locations.get(&pc) {
+    fn location(&mut self, location: &Location) -> u64 {
+        if let Some(&id) = self.locations.get(&location.pc) {
             return id;
         }
         let id = self.locations.len() as u64 + 1;
-        let function_id = self.function(function);
-        let mut line = Vec::new();
-        uint(&mut line, 1, function_id);
         let mut l = Vec::new();
         uint(&mut l, 1, id);
-        uint(&mut l, 3, pc);
-        bytes(&mut l, 4, &line);
+        uint(&mut l, 3, location.pc);
+        for source in &location.lines {
+            let function_id = self.function(&source.function, &source.file);
+            let mut line = Vec::new();
+            uint(&mut line, 1, function_id);
+            uint(&mut line, 2, source.line.max(0) as u64);
+            bytes(&mut l, 4, &line);
+        }
         self.location_records.push(l);
-        self.locations.insert(pc, id);
+        self.locations.insert(location.pc, id);
         id
     }
 
-    /// Adds `count` samples of a stack: (pc, function name) leaf first.
-    pub fn add(&mut self, stack: &[(u64, String)], count: u64) {
-        let ids: Vec<u64> = stack.iter().map(|(pc, f)| self.location(*pc, f)).collect();
+    /// Adds one sample: a stack (leaf first) and one value per sample type.
+    pub fn add(&mut self, stack: &[Location], values: &[i64]) {
+        let ids: Vec<u64> = stack.iter().map(|l| self.location(l)).collect();
         let mut s = Vec::new();
         packed(&mut s, 1, &ids);
-        packed(&mut s, 2, &[count, count * self.period_ns]);
+        let values: Vec<u64> = values.iter().map(|&v| v as u64).collect();
+        packed(&mut s, 2, &values);
         self.samples.push(s);
     }
 
     /// The gzipped profile.
-    pub fn encode(mut self, duration_ns: u64) -> std::io::Result<Vec<u8>> {
-        let samples_type = (self.string("samples"), self.string("count"));
-        let cpu_type = (self.string("cpu"), self.string("nanoseconds"));
+    pub fn encode(self, duration_ns: u64) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        for (t, u) in [samples_type, cpu_type] {
+        for (t, u) in &self.sample_types {
             let mut vt = Vec::new();
-            uint(&mut vt, 1, t);
-            uint(&mut vt, 2, u);
+            uint(&mut vt, 1, *t);
+            uint(&mut vt, 2, *u);
             bytes(&mut out, 1, &vt);
         }
         for s in &self.samples {
@@ -138,12 +183,16 @@ impl Profile {
         for s in &self.strings {
             bytes(&mut out, 6, s.as_bytes());
         }
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        uint(&mut out, 9, now_ns.saturating_sub(duration_ns));
         uint(&mut out, 10, duration_ns);
         let mut period_type = Vec::new();
-        uint(&mut period_type, 1, cpu_type.0);
-        uint(&mut period_type, 2, cpu_type.1);
+        uint(&mut period_type, 1, self.period_type.0);
+        uint(&mut period_type, 2, self.period_type.1);
         bytes(&mut out, 11, &period_type);
-        uint(&mut out, 12, self.period_ns);
+        uint(&mut out, 12, self.period);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&out)?;
         gz.finish()

@@ -31,3 +31,55 @@ impl Symbolizer {
         (*start..*end).contains(&link).then_some(name.as_str())
     }
 }
+
+/// Address → source frames (function, file, line, inlined calls expanded)
+/// from the pclntab's line tables, falling back to the function name.
+pub struct SourceSymbolizer {
+    functions: Symbolizer,
+    lines: Option<crate::binary::lines::LineTable>,
+    bias: u64,
+}
+
+impl SourceSymbolizer {
+    pub fn new(binary: &GoBinary, bias: u64) -> Self {
+        Self {
+            functions: Symbolizer::new(binary, bias),
+            lines: crate::binary::lines::LineTable::parse(binary).ok(),
+            bias,
+        }
+    }
+
+    /// Whether line tables were readable (else only function names).
+    pub fn has_lines(&self) -> bool {
+        self.lines.is_some()
+    }
+
+    /// The location of run-time `pc`; a return address is looked up at
+    /// `pc - 1`, inside the call instruction.
+    pub fn location(&self, pc: u64, return_address: bool) -> super::pprof::Location {
+        let lookup = if return_address {
+            pc.saturating_sub(1)
+        } else {
+            pc
+        };
+        let frames = match (&self.lines, lookup.checked_sub(self.bias)) {
+            (Some(lines), Some(link)) => lines.frames(link),
+            _ => Vec::new(),
+        };
+        if frames.is_empty() {
+            let name = self.functions.function(lookup).unwrap_or("[unknown]");
+            return super::pprof::Location::named(pc, name);
+        }
+        super::pprof::Location {
+            pc,
+            lines: frames
+                .into_iter()
+                .map(|f| super::pprof::SourceLine {
+                    function: f.function,
+                    file: f.file,
+                    line: f.line,
+                })
+                .collect(),
+        }
+    }
+}

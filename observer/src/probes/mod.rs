@@ -2,9 +2,11 @@
 //! Every attachment is a perf-event file descriptor owned by this process:
 //! when goscope exits, however it exits, the kernel removes the probes.
 
+pub mod alloc;
 pub mod assists;
 pub mod calibrate;
 pub mod cgo;
+pub mod governed;
 pub mod governor;
 pub mod spawn;
 pub mod threads;

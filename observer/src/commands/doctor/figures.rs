@@ -11,6 +11,7 @@ use crate::{
     cpu::CpuSplit,
     probe_points::ProbePoint,
     probes::{
+        alloc::{AllocSite, AllocSites},
         cgo::{CgoLatency, CgoSite},
         spawn::SpawnSite,
     },
@@ -76,6 +77,15 @@ pub struct AllocFigures {
     pub bytes_per_s: f64,
     /// One entry per size class, then large objects (size null).
     pub by_size: Vec<SizeClassFigures>,
+    /// Top allocation sites by bytes: span refills and large allocations
+    /// sampled by probes, each size class's exact bytes shared among them.
+    pub sites: Vec<AllocSite>,
+    /// Probe samples (span refills and large objects) behind the sites.
+    pub sites_samples: Option<u64>,
+    /// Fraction of the window the probes were attached (null: not probed).
+    pub sites_sampled_fraction: Option<f64>,
+    /// Share of the bytes in size classes no sample covered.
+    pub sites_unattributed_share: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -174,6 +184,7 @@ pub struct Inputs<'a> {
     pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
     pub cgo_latency: Option<(CgoLatency, f64)>,
     pub spawn_sites: Option<(Vec<SpawnSite>, f64)>,
+    pub alloc_sites: Option<(AllocSites, f64)>,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -297,6 +308,17 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
             objects_per_s: rate(objects as f64, window_s),
             bytes_per_s: rate(bytes as f64, window_s),
             by_size,
+            sites: inputs
+                .alloc_sites
+                .as_ref()
+                .map(|(a, _)| a.sites.iter().take(10).cloned().collect())
+                .unwrap_or_default(),
+            sites_samples: inputs.alloc_sites.as_ref().map(|(a, _)| a.samples),
+            sites_sampled_fraction: inputs.alloc_sites.as_ref().map(|(_, f)| *f),
+            sites_unattributed_share: inputs
+                .alloc_sites
+                .as_ref()
+                .map(|(a, _)| a.unattributed_share),
         },
         gc,
         sched: SchedFigures {

@@ -3,7 +3,6 @@
 //! and report the window's deltas with verdicts.
 
 mod figures;
-mod governed;
 mod render;
 
 use std::{
@@ -15,20 +14,25 @@ use anyhow::Context as _;
 use observer_common::CounterSlot;
 
 pub use figures::{DoctorReport, GcFigures};
-use governed::{Governed, ProbeSet};
 
 use crate::{
     binary::version,
     cgroup::{Cgroups, CpuStat},
     cli::DoctorArgs,
-    cpu::{self, CpuSamples, symbols::Symbolizer},
+    cpu::{
+        self, CpuSamples,
+        symbols::{SourceSymbolizer, Symbolizer},
+    },
     memory::ProcessMemory,
     output, privilege,
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
     probes::{
-        ProbeSession, calibrate,
+        ProbeSession,
+        alloc::{AllocProbe, AllocSamples, ExactAllocation},
+        calibrate,
         cgo::{CgoLatency, CgoProbes},
-        governor::Governor,
+        governed::{Governed, ProbeSet},
+        governor::{self, Governor},
         spawn::{self, SpawnProbe},
         threads::{self, ThreadCounters, TracepointOffsets},
     },
@@ -74,6 +78,7 @@ struct Attachment {
     /// Whether the CPU sampler attached, or why not.
     cpu_sampler: Result<(), String>,
     symbolizer: Symbolizer,
+    source_symbols: SourceSymbolizer,
 }
 
 impl Attachment {
@@ -101,7 +106,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let stop = StopSignal::install()?;
     let target = TargetProcess::open(args.pid)?;
     check_version(&target, args.force_version)?;
-    let attachment = attach(target, args.force_version, args.overhead_budget, args.sites)?;
+    let attachment = attach(
+        target,
+        args.force_version,
+        args.overhead_budget,
+        !args.no_sites,
+    )?;
     let target = &attachment.target;
 
     let started = Instant::now();
@@ -115,23 +125,37 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     );
     let mut last: Option<Sample> = None;
     let mut read_error: Option<anyhow::Error> = None;
+    // The governor ticks fast (a burst is cut off within one tick); the
+    // runtime is read once a second.
+    let governing = !attachment.governed.borrow().is_empty();
+    let tick = if governing {
+        governor::TICK
+    } else {
+        SAMPLE_INTERVAL
+    };
+    let mut next_sample = SAMPLE_INTERVAL;
     let (mut ended_by, _) = window::observe(
         Duration::from_secs_f64(args.duration),
         target,
         &stop,
-        Some(SAMPLE_INTERVAL),
-        |at| match attachment.sample(at) {
-            Ok(sample) => {
-                let previous = last.as_ref().unwrap_or(&first);
-                if let Err(e) = attachment.govern(previous, &sample) {
+        Some(tick),
+        |at| {
+            if governing && let Err(e) = attachment.govern() {
+                if target.is_alive() {
                     read_error.get_or_insert(e);
                 }
-                last = Some(sample);
             }
-            Err(e) if target.is_alive() => {
-                read_error.get_or_insert(e);
+            if at < next_sample {
+                return;
             }
-            Err(_) => {}
+            next_sample += SAMPLE_INTERVAL;
+            match attachment.sample(at) {
+                Ok(sample) => last = Some(sample),
+                Err(e) if target.is_alive() => {
+                    read_error.get_or_insert(e);
+                }
+                Err(_) => {}
+            }
         },
     );
     if let Some(e) = read_error {
@@ -155,6 +179,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     });
     let mut cgo_latency = None;
     let mut spawn_sites = None;
+    let mut alloc_sites = None;
     let window_s = last.at.as_secs_f64();
     for g in attachment.governed.borrow().iter() {
         let fraction = g.governor.sampled_fraction();
@@ -162,6 +187,15 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         match &g.set {
             ProbeSet::Cgo(_) => {
                 cgo_latency = Some((CgoLatency::read(&probes, &attachment.symbolizer)?, fraction));
+            }
+            ProbeSet::Alloc(_) => {
+                let samples = AllocSamples::read(&probes, &attachment.source_symbols)?;
+                let exact = ExactAllocation::between(
+                    &first.runtime.alloc,
+                    &last.runtime.alloc,
+                    &attachment.class_sizes,
+                );
+                alloc_sites = Some((samples.sites(&exact, window_s), fraction));
             }
             ProbeSet::Spawn(_) => {
                 spawn_sites = Some((
@@ -207,6 +241,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         cpu: (cpu_split, &cpu_sampler),
         cgo_latency,
         spawn_sites,
+        alloc_sites,
         first: &first,
         last: &last,
         ended_by,
@@ -286,6 +321,9 @@ fn attach(
     let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
     let mut sets = Vec::new();
     if sites {
+        sets.push(ProbeSet::Alloc(
+            AllocProbe::resolve(&target.binary).with_context(context)?,
+        ));
         sets.push(ProbeSet::Spawn(
             SpawnProbe::resolve(&target.binary).with_context(context)?,
         ));
@@ -316,6 +354,7 @@ fn attach(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let symbolizer = Symbolizer::new(&target.binary, bias);
+    let source_symbols = SourceSymbolizer::new(&target.binary, bias);
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
         target,
@@ -330,15 +369,18 @@ fn attach(
         thread_view,
         cpu_sampler,
         symbolizer,
+        source_symbols,
     })
 }
 
 impl Attachment {
-    /// Lets each governed probe set's governor act on the last second.
-    fn govern(&self, previous: &Sample, now: &Sample) -> anyhow::Result<()> {
+    /// Lets each governed probe set's governor act on the hits since the
+    /// last tick.
+    fn govern(&self) -> anyhow::Result<()> {
+        let cpu_ns = self.target.cpu_time_ns()?;
         let mut probes = self.probes.borrow_mut();
         for g in self.governed.borrow_mut().iter_mut() {
-            g.step(&mut probes, &self.target.exe_handle, previous, now)?;
+            g.step(&mut probes, &self.target.exe_handle, cpu_ns)?;
         }
         Ok(())
     }

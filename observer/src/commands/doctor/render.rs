@@ -94,6 +94,32 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         );
     }
 
+    if let Some(samples) = a.sites_samples {
+        let sampled = a.sites_sampled_fraction.unwrap_or(1.0);
+        let _ = writeln!(
+            out,
+            "  top allocation sites ({samples} span refills and large objects sampled{}):",
+            if sampled < 0.999 {
+                format!(", probe attached {} of the window", percent(sampled))
+            } else {
+                String::new()
+            }
+        );
+        if a.sites.is_empty() {
+            let _ = writeln!(out, "  none sampled in this window");
+        }
+        for site in a.sites.iter().take(TOP_ALLOC_SITES) {
+            let _ = writeln!(
+                out,
+                "  {:>10} {:>7}  {}  {}",
+                format!("{}/s", bytes(site.bytes_per_s)),
+                percent(site.bytes_share),
+                site.function,
+                short_position(&site.position)
+            );
+        }
+    }
+
     let g = &r.gc;
     let _ = writeln!(out);
     let gogc = g.gogc.map_or("off".to_string(), |v| v.to_string());
@@ -239,6 +265,18 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         }
     }
     out
+}
+
+/// Allocation sites listed in the text report.
+const TOP_ALLOC_SITES: usize = 5;
+
+/// `dir/file.go:line` from a full path (the last two path elements).
+fn short_position(position: &str) -> String {
+    let parts: Vec<&str> = position.rsplitn(3, '/').collect();
+    match parts.as_slice() {
+        [file, dir, _] => format!("{dir}/{file}"),
+        _ => position.to_string(),
+    }
 }
 
 fn percentiles(p: Option<Percentiles>) -> String {

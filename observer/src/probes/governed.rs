@@ -1,12 +1,13 @@
-//! High-frequency probe sets doctor runs under the overhead governor: each
-//! knows how to attach itself and how many probe hits a window's event
-//! counts (read from memory, at no cost) stand for.
+//! High-frequency probe sets run under the overhead governor: each
+//! knows how to attach itself and which kernel counter holds its hits.
 
 use std::{num::NonZeroU32, path::Path};
 
-use super::Sample;
-use crate::probes::{
+use observer_common::CounterSlot;
+
+use super::{
     AttachedLink, ProbeSession,
+    alloc::AllocProbe,
     cgo::CgoProbes,
     governor::{Action, Governor},
     spawn::SpawnProbe,
@@ -17,6 +18,9 @@ pub enum ProbeSet {
     Cgo(CgoProbes),
     /// Goroutine creation sites: one hit per `go` statement.
     Spawn(SpawnProbe),
+    /// Allocation sites: one hit per heap-profile sample (about one per
+    /// MemProfileRate bytes allocated).
+    Alloc(AllocProbe),
 }
 
 impl ProbeSet {
@@ -29,14 +33,16 @@ impl ProbeSet {
         match self {
             ProbeSet::Cgo(p) => p.attach(session, exe, pid),
             ProbeSet::Spawn(p) => p.attach(session, exe, pid),
+            ProbeSet::Alloc(p) => p.attach(session, exe, pid),
         }
     }
 
-    fn hits(&self, previous: &Sample, now: &Sample) -> u64 {
-        let (a, b) = (&previous.runtime, &now.runtime);
+    /// The kernel counter the set's programs add their hits to.
+    fn hit_counter(&self) -> CounterSlot {
         match self {
-            ProbeSet::Cgo(_) => 2 * b.cgo_calls.saturating_sub(a.cgo_calls),
-            ProbeSet::Spawn(_) => b.goroutines_created.saturating_sub(a.goroutines_created),
+            ProbeSet::Cgo(_) => CounterSlot::CgoProbeHits,
+            ProbeSet::Spawn(_) => CounterSlot::SpawnProbeHits,
+            ProbeSet::Alloc(_) => CounterSlot::AllocProbeHits,
         }
     }
 }
@@ -47,6 +53,7 @@ pub struct Governed {
     links: Option<Vec<AttachedLink>>,
     pub governor: Governor,
     pid: NonZeroU32,
+    hits_seen: u64,
 }
 
 impl Governed {
@@ -63,22 +70,23 @@ impl Governed {
             links: Some(links),
             governor,
             pid,
+            hits_seen: 0,
         })
     }
 
-    /// Feeds the window's event rate to the governor and detaches or
+    /// Feeds the hits since the last step to the governor and detaches or
     /// re-attaches as it decides.
     pub fn step(
         &mut self,
         session: &mut ProbeSession,
         exe: &Path,
-        previous: &Sample,
-        now: &Sample,
+        target_cpu_ns: u64,
     ) -> anyhow::Result<()> {
-        if self.links.is_some() {
-            self.governor.record_hits(self.set.hits(previous, now));
-        }
-        match self.governor.tick(now.cpu_ns) {
+        let hits = session.counter(self.set.hit_counter())?;
+        self.governor
+            .record_hits(hits.saturating_sub(self.hits_seen));
+        self.hits_seen = hits;
+        match self.governor.tick(target_cpu_ns) {
             Action::Detach => {
                 for link in self.links.take().unwrap_or_default() {
                     session.detach(link)?;
