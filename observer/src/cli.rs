@@ -161,10 +161,15 @@ pub struct DoctorArgs {
     pub no_sites: bool,
 }
 
+/// A percentage in (0, 100], or "off" (no governing: every probe stays
+/// attached whatever it costs).
 fn parse_budget(text: &str) -> Result<f64, String> {
+    if text == "off" {
+        return Ok(f64::INFINITY);
+    }
     let percent: f64 = text
         .parse()
-        .map_err(|_| format!("{text:?} is not a percentage"))?;
+        .map_err(|_| format!("{text:?} is not a percentage (or \"off\")"))?;
     if percent.is_finite() && percent > 0.0 && percent <= 100.0 {
         Ok(percent)
     } else {

@@ -29,6 +29,10 @@ pub struct WorkloadResult {
     /// (cgo-slow workload), ns.
     #[serde(default)]
     pub cgo_call_ns_median: u64,
+    /// Bytes each function of the "sites" workload allocated (its own
+    /// count of objects times their size).
+    #[serde(default)]
+    pub site_bytes: HashMap<String, u64>,
     pub scalars: HashMap<String, Scalar>,
     pub histograms: HashMap<String, Histogram>,
 }

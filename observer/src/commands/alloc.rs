@@ -60,7 +60,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     let read = || RuntimeSnapshot::read(&memory, &layout, bias).with_context(context);
     let first = read()?;
     let mut governed = Governed::attach(
-        ProbeSet::Alloc(probe),
+        vec![ProbeSet::Alloc(probe)],
         &mut session,
         &target.exe_handle,
         pid,

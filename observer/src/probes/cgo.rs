@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::{PerCpuArray, PerCpuHashMap};
-use observer_common::{CgoSiteStats, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram};
+use observer_common::{CgoSiteSlot, CgoSiteStats, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram};
 use serde::Serialize;
 
 use super::{AttachedLink, ProbeSession};
@@ -53,6 +53,8 @@ pub struct CgoSite {
     pub function: String,
     pub calls_timed: u64,
     pub mean_ns: f64,
+    /// This site's latency distribution.
+    pub latency_ns: Option<Percentiles>,
 }
 
 /// Timed cgo calls so far.
@@ -100,9 +102,30 @@ impl CgoLatency {
                 e.1 += s.total_ns;
             }
         }
+        let site_hist: PerCpuHashMap<_, CgoSiteSlot, u64> = PerCpuHashMap::try_from(
+            ebpf.map("CGO_SITE_HIST")
+                .ok_or_else(|| anyhow!("no CGO_SITE_HIST map"))?,
+        )?;
+        let mut histograms: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        for entry in site_hist.iter() {
+            let (key, per_cpu) = entry.context("reading CGO_SITE_HIST")?;
+            let name = symbolizer
+                .function(key.site.saturating_sub(1))
+                .unwrap_or("[unknown]")
+                .to_string();
+            let h = histograms
+                .entry(name)
+                .or_insert_with(|| vec![0; FINE_SLOTS as usize]);
+            if let Some(slot) = h.get_mut(key.slot as usize) {
+                *slot += per_cpu.iter().sum::<u64>();
+            }
+        }
         let mut sites: Vec<CgoSite> = by_function
             .into_iter()
             .map(|(function, (calls, total))| CgoSite {
+                latency_ns: histograms
+                    .get(&function)
+                    .and_then(|h| percentiles(h, &bounds)),
                 function,
                 calls_timed: calls,
                 mean_ns: if calls > 0 {

@@ -47,9 +47,11 @@ impl ProbeSet {
     }
 }
 
-/// A probe set, its links while attached, and its governor.
+/// Probe sets sharing one governor (the budget is a total): attached and
+/// detached together, so every figure from them has the same sampled
+/// fraction.
 pub struct Governed {
-    pub set: ProbeSet,
+    pub sets: Vec<ProbeSet>,
     links: Option<Vec<AttachedLink>>,
     pub governor: Governor,
     pid: NonZeroU32,
@@ -58,20 +60,33 @@ pub struct Governed {
 
 impl Governed {
     pub fn attach(
-        set: ProbeSet,
+        sets: Vec<ProbeSet>,
         session: &mut ProbeSession,
         exe: &Path,
         pid: NonZeroU32,
         governor: Governor,
     ) -> anyhow::Result<Self> {
-        let links = set.attach(session, exe, pid)?;
-        Ok(Self {
-            set,
-            links: Some(links),
+        let mut governed = Self {
+            sets,
+            links: None,
             governor,
             pid,
             hits_seen: 0,
-        })
+        };
+        governed.links = Some(governed.attach_all(session, exe)?);
+        Ok(governed)
+    }
+
+    fn attach_all(
+        &self,
+        session: &mut ProbeSession,
+        exe: &Path,
+    ) -> anyhow::Result<Vec<AttachedLink>> {
+        let mut links = Vec::new();
+        for set in &self.sets {
+            links.extend(set.attach(session, exe, self.pid)?);
+        }
+        Ok(links)
     }
 
     /// Feeds the hits since the last step to the governor and detaches or
@@ -82,7 +97,10 @@ impl Governed {
         exe: &Path,
         target_cpu_ns: u64,
     ) -> anyhow::Result<()> {
-        let hits = session.counter(self.set.hit_counter())?;
+        let mut hits = 0;
+        for set in &self.sets {
+            hits += session.counter(set.hit_counter())?;
+        }
         self.governor
             .record_hits(hits.saturating_sub(self.hits_seen));
         self.hits_seen = hits;
@@ -92,7 +110,7 @@ impl Governed {
                     session.detach(link)?;
                 }
             }
-            Action::Attach => self.links = Some(self.set.attach(session, exe, self.pid)?),
+            Action::Attach => self.links = Some(self.attach_all(session, exe)?),
             Action::Keep => {}
         }
         Ok(())

@@ -79,6 +79,11 @@ impl Governor {
     /// Settles the credit and decides, given the target's cumulative CPU
     /// time now.
     pub fn tick(&mut self, target_cpu_ns: u64) -> Action {
+        if self.budget.is_infinite() {
+            // --overhead-budget off: never detach.
+            self.total_hits += std::mem::take(&mut self.pending_hits);
+            return Action::Keep;
+        }
         let now = Instant::now();
         let dt = (now - self.last_tick).as_secs_f64();
         let earned = self.budget * target_cpu_ns.saturating_sub(self.last_cpu_ns) as f64;

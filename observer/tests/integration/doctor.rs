@@ -372,7 +372,7 @@ fn cgo_latency_matches_the_workloads_own_timing() {
             &binary,
             &["-work", "cgo-slow"],
             &[],
-            &["--overhead-budget", "100", "--sites"],
+            &["--overhead-budget", "off"],
         )
         .unwrap();
         let want = truth.cgo_call_ns_median as f64;
@@ -391,6 +391,14 @@ fn cgo_latency_matches_the_workloads_own_timing() {
             site.contains("_Cfunc_cwait"),
             "Go {version}: top cgo site {site}"
         );
+        // The site's own distribution agrees with the workload's timing too.
+        let site_p50 = report["cgo"]["sites"][0]["latency_ns"]["p50"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{}", report["cgo"]["sites"][0]));
+        assert!(
+            (site_p50 - want).abs() <= want * 0.10,
+            "Go {version}: site p50 {site_p50} ns vs the workload's {want} ns"
+        );
     }
 }
 
@@ -407,7 +415,7 @@ fn goroutine_creation_sites() {
         &binary,
         &["-work", "goroutines", "-scale", "2"],
         &[],
-        &["--sites"],
+        &[],
     )
     .unwrap();
     let top = &report["goroutines"]["creation_sites"][0];

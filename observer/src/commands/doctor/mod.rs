@@ -72,7 +72,7 @@ struct Attachment {
     gc_point: ProbePoint,
     probes: RefCell<ProbeSession>,
     /// High-frequency probe sets under the overhead governor.
-    governed: RefCell<Vec<Governed>>,
+    governed: RefCell<Option<Governed>>,
     /// Whether the scheduler tracepoints attached, or why not.
     thread_view: Result<(), String>,
     /// Whether the CPU sampler attached, or why not.
@@ -127,7 +127,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let mut read_error: Option<anyhow::Error> = None;
     // The governor ticks fast (a burst is cut off within one tick); the
     // runtime is read once a second.
-    let governing = !attachment.governed.borrow().is_empty();
+    let governing = attachment.governed.borrow().is_some();
     let tick = if governing {
         governor::TICK
     } else {
@@ -181,10 +181,13 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let mut spawn_sites = None;
     let mut alloc_sites = None;
     let window_s = last.at.as_secs_f64();
-    for g in attachment.governed.borrow().iter() {
-        let fraction = g.governor.sampled_fraction();
+    let governed = attachment.governed.borrow();
+    let fraction = governed
+        .as_ref()
+        .map_or(1.0, |g| g.governor.sampled_fraction());
+    for set in governed.iter().flat_map(|g| g.sets.iter()) {
         let probes = attachment.probes.borrow();
-        match &g.set {
+        match set {
             ProbeSet::Cgo(_) => {
                 cgo_latency = Some((CgoLatency::read(&probes, &attachment.symbolizer)?, fraction));
             }
@@ -338,21 +341,18 @@ fn attach(
     } else {
         calibrate::probe_hit_cost_ns(&mut probes).context("calibrating the cost of a probe hit")?
     };
-    // The budget is shared by the probe sets.
-    let share = budget / sets.len().max(1) as f64;
-    let cpu_now = target.cpu_time_ns()?;
-    let governed = sets
-        .into_iter()
-        .map(|set| {
-            Governed::attach(
-                set,
-                &mut probes,
-                &target.exe_handle,
-                pid,
-                Governor::new(share, cost, cpu_now),
-            )
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // One governor for all sets: the budget is a total.
+    let governed = if sets.is_empty() {
+        None
+    } else {
+        Some(Governed::attach(
+            sets,
+            &mut probes,
+            &target.exe_handle,
+            pid,
+            Governor::new(budget, cost, target.cpu_time_ns()?),
+        )?)
+    };
     let symbolizer = Symbolizer::new(&target.binary, bias);
     let source_symbols = SourceSymbolizer::new(&target.binary, bias);
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
@@ -379,7 +379,7 @@ impl Attachment {
     fn govern(&self) -> anyhow::Result<()> {
         let cpu_ns = self.target.cpu_time_ns()?;
         let mut probes = self.probes.borrow_mut();
-        for g in self.governed.borrow_mut().iter_mut() {
+        if let Some(g) = self.governed.borrow_mut().as_mut() {
             g.step(&mut probes, &self.target.exe_handle, cpu_ns)?;
         }
         Ok(())

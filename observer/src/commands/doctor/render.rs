@@ -241,10 +241,10 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         for site in r.cgo.sites.iter().take(3) {
             let _ = writeln!(
                 out,
-                "  {:<40} mean {}  ({} calls)",
+                "  {:<40} mean {}  {}",
                 site.function,
                 duration_ns(site.mean_ns),
-                site.calls_timed
+                percentiles(site.latency_ns)
             );
         }
     }
