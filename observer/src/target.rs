@@ -41,12 +41,24 @@ pub struct TargetProcess {
     pub exe: PathBuf,
     /// A path that reaches the same file from goscope's mount namespace.
     pub exe_handle: PathBuf,
-    pub binary: GoBinary,
+    /// Shared: the agent parses each executable once for all its processes.
+    pub binary: std::sync::Arc<GoBinary>,
     start_time: u64,
 }
 
 impl TargetProcess {
     pub fn open(pid: u32) -> Result<Self, TargetError> {
+        Self::open_with(pid, |exe, handle| {
+            read_binary(pid, exe, handle).map(std::sync::Arc::new)
+        })
+    }
+
+    /// Opens `pid` with its executable from `load(exe, exe_handle)` (a
+    /// cache keyed by the file's identity, say).
+    pub fn open_with(
+        pid: u32,
+        load: impl FnOnce(&Path, &Path) -> Result<std::sync::Arc<GoBinary>, TargetError>,
+    ) -> Result<Self, TargetError> {
         let start_time = start_time(pid)?;
         let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
             Ok(exe) => exe,
@@ -69,7 +81,7 @@ impl TargetProcess {
             }
         };
         let exe_handle = PathBuf::from(format!("/proc/{pid}/exe"));
-        let binary = read_binary(pid, &exe, &exe_handle)?;
+        let binary = load(&exe, &exe_handle)?;
         Ok(Self {
             pid,
             exe,
@@ -77,6 +89,13 @@ impl TargetProcess {
             binary,
             start_time,
         })
+    }
+
+    /// The process's command name (/proc/PID/comm).
+    pub fn comm(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/comm", self.pid))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
     }
 
     /// True while the same process (not a reused PID) is alive.
@@ -171,7 +190,8 @@ impl TargetProcess {
     }
 }
 
-fn read_binary(pid: u32, exe: &Path, handle: &Path) -> Result<GoBinary, TargetError> {
+/// Reads and parses the executable of `pid`.
+pub fn read_binary(pid: u32, exe: &Path, handle: &Path) -> Result<GoBinary, TargetError> {
     // /proc/PID/exe opens the very file the process runs, whatever mount
     // namespace it lives in, and even if it was deleted or replaced.
     let data = std::fs::read(handle).or_else(|first| {

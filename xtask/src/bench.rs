@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Batches per run; the run's time is their median (damps VM noise).
     #[arg(long, default_value_t = 3)]
     batches: u32,
+    /// Extra arguments for the goscope command, e.g. "--no-sites" or
+    /// "--overhead-budget off" (to measure what the probes cost left on).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    goscope_args: String,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -47,8 +51,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let scale = args.scale.to_string();
     let loadgen_args = ["-work", args.work.as_str(), "-scale", scale.as_str()];
     println!(
-        "bench: go {} workload {} x{} mode {}, {} pairs",
-        args.go, args.work, args.scale, args.mode, args.pairs
+        "bench: go {} workload {} x{} mode {} {}, {} pairs",
+        args.go, args.work, args.scale, args.mode, args.goscope_args, args.pairs
     );
     let mut ratios = Vec::new();
     for pair in 0..args.pairs {
@@ -63,8 +67,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let mut target = Target::start(&binary, &loadgen_args, &[])?;
             let pid = target.pid.to_string();
             let goscope = if attached {
-                let mut g =
-                    Goscope::start(&[&args.mode, "--pid", &pid, "--duration", "3600", "--json"])?;
+                let mut command = vec![
+                    args.mode.as_str(),
+                    "--pid",
+                    &pid,
+                    "--duration",
+                    "3600",
+                    "--json",
+                ];
+                command.extend(args.goscope_args.split_whitespace());
+                let mut g = Goscope::start(&command)?;
                 g.wait_attached()?;
                 Some(g)
             } else {

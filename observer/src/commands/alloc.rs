@@ -26,6 +26,9 @@ use crate::{
     window::{self, StopSignal, WindowEnd},
 };
 
+/// How often the runtime's counters are read to predict the probe rate.
+const PREDICT_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Serialize)]
 struct AllocReport {
     pid: u32,
@@ -64,7 +67,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         &mut session,
         &target.exe_handle,
         pid,
-        Governor::new(args.overhead_budget, cost, target.cpu_time_ns()?),
+        Governor::detached(args.overhead_budget, cost, target.cpu_time_ns()?),
     )
     .map_err(|e| target.explain_attach_failure(e))?;
     eprintln!(
@@ -74,12 +77,25 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         args.duration
     );
     let mut failure = None;
+    // The runtime's counters, read every second, predict the probes' rate.
+    let mut previous = (Duration::ZERO, first.clone());
     let (mut ended_by, elapsed) = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
         &stop,
         Some(governor::TICK),
-        |_| {
+        |at| {
+            if at >= previous.0 + PREDICT_INTERVAL
+                && let Ok(now) = read()
+            {
+                governed.predict(
+                    &previous.1,
+                    &now,
+                    &class_sizes,
+                    (at - previous.0).as_secs_f64(),
+                );
+                previous = (at, now);
+            }
             let step = target
                 .cpu_time_ns()
                 .map_err(anyhow::Error::from)

@@ -5,6 +5,8 @@ use std::{num::NonZeroU32, path::Path};
 
 use observer_common::CounterSlot;
 
+use crate::runtime::RuntimeSnapshot;
+
 use super::{
     AttachedLink, ProbeSession,
     alloc::AllocProbe,
@@ -34,6 +36,42 @@ impl ProbeSet {
             ProbeSet::Cgo(p) => p.attach(session, exe, pid),
             ProbeSet::Spawn(p) => p.attach(session, exe, pid),
             ProbeSet::Alloc(p) => p.attach(session, exe, pid),
+        }
+    }
+
+    /// Probe hits per second the set would see, predicted from two readings
+    /// of the runtime's counters `seconds` apart.
+    fn predicted_hits(
+        &self,
+        previous: &RuntimeSnapshot,
+        now: &RuntimeSnapshot,
+        class_sizes: &[u64],
+    ) -> f64 {
+        match self {
+            // Entry and one RET per call.
+            ProbeSet::Cgo(_) => 2.0 * now.cgo_calls.saturating_sub(previous.cgo_calls) as f64,
+            ProbeSet::Spawn(_) => {
+                now.goroutines_created
+                    .saturating_sub(previous.goroutines_created) as f64
+            }
+            // One refill per span (at least 8 KiB) and one hit per large
+            // object: an upper bound.
+            ProbeSet::Alloc(_) => {
+                let (_, bytes_now) = now.alloc.totals(class_sizes);
+                let (_, bytes_then) = previous.alloc.totals(class_sizes);
+                let large = now
+                    .alloc
+                    .large_objects
+                    .saturating_sub(previous.alloc.large_objects);
+                let large_bytes = now
+                    .alloc
+                    .large_bytes
+                    .saturating_sub(previous.alloc.large_bytes);
+                let small = bytes_now
+                    .saturating_sub(bytes_then)
+                    .saturating_sub(large_bytes);
+                small as f64 / 8192.0 + large as f64
+            }
         }
     }
 
@@ -73,7 +111,15 @@ impl Governed {
             pid,
             hits_seen: 0,
         };
-        governed.links = Some(governed.attach_all(session, exe)?);
+        // Attach once either way, so a probe the kernel refuses fails now.
+        let links = governed.attach_all(session, exe)?;
+        if governed.governor.is_on() {
+            governed.links = Some(links);
+        } else {
+            for link in links {
+                session.detach(link)?;
+            }
+        }
         Ok(governed)
     }
 
@@ -89,22 +135,64 @@ impl Governed {
         Ok(links)
     }
 
+    /// Tells the governor the hit rate the runtime's counters predict
+    /// between two readings `seconds` apart.
+    pub fn predict(
+        &mut self,
+        previous: &RuntimeSnapshot,
+        now: &RuntimeSnapshot,
+        class_sizes: &[u64],
+        seconds: f64,
+    ) {
+        if seconds > 0.0 {
+            let per_window: f64 = self
+                .sets
+                .iter()
+                .map(|s| s.predicted_hits(previous, now, class_sizes))
+                .sum();
+            self.governor.predict_rate(per_window / seconds);
+        }
+    }
+
+    fn hits(&self, session: &ProbeSession) -> anyhow::Result<u64> {
+        let mut hits = 0;
+        for set in &self.sets {
+            hits += session.counter(set.hit_counter())?;
+        }
+        Ok(hits)
+    }
+
     /// Feeds the hits since the last step to the governor and detaches or
-    /// re-attaches as it decides.
+    /// re-attaches as it decides (a timed slice blocks for its length, at
+    /// most one tick).
     pub fn step(
         &mut self,
         session: &mut ProbeSession,
         exe: &Path,
         target_cpu_ns: u64,
     ) -> anyhow::Result<()> {
-        let mut hits = 0;
-        for set in &self.sets {
-            hits += session.counter(set.hit_counter())?;
-        }
+        let hits = self.hits(session)?;
         self.governor
             .record_hits(hits.saturating_sub(self.hits_seen));
         self.hits_seen = hits;
-        match self.governor.tick(target_cpu_ns) {
+        let action = self.governor.tick(target_cpu_ns);
+        if std::env::var_os("GOSCOPE_GOVERNOR_LOG").is_some() && action != Action::Keep {
+            eprintln!("governor: {action:?} {:?}", self.governor);
+        }
+        match action {
+            Action::AttachFor(slice) => {
+                let links = self.attach_all(session, exe)?;
+                let started = std::time::Instant::now();
+                std::thread::sleep(slice);
+                for link in links {
+                    session.detach(link)?;
+                }
+                let attached = started.elapsed();
+                let hits = self.hits(session)?;
+                self.governor
+                    .slice_done(hits.saturating_sub(self.hits_seen), attached);
+                self.hits_seen = hits;
+            }
             Action::Detach => {
                 for link in self.links.take().unwrap_or_default() {
                     session.detach(link)?;

@@ -2,11 +2,14 @@
 //! the target's CPU time. It runs a token bucket of probe time: the target
 //! earns `budget` × the CPU time it uses, every probe hit spends the
 //! calibrated cost of one hit. Out of credit, the probes are detached; they
-//! come back once half a second's worth of credit has built up. Ticked
-//! every few tens of milliseconds, so a burst is cut off within one tick,
-//! and any overshoot is repaid as debt: over a window the probe time spent
-//! stays at the budget. Every figure taken from such probes carries the
-//! fraction of time they were attached.
+//! come back once half a second's worth of credit has built up, and when
+//! the expected hit rate (measured while attached, or predicted from the
+//! runtime's own counters) would spend that credit within one tick, only
+//! for a timed slice that spends exactly it. Ticked every 20 ms, so an
+//! unforeseen burst runs unchecked for at most one tick, and any overshoot
+//! is repaid as debt: over a window the probe time spent stays at the
+//! budget. Every figure taken from such probes carries the fraction of time
+//! they were attached.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,10 @@ pub const TICK: Duration = Duration::from_millis(20);
 const CAP: Duration = Duration::from_secs(1);
 /// The smallest cap (probe time), for targets that barely use the CPU.
 const MIN_CAP_NS: f64 = 1_000_000.0;
+/// Shorter slices are not worth an attach and a detach.
+const MIN_SLICE: Duration = Duration::from_millis(1);
 
+#[derive(Debug)]
 pub struct Governor {
     budget: f64,
     cost_ns: f64,
@@ -29,6 +35,10 @@ pub struct Governor {
     last_cpu_ns: u64,
     pending_hits: u64,
     total_hits: u64,
+    /// Expected probe hits per second while attached.
+    expected_rate: Option<f64>,
+    /// Attach only once `expected_rate` is known.
+    wait_for_rate: bool,
     on_time: Duration,
     on_since: Instant,
     started: Instant,
@@ -40,6 +50,9 @@ pub enum Action {
     Keep,
     Detach,
     Attach,
+    /// Attach, wait this long, detach, then report the slice's hits with
+    /// `slice_done`.
+    AttachFor(Duration),
 }
 
 impl Governor {
@@ -57,9 +70,21 @@ impl Governor {
             last_cpu_ns: target_cpu_ns,
             pending_hits: 0,
             total_hits: 0,
+            expected_rate: None,
+            wait_for_rate: false,
             on_time: Duration::ZERO,
             on_since: now,
             started: now,
+        }
+    }
+
+    /// Starts detached, attaching only once a hit rate has been predicted
+    /// (`predict_rate`), so the first slice is already sized to the budget.
+    pub fn detached(budget_percent: f64, cost_ns: f64, target_cpu_ns: u64) -> Self {
+        Self {
+            on: false,
+            wait_for_rate: true,
+            ..Self::new(budget_percent, cost_ns, target_cpu_ns)
         }
     }
 
@@ -72,6 +97,26 @@ impl Governor {
         self.pending_hits += hits;
     }
 
+    /// Hits per second the probes would see if attached now, predicted from
+    /// the runtime's own event counters (read from memory).
+    pub fn predict_rate(&mut self, hits_per_s: f64) {
+        if hits_per_s.is_finite() && hits_per_s >= 0.0 {
+            self.expected_rate = Some(match self.expected_rate {
+                Some(r) if self.on => r.max(hits_per_s),
+                _ => hits_per_s,
+            });
+        }
+    }
+
+    /// Accounts a timed slice (after `AttachFor`): its hits and length.
+    pub fn slice_done(&mut self, hits: u64, attached: Duration) {
+        self.on_time += attached;
+        if attached > Duration::ZERO {
+            self.expected_rate = Some(hits as f64 / attached.as_secs_f64());
+        }
+        self.pending_hits += hits;
+    }
+
     fn cap_ns(&self) -> f64 {
         (self.earn_per_s * CAP.as_secs_f64()).max(MIN_CAP_NS)
     }
@@ -80,8 +125,13 @@ impl Governor {
     /// time now.
     pub fn tick(&mut self, target_cpu_ns: u64) -> Action {
         if self.budget.is_infinite() {
-            // --overhead-budget off: never detach.
+            // --overhead-budget off: always attached.
             self.total_hits += std::mem::take(&mut self.pending_hits);
+            if !self.on {
+                self.on = true;
+                self.on_since = Instant::now();
+                return Action::Attach;
+            }
             return Action::Keep;
         }
         let now = Instant::now();
@@ -97,16 +147,33 @@ impl Governor {
             let alpha = (dt / CAP.as_secs_f64()).min(1.0);
             self.earn_per_s += alpha * (earned / dt - self.earn_per_s);
         }
+        if self.on && dt > 0.0 {
+            self.expected_rate = Some(spent / self.cost_ns / dt);
+        }
         self.credit_ns = (self.credit_ns + earned - spent).min(self.cap_ns());
         if self.on && self.credit_ns <= 0.0 {
             self.on = false;
             self.on_time += now - self.on_since;
             return Action::Detach;
         }
-        if !self.on && self.credit_ns >= self.cap_ns() / 2.0 {
-            self.on = true;
-            self.on_since = now;
-            return Action::Attach;
+        let rate_known = !self.wait_for_rate || self.expected_rate.is_some();
+        if !self.on && rate_known && self.credit_ns >= self.cap_ns() / 2.0 {
+            // How long the credit lasts at the expected rate.
+            let cost_per_s = self.expected_rate.unwrap_or(0.0) * self.cost_ns;
+            let lasts = if cost_per_s > 0.0 {
+                Duration::from_secs_f64(self.credit_ns / cost_per_s)
+            } else {
+                Duration::MAX
+            };
+            if lasts >= TICK {
+                self.on = true;
+                self.on_since = now;
+                return Action::Attach;
+            }
+            if lasts >= MIN_SLICE {
+                return Action::AttachFor(lasts);
+            }
+            // Not even a minimal slice fits: wait for the cap to grow.
         }
         Action::Keep
     }

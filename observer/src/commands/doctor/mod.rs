@@ -150,7 +150,18 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
             }
             next_sample += SAMPLE_INTERVAL;
             match attachment.sample(at) {
-                Ok(sample) => last = Some(sample),
+                Ok(sample) => {
+                    let previous = last.as_ref().unwrap_or(&first);
+                    if let Some(g) = attachment.governed.borrow_mut().as_mut() {
+                        g.predict(
+                            &previous.runtime,
+                            &sample.runtime,
+                            &attachment.class_sizes,
+                            (sample.at - previous.at).as_secs_f64(),
+                        );
+                    }
+                    last = Some(sample);
+                }
                 Err(e) if target.is_alive() => {
                     read_error.get_or_insert(e);
                 }
@@ -350,7 +361,7 @@ fn attach(
             &mut probes,
             &target.exe_handle,
             pid,
-            Governor::new(budget, cost, target.cpu_time_ns()?),
+            Governor::detached(budget, cost, target.cpu_time_ns()?),
         )?)
     };
     let symbolizer = Symbolizer::new(&target.binary, bias);

@@ -144,7 +144,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
                 Action::Attach => {
                     assist_links = Some(probes.attach(session, &target.exe_handle, pid)?);
                 }
-                Action::Keep => {}
+                // gc learns its hits per cycle, too late for timed slices.
+                Action::Keep | Action::AttachFor(_) => {}
             }
         }
         Ok(())
