@@ -37,6 +37,25 @@ pub enum Command {
     /// Where allocation comes from: call sites with MB/s, and a pprof
     /// allocation profile (alloc_objects, alloc_space).
     Alloc(AllocArgs),
+    /// Host daemon: watch every Go process on the host and serve their
+    /// figures as Prometheus metrics.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address to serve /metrics on; loopback unless you name another.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: String,
+    /// Milliseconds between scans of /proc for new Go processes.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub scan_interval_ms: u64,
+    /// Most processes watched at once (bounds the series exported).
+    #[arg(long, default_value_t = 256)]
+    pub max_targets: usize,
+    /// Also watch Go versions outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! `goscope` binary: binary inspection, probe planning and attachment,
 //! collection, verdicts and outputs.
 
+pub mod agent;
 pub mod binary;
 pub mod cgroup;
 pub mod cli;

@@ -28,6 +28,7 @@ pub enum WindowEnd {
 
 /// Catches SIGINT/SIGTERM from process start, so that a signal arriving
 /// during attach still ends the window cleanly (and detaches).
+#[derive(Clone)]
 pub struct StopSignal {
     raised: Arc<AtomicBool>,
 }

@@ -64,13 +64,19 @@ impl Goscope {
 
     /// Waits for the `goscope: attached` line on stderr.
     pub fn wait_attached(&mut self) -> anyhow::Result<()> {
+        self.wait_for_stderr(|line| line.starts_with("goscope: attached"))
+            .map(|_| ())
+    }
+
+    /// Waits for a stderr line that `matches` and returns it.
+    pub fn wait_for_stderr(&mut self, matches: impl Fn(&str) -> bool) -> anyhow::Result<String> {
         loop {
             match self.stderr_lines.recv_timeout(ATTACH_TIMEOUT) {
                 Ok(line) => {
-                    let attached = line.starts_with("goscope: attached");
-                    self.stderr_seen.push(line);
-                    if attached {
-                        return Ok(());
+                    let found = matches(&line);
+                    self.stderr_seen.push(line.clone());
+                    if found {
+                        return Ok(line);
                     }
                 }
                 Err(_) => bail!(

@@ -3,7 +3,7 @@
 
 use testkit::{Goscope, Target, require_root_or_skip};
 
-use crate::util::{self, cgo, goscope_json, hex_address, loadgen, read_process_memory};
+use crate::util::{self, TestCgroup, cgo, goscope_json, hex_address, loadgen, read_process_memory};
 
 const INT3: u8 = 0xcc;
 
@@ -172,59 +172,6 @@ fn target_in_another_mount_namespace() {
     assert_eq!(report["gc"]["cycles"].as_f64(), Some(cycles));
     assert_eq!(report["gc"]["cycles_probe"].as_f64(), Some(cycles));
     target.quit().unwrap();
-}
-
-/// A v1 cgroup directory made for one test, removed on drop.
-struct TestCgroup {
-    dirs: Vec<std::path::PathBuf>,
-}
-
-impl TestCgroup {
-    fn new(name: &str, files: &[(&str, &str, &str)]) -> Self {
-        let mut dirs = Vec::new();
-        for controller in ["cpu", "memory"] {
-            let dir = std::path::Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(name);
-            std::fs::create_dir_all(&dir)
-                .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-            dirs.push(dir);
-        }
-        for (controller, file, value) in files {
-            let path = std::path::Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join(name)
-                .join(file);
-            std::fs::write(&path, value)
-                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        }
-        Self { dirs }
-    }
-
-    /// A shell prefix that moves the shell (then exec'd target) in.
-    fn enter(&self) -> String {
-        self.dirs
-            .iter()
-            .map(|d| format!("echo $$ > {}/cgroup.procs; ", d.display()))
-            .collect()
-    }
-
-    fn throttled_periods(&self) -> u64 {
-        std::fs::read_to_string(self.dirs[0].join("cpu.stat"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("nr_throttled "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
 }
 
 /// A target in a cpu cgroup with a 0.5 CPU quota and a 256 MiB memory

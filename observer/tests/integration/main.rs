@@ -4,6 +4,7 @@
 //! skip a failure).
 
 mod accuracy;
+mod agent;
 mod alloc;
 mod bad_input;
 mod binary_maps;

@@ -65,3 +65,56 @@ pub fn hex_address(value: &Value) -> u64 {
     let text = value.as_str().expect("address is a string");
     u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex address")
 }
+
+/// A v1 cgroup directory made for one test, removed on drop.
+pub struct TestCgroup {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str, files: &[(&str, &str, &str)]) -> Self {
+        let mut dirs = Vec::new();
+        for controller in ["cpu", "memory"] {
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(name);
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+            dirs.push(dir);
+        }
+        for (controller, file, value) in files {
+            let path = std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(name)
+                .join(file);
+            std::fs::write(&path, value)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
+        Self { dirs }
+    }
+
+    /// A shell prefix that moves the shell (then exec'd target) in.
+    pub fn enter(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|d| format!("echo $$ > {}/cgroup.procs; ", d.display()))
+            .collect()
+    }
+
+    pub fn throttled_periods(&self) -> u64 {
+        std::fs::read_to_string(self.dirs[0].join("cpu.stat"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

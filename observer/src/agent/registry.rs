@@ -1,0 +1,243 @@
+//! Which processes the agent watches: scans /proc, recognizes Go programs
+//! by their build info (each executable parsed once, cached by file
+//! identity), starts watching supported ones and drops them when they
+//! exit. Everything it skips is counted by reason, and each skipped Go
+//! executable is logged once.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use super::{exposition::Exposition, watched::Watched};
+use crate::{
+    binary::GoBinary,
+    runtime::RuntimeLayout,
+    target::{self, TargetError, TargetProcess},
+};
+
+/// Identity of an executable file: device, inode, size, mtime.
+type FileKey = (u64, u64, u64, i64);
+
+/// What one executable turned out to be.
+#[derive(Clone)]
+enum Executable {
+    Go {
+        binary: Arc<GoBinary>,
+        layout: Arc<RuntimeLayout>,
+    },
+    /// Not watchable; the reason is a metric label.
+    Skip(&'static str),
+}
+
+pub struct Registry {
+    pub targets: BTreeMap<u32, Watched>,
+    /// PIDs looked at and skipped, with their start identity (exe key).
+    ignored: HashMap<u32, FileKey>,
+    executables: HashMap<FileKey, Executable>,
+    logged: HashSet<FileKey>,
+    pub skipped: BTreeMap<&'static str, u64>,
+    max_targets: usize,
+    cgroup_root: PathBuf,
+    own_pid: u32,
+    force_version: bool,
+}
+
+impl Registry {
+    pub fn new(max_targets: usize, cgroup_root: PathBuf, force_version: bool) -> Self {
+        Self {
+            targets: BTreeMap::new(),
+            ignored: HashMap::new(),
+            executables: HashMap::new(),
+            logged: HashSet::new(),
+            skipped: BTreeMap::new(),
+            max_targets,
+            cgroup_root,
+            own_pid: std::process::id(),
+            force_version,
+        }
+    }
+
+    /// One pass over /proc: drops exited targets, looks at new PIDs.
+    pub fn scan(&mut self) {
+        let exited: Vec<u32> = self
+            .targets
+            .iter()
+            .filter(|(_, w)| !w.target.is_alive())
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in exited {
+            if let Some(w) = self.targets.remove(&pid) {
+                eprintln!(
+                    "goscope agent: pid {pid} ({}) exited; no longer watched",
+                    w.target.exe.display()
+                );
+            }
+        }
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let live: HashSet<u32> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        self.ignored.retain(|pid, _| live.contains(pid));
+        let mut fresh: Vec<u32> = live
+            .into_iter()
+            .filter(|pid| {
+                *pid != self.own_pid
+                    && !self.targets.contains_key(pid)
+                    && !self.ignored.contains_key(pid)
+            })
+            .collect();
+        fresh.sort_unstable();
+        for pid in fresh {
+            self.consider(pid);
+        }
+    }
+
+    fn skip(&mut self, pid: u32, key: FileKey, reason: &'static str) {
+        self.ignored.insert(pid, key);
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+
+    fn consider(&mut self, pid: u32) {
+        // Kernel threads have no executable; processes may be gone already.
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) else {
+            self.ignored.insert(pid, (0, 0, 0, 0));
+            return;
+        };
+        let key = (meta.dev(), meta.ino(), meta.size(), meta.mtime());
+        let known = self.executables.get(&key).cloned();
+        let mut parsed = None;
+        let opened = TargetProcess::open_with(pid, |exe, handle| match &known {
+            Some(Executable::Go { binary, .. }) => Ok(binary.clone()),
+            Some(Executable::Skip(_)) => Err(TargetError::NoSuchProcess { pid }),
+            None => {
+                let binary = Arc::new(target::read_binary(pid, exe, handle)?);
+                parsed = Some(binary.clone());
+                Ok(binary)
+            }
+        });
+        let executable = match (known, opened) {
+            (Some(Executable::Skip(reason)), _) => {
+                self.skip(pid, key, reason);
+                return;
+            }
+            (_, Err(TargetError::NoSuchProcess { .. })) => {
+                self.skip(pid, key, "exited");
+                return;
+            }
+            (None, Err(TargetError::Binary { .. })) => {
+                self.executables.insert(key, Executable::Skip("not_go"));
+                self.skip(pid, key, "not_go");
+                return;
+            }
+            (_, Err(e)) => {
+                self.log_once(key, &format!("skipping pid {pid}: {e}"));
+                self.skip(pid, key, "unreadable");
+                return;
+            }
+            (Some(known), Ok(target)) => (known, target),
+            (None, Ok(target)) => {
+                let binary = parsed.unwrap_or_else(|| target.binary.clone());
+                let executable = classify(&binary, self.force_version);
+                self.executables.insert(key, executable.clone());
+                (executable, target)
+            }
+        };
+        let (executable, target) = executable;
+        let layout = match executable {
+            Executable::Go { layout, .. } => layout,
+            Executable::Skip(reason) => {
+                let why = match reason {
+                    "unsupported_version" => format!(
+                        "{} is outside the supported or verified Go versions",
+                        target.binary.build.go_version_string
+                    ),
+                    _ => "its runtime layout could not be resolved".to_string(),
+                };
+                self.log_once(
+                    key,
+                    &format!("skipping pid {pid} ({}): {why}", target.exe.display()),
+                );
+                self.skip(pid, key, reason);
+                return;
+            }
+        };
+        if self.targets.len() >= self.max_targets {
+            self.log_once(
+                key,
+                &format!(
+                    "skipping pid {pid}: already watching --max-targets {} processes",
+                    self.max_targets
+                ),
+            );
+            self.skip(pid, key, "max_targets");
+            return;
+        }
+        match Watched::new(target, layout, &self.cgroup_root) {
+            Ok(w) => {
+                eprintln!(
+                    "goscope agent: watching pid {pid} ({}, {})",
+                    w.target.exe.display(),
+                    w.target.binary.build.go_version_string
+                );
+                self.targets.insert(pid, w);
+            }
+            Err(e) => {
+                self.log_once(key, &format!("skipping pid {pid}: {e:#}"));
+                self.skip(pid, key, "read_error");
+            }
+        }
+    }
+
+    fn log_once(&mut self, key: FileKey, message: &str) {
+        if self.logged.insert(key) {
+            eprintln!("goscope agent: {message}");
+        }
+    }
+
+    /// Reads every target; those that fail are left out of this scrape
+    /// (and dropped if they exited).
+    pub fn export(&mut self, out: &mut Exposition) -> u64 {
+        let mut errors = 0;
+        let mut gone = Vec::new();
+        for (pid, w) in &self.targets {
+            match w.read() {
+                Ok(reading) => w.export(&reading, out),
+                Err(_) if !w.target.is_alive() => gone.push(*pid),
+                Err(e) => {
+                    errors += 1;
+                    eprintln!("goscope agent: pid {pid} left out of this scrape: {e:#}");
+                }
+            }
+        }
+        for pid in gone {
+            self.targets.remove(&pid);
+            *self.skipped.entry("exited").or_default() += 1;
+        }
+        errors
+    }
+}
+
+/// Whether an executable can be watched, and its runtime layout.
+fn classify(binary: &Arc<GoBinary>, force_version: bool) -> Executable {
+    let version = binary.go_version();
+    if !force_version && !(version.is_supported() && version.is_verified()) {
+        return Executable::Skip("unsupported_version");
+    }
+    match RuntimeLayout::resolve(binary, force_version) {
+        Ok(layout) => Executable::Go {
+            binary: binary.clone(),
+            layout: Arc::new(layout),
+        },
+        Err(_) => Executable::Skip("no_layout"),
+    }
+}
+
+/// The cgroup mount root.
+pub fn cgroup_root() -> PathBuf {
+    Path::new("/sys/fs/cgroup").to_path_buf()
+}

@@ -1,0 +1,340 @@
+//! One Go process the agent watches: what was resolved once at discovery
+//! (runtime layout, load bias, size classes, cgroup, labels) and a reading
+//! of its cumulative counters at scrape time, exported as Prometheus
+//! series. Everything comes from the process's memory and /proc: no probe
+//! is attached, so watching costs the target nothing.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::exposition::{Exposition, Labels};
+use crate::{
+    cgroup::{Cgroups, CpuStat},
+    memory::ProcessMemory,
+    runtime::{
+        RuntimeLayout, RuntimeSnapshot,
+        histogram::{TimeHistogram, bucket_bounds_ns},
+        snapshot::read_class_sizes,
+    },
+    target::TargetProcess,
+};
+
+/// Longest label value exported (bounded cardinality and size).
+const MAX_LABEL_LEN: usize = 160;
+
+pub struct Watched {
+    pub target: TargetProcess,
+    layout: Arc<RuntimeLayout>,
+    bias: u64,
+    memory: ProcessMemory,
+    class_sizes: Vec<u64>,
+    cgroups: Cgroups,
+    pub labels: Labels,
+}
+
+/// Counters read at one scrape.
+pub struct Reading {
+    runtime: RuntimeSnapshot,
+    cpu_ns: u64,
+    threads: u64,
+    cpu_stat: Option<CpuStat>,
+}
+
+fn bounded(value: String) -> String {
+    if value.len() <= MAX_LABEL_LEN {
+        return value;
+    }
+    let mut cut = MAX_LABEL_LEN;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &value[..cut])
+}
+
+impl Watched {
+    pub fn new(
+        target: TargetProcess,
+        layout: Arc<RuntimeLayout>,
+        cgroup_root: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let bias = target.load_bias()?;
+        let memory = ProcessMemory::new(target.pid);
+        let class_sizes = read_class_sizes(&memory, &layout, bias)
+            .with_context(|| format!("reading the size classes of pid {}", target.pid))?;
+        let cgroups = Cgroups::of(target.pid, cgroup_root).unwrap_or_default();
+        let cgroup = cgroups
+            .cpu_dir()
+            .and_then(|d| d.strip_prefix(cgroup_root).ok())
+            .map(|d| {
+                let text = d.display().to_string();
+                // v1 paths start with the controller directory (cpu,cpuacct/...).
+                let inner = text.split_once('/').map_or("", |(_, rest)| rest);
+                format!(
+                    "/{}",
+                    if cgroups.is_v2() {
+                        text.as_str()
+                    } else {
+                        inner
+                    }
+                )
+            })
+            .unwrap_or_else(|| "/".into());
+        let labels = vec![
+            ("pid", target.pid.to_string()),
+            ("exe", bounded(target.exe.display().to_string())),
+            ("comm", bounded(target.comm())),
+            ("go_version", target.binary.build.go_version_string.clone()),
+            ("cgroup", bounded(cgroup)),
+        ];
+        Ok(Self {
+            target,
+            layout,
+            bias,
+            memory,
+            class_sizes,
+            cgroups,
+            labels,
+        })
+    }
+
+    pub fn read(&self) -> anyhow::Result<Reading> {
+        Ok(Reading {
+            runtime: RuntimeSnapshot::read(&self.memory, &self.layout, self.bias)
+                .with_context(|| format!("reading the runtime of pid {}", self.target.pid))?,
+            cpu_ns: self.target.cpu_time_ns()?,
+            threads: self.target.thread_count()?,
+            cpu_stat: self.cgroups.cpu_stat(),
+        })
+    }
+
+    /// Writes the reading's series.
+    pub fn export(&self, r: &Reading, out: &mut Exposition) {
+        let l = &self.labels;
+        let rt = &r.runtime;
+        let a = &rt.alloc;
+        let (objects, bytes) = a.totals(&self.class_sizes);
+        out.gauge(
+            "goscope_target_info",
+            "A watched Go process (always 1).",
+            l,
+            1.0,
+        );
+        out.counter(
+            "goscope_alloc_bytes_total",
+            "Heap bytes allocated (size-class rounded), as /gc/heap/allocs:bytes.",
+            l,
+            bytes as f64,
+        );
+        out.counter(
+            "goscope_alloc_objects_total",
+            "Heap objects allocated (tiny objects excluded), as /gc/heap/allocs:objects.",
+            l,
+            objects as f64,
+        );
+        out.counter(
+            "goscope_alloc_tiny_objects_total",
+            "Tiny objects combined into 16-byte blocks, as /gc/heap/tiny/allocs:objects.",
+            l,
+            a.tiny_objects as f64,
+        );
+        // One observation per allocated object, valued at its size class.
+        let mut buckets: Vec<(f64, u64)> = a
+            .small_objects
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(class, n)| (self.class_sizes.get(class).copied().unwrap_or(0) as f64, *n))
+            .collect();
+        buckets.push((f64::INFINITY, a.large_objects));
+        out.histogram(
+            "goscope_alloc_size_bytes",
+            "Allocated objects by size (bucket = size class; +Inf holds large objects); _sum is bytes.",
+            l,
+            &buckets,
+            bytes as f64,
+        );
+        for (class, n) in a.small_objects.iter().enumerate().skip(1) {
+            let size = self.class_sizes.get(class).copied().unwrap_or(0);
+            let mut labels = l.clone();
+            labels.push(("size", size.to_string()));
+            out.counter(
+                "goscope_alloc_class_bytes_total",
+                "Heap bytes allocated per size class (size label; \"large\" above 32 KiB): the allocation heatmap.",
+                &labels,
+                (n * size) as f64,
+            );
+        }
+        let mut large = l.clone();
+        large.push(("size", "large".into()));
+        out.counter(
+            "goscope_alloc_class_bytes_total",
+            "Heap bytes allocated per size class (size label; \"large\" above 32 KiB): the allocation heatmap.",
+            &large,
+            a.large_bytes as f64,
+        );
+        out.counter(
+            "goscope_gc_cycles_total",
+            "Completed GC cycles, as /gc/cycles/total:gc-cycles.",
+            l,
+            f64::from(rt.gc_cycles),
+        );
+        if let Some(ns) = rt.gc_total_cpu_ns {
+            out.counter(
+                "goscope_gc_cpu_seconds_total",
+                "CPU spent in the GC, as /cpu/classes/gc/total:cpu-seconds.",
+                l,
+                ns as f64 / 1e9,
+            );
+        }
+        if let Some(ns) = rt.gc_assist_cpu_ns {
+            out.counter(
+                "goscope_gc_assist_cpu_seconds_total",
+                "CPU goroutines spent mark-assisting, as /cpu/classes/gc/mark/assist:cpu-seconds.",
+                l,
+                ns as f64 / 1e9,
+            );
+        }
+        out.gauge(
+            "goscope_heap_live_bytes",
+            "Heap marked live by the last GC, as /gc/heap/live:bytes.",
+            l,
+            rt.heap_marked as f64,
+        );
+        if let Some(goal) = rt.heap_goal {
+            out.gauge(
+                "goscope_heap_goal_bytes",
+                "Heap size the GC aims for, as /gc/heap/goal:bytes.",
+                l,
+                goal as f64,
+            );
+        }
+        out.gauge(
+            "goscope_gogc_percent",
+            "GOGC (negative when GC is off).",
+            l,
+            f64::from(rt.gc_percent),
+        );
+        if let Some(limit) = rt.memory_limit.filter(|&v| v != i64::MAX) {
+            out.gauge(
+                "goscope_gomemlimit_bytes",
+                "GOMEMLIMIT when set.",
+                l,
+                limit as f64,
+            );
+        }
+        out.counter(
+            "goscope_goroutines_created_total",
+            "Goroutines created, as /sched/goroutines-created:goroutines.",
+            l,
+            rt.goroutines_created as f64,
+        );
+        out.gauge(
+            "goscope_goroutines",
+            "Live goroutines, as runtime.NumGoroutine counts them.",
+            l,
+            rt.goroutines_user as f64,
+        );
+        out.gauge(
+            "goscope_gomaxprocs",
+            "GOMAXPROCS.",
+            l,
+            f64::from(rt.gomaxprocs),
+        );
+        out.gauge(
+            "goscope_os_threads",
+            "OS threads of the process.",
+            l,
+            r.threads as f64,
+        );
+        out.counter(
+            "goscope_cgo_calls_total",
+            "Calls from Go to C, as /cgo/go-to-c-calls:calls.",
+            l,
+            rt.cgo_calls as f64,
+        );
+        out.counter(
+            "goscope_process_cpu_seconds_total",
+            "User and system CPU of the process.",
+            l,
+            r.cpu_ns as f64 / 1e9,
+        );
+        if let Some(quota) = self.cgroups.cpu_quota() {
+            out.gauge(
+                "goscope_cpu_quota_cores",
+                "CFS CPU quota of the process's cgroup, in CPUs.",
+                l,
+                quota,
+            );
+        }
+        if let Some(stat) = r.cpu_stat {
+            out.counter(
+                "goscope_cfs_periods_total",
+                "CFS enforcement periods of the process's cgroup.",
+                l,
+                stat.periods as f64,
+            );
+            out.counter(
+                "goscope_cfs_throttled_periods_total",
+                "CFS periods in which the process's cgroup was throttled.",
+                l,
+                stat.throttled_periods as f64,
+            );
+            out.counter(
+                "goscope_cfs_throttled_seconds_total",
+                "Time the process's cgroup spent throttled.",
+                l,
+                stat.throttled_ns as f64 / 1e9,
+            );
+        }
+        if let Some(h) = &rt.sched_latency {
+            export_time_histogram(
+                out,
+                "goscope_sched_latency_seconds",
+                "Time goroutines spent runnable before running, as /sched/latencies:seconds (coarsened to powers of two).",
+                l,
+                h,
+            );
+        }
+        if let Some(h) = &rt.gc_pauses {
+            export_time_histogram(
+                out,
+                "goscope_gc_pause_seconds",
+                "Stop-the-world pause latencies, as /sched/pauses/total/gc:seconds (coarsened to powers of two).",
+                l,
+                h,
+            );
+        }
+    }
+}
+
+/// A runtime timeHistogram as a Prometheus histogram with one bucket per
+/// power of two (the runtime's four sub-buckets merged), in seconds. The
+/// sum is estimated from bucket midpoints.
+fn export_time_histogram(
+    out: &mut Exposition,
+    name: &'static str,
+    help: &'static str,
+    labels: &Labels,
+    h: &TimeHistogram,
+) {
+    let bounds = bucket_bounds_ns(h.counts.len());
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    let (mut pending, mut sum) = (0u64, 0.0);
+    for (i, &count) in h.counts.iter().enumerate() {
+        let (lower, upper) = (bounds[i].max(0.0), bounds[i + 1]);
+        let mid = if upper.is_finite() {
+            (lower + upper) / 2.0
+        } else {
+            lower
+        };
+        sum += count as f64 * mid / 1e9;
+        pending += count;
+        if upper.is_finite() && upper >= 1.0 && (upper as u64).is_power_of_two() {
+            buckets.push((upper / 1e9, pending));
+            pending = 0;
+        }
+    }
+    buckets.push((f64::INFINITY, pending));
+    out.histogram(name, help, labels, &buckets, sum);
+}

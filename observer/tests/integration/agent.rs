@@ -1,0 +1,357 @@
+//! The host agent scraped by Debian's real Prometheus server: PromQL
+//! answers (allocation bytes by size class, GC cycles, throttled periods)
+//! must match what the Go targets report of themselves (runtime/metrics)
+//! and what the kernel reports (cpu.stat); targets started and stopped
+//! while the agent runs appear and disappear; a port in use is a clear
+//! error.
+
+use std::{
+    collections::HashMap,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use testkit::{Goscope, Target, require_root_or_skip};
+
+use crate::util::{TestCgroup, cgo, loadgen};
+
+/// Prometheus scrapes the agent this often.
+const SCRAPE: Duration = Duration::from_secs(1);
+/// Bytes the target may allocate per size class after its own reading
+/// (encoding and printing the result line).
+const RESULT_PRINTING_SLACK: f64 = 64.0 * 1024.0;
+/// Long enough for a scrape after the targets went idle.
+const SETTLE: Duration = Duration::from_millis(2500);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Prometheus server scraping one target, with its own data directory.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    fn start(agent_port: u16) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("goscope-prom-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: {}s\nscrape_configs:\n  - job_name: goscope\n    static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n",
+                SCRAPE.as_secs()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus (scripts/setup.sh installs it)");
+        Self { child, port, dir }
+    }
+
+    /// An instant query: (labels, value) per series.
+    fn query(&self, promql: &str) -> Vec<(HashMap<String, String>, f64)> {
+        let body = http_get(
+            self.port,
+            &format!("/api/v1/query?query={}", url_encode(promql)),
+        );
+        let reply: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("prometheus answered {promql:?} with {body:?}: {e}"));
+        assert_eq!(reply["status"], "success", "{promql}: {reply}");
+        reply["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|series| {
+                let labels = series["metric"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let value = series["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (labels, value)
+            })
+            .collect()
+    }
+
+    fn scalar(&self, promql: &str) -> Option<f64> {
+        self.query(promql).first().map(|(_, v)| *v)
+    }
+
+    /// Polls until `promql` has an answer satisfying `ok`.
+    fn wait_for(&self, promql: &str, ok: impl Fn(Option<f64>) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(body) = std::panic::catch_unwind(|| self.scalar(promql))
+                && ok(body)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("prometheus never answered {promql:?} as expected");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `metric{pid=...}` now minus its value `seconds` ago (the targets are
+/// idle at both instants, so the latest scrapes are exact).
+fn increase(
+    prometheus: &Prometheus,
+    series: &str,
+    seconds: u64,
+) -> Vec<(HashMap<String, String>, f64)> {
+    prometheus.query(&format!("{series} - {series} offset {seconds}s"))
+}
+
+#[test]
+fn prometheus_scraping_the_agent_agrees_with_the_targets() {
+    if !require_root_or_skip("prometheus_scraping_the_agent_agrees_with_the_targets") {
+        return;
+    }
+    let agent_port = free_port();
+    let listen = format!("127.0.0.1:{agent_port}");
+    let mut agent =
+        Goscope::start(&["agent", "--listen", &listen, "--scan-interval-ms", "200"]).unwrap();
+    agent.wait_for_stderr(|l| l.contains("serving")).unwrap();
+
+    // A second agent on the same port: a clear error, non-zero exit.
+    let clash = testkit::goscope::run(&["agent", "--listen", &listen]).unwrap();
+    assert!(!clash.status.success());
+    assert!(
+        clash.stderr.contains("cannot listen on") && clash.stderr.contains(&listen),
+        "{}",
+        clash.stderr
+    );
+
+    let cgroup = TestCgroup::new(
+        &format!("goscope-agent-test-{}", std::process::id()),
+        &[
+            ("cpu", "cpu.cfs_period_us", "100000"),
+            ("cpu", "cpu.cfs_quota_us", "50000"),
+        ],
+    );
+    let alloc_binary = loadgen("1.27", &cgo());
+    let mut alloc_target =
+        Target::start(&alloc_binary, &["-work", "alloc", "-scale", "3"], &[]).unwrap();
+    let throttled_binary = loadgen("1.22", &cgo());
+    let script = format!(
+        "{}exec {} -work gc -scale 2",
+        cgroup.enter(),
+        throttled_binary.display()
+    );
+    let mut throttled = Target::start_command(Command::new("sh").arg("-c").arg(&script)).unwrap();
+    // A process that is not Go: looked at, skipped, counted.
+    let mut not_go = Command::new("sleep").arg("60").spawn().unwrap();
+    for pid in [alloc_target.pid, throttled.pid] {
+        agent
+            .wait_for_stderr(|l| l.contains(&format!("watching pid {pid} ")))
+            .unwrap();
+    }
+
+    let prometheus = Prometheus::start(agent_port);
+    let a = alloc_target.pid;
+    let b = throttled.pid;
+    prometheus.wait_for(&format!("goscope_target_info{{pid=\"{b}\"}}"), |v| {
+        v == Some(1.0)
+    });
+    std::thread::sleep(SETTLE);
+
+    let started = Instant::now();
+    let alloc_truth = alloc_target.run_batch().unwrap();
+    let before = cgroup.throttled_periods();
+    let throttled_truth = throttled.run_batch().unwrap();
+    let after = cgroup.throttled_periods();
+    std::thread::sleep(SETTLE);
+    // Back to an instant before the first batch, while both were idle.
+    let window = (started.elapsed() + Duration::from_millis(1200)).as_secs();
+
+    // GC cycles: exact, for both targets.
+    for (pid, truth) in [(a, &alloc_truth), (b, &throttled_truth)] {
+        let got = increase(
+            &prometheus,
+            &format!("goscope_gc_cycles_total{{pid=\"{pid}\"}}"),
+            window,
+        );
+        assert_eq!(
+            got.first().map(|(_, v)| *v),
+            Some(truth.delta("/gc/cycles/total:gc-cycles").unwrap()),
+            "pid {pid}: GC cycles"
+        );
+    }
+
+    // Allocation bytes by size class against the runtime's own
+    // allocs-by-size histogram (bucket upper bounds are size + 1).
+    let (objects, bounds) = alloc_truth
+        .histogram("/gc/heap/allocs-by-size:bytes")
+        .unwrap();
+    let mut truth_bytes: HashMap<String, f64> = HashMap::new();
+    for (i, count) in objects.iter().enumerate() {
+        let upper = bounds[i + 1];
+        if upper.is_finite() && *count > 0 {
+            let size = upper - 1.0;
+            truth_bytes.insert(format!("{size}"), *count as f64 * size);
+        }
+    }
+    let by_class = increase(
+        &prometheus,
+        &format!("goscope_alloc_class_bytes_total{{pid=\"{a}\"}}"),
+        window,
+    );
+    assert!(
+        by_class.len() > 60,
+        "one series per size class: {}",
+        by_class.len()
+    );
+    let mut compared = 0;
+    for (labels, got) in &by_class {
+        let size = &labels["size"];
+        if size == "large" {
+            continue;
+        }
+        let want = truth_bytes.get(size).copied().unwrap_or(0.0);
+        // The target prints its result (allocating a little) after its
+        // own reading; the agent reads after that.
+        assert!(
+            (got - want).abs() <= want * 0.01 + RESULT_PRINTING_SLACK,
+            "size class {size}: {got} bytes from PromQL vs {want} from runtime/metrics"
+        );
+        compared += usize::from(want > 0.0);
+    }
+    assert!(compared >= 3, "only {compared} size classes allocated");
+    let total = increase(
+        &prometheus,
+        &format!("goscope_alloc_bytes_total{{pid=\"{a}\"}}"),
+        window,
+    );
+    let want_total = alloc_truth.delta("/gc/heap/allocs:bytes").unwrap();
+    let got_total = total.first().map_or(0.0, |(_, v)| *v);
+    assert!(
+        (got_total - want_total).abs() <= want_total * 0.01,
+        "allocated bytes {got_total} vs {want_total}"
+    );
+    // The heatmap query a dashboard runs: bytes/s by size class.
+    let rates = prometheus.query(&format!(
+        "sum by (size) (rate(goscope_alloc_class_bytes_total{{pid=\"{a}\"}}[{}s]))",
+        window + 10
+    ));
+    assert!(
+        rates.iter().any(|(_, v)| *v > 0.0),
+        "no allocation rate by size class over {window}s: {rates:?}"
+    );
+
+    // CFS throttling: the kernel's cpu.stat delta over the batch.
+    assert!(after > before, "the batch was not throttled");
+    let got = increase(
+        &prometheus,
+        &format!("goscope_cfs_throttled_periods_total{{pid=\"{b}\"}}"),
+        window,
+    );
+    assert_eq!(
+        got.first().map(|(_, v)| *v),
+        Some((after - before) as f64),
+        "throttled periods"
+    );
+    assert_eq!(
+        prometheus.scalar(&format!("goscope_cpu_quota_cores{{pid=\"{b}\"}}")),
+        Some(0.5)
+    );
+
+    // The agent's own figures, and the skipped non-Go process.
+    assert!(
+        prometheus
+            .scalar("goscope_agent_cpu_seconds_total")
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        prometheus
+            .scalar("goscope_agent_resident_memory_bytes")
+            .unwrap()
+            > 1e6
+    );
+    assert!(
+        prometheus
+            .scalar("goscope_agent_skipped_processes_total{reason=\"not_go\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+
+    // A target that exits disappears; one that starts appears.
+    alloc_target.quit().unwrap();
+    let late = Target::start(&alloc_binary, &["-work", "idle"], &[]).unwrap();
+    let c = late.pid;
+    prometheus.wait_for(&format!("goscope_target_info{{pid=\"{a}\"}}"), |v| {
+        v.is_none()
+    });
+    prometheus.wait_for(&format!("goscope_target_info{{pid=\"{c}\"}}"), |v| {
+        v == Some(1.0)
+    });
+    late.quit().unwrap();
+    throttled.quit().unwrap();
+    let _ = not_go.kill();
+    let _ = not_go.wait();
+    let finished = agent.interrupt().unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+}
