@@ -40,6 +40,33 @@ pub enum Command {
     /// Host daemon: watch every Go process on the host and serve their
     /// figures as Prometheus metrics.
     Agent(AgentArgs),
+    /// Live terminal view: allocation, GC, scheduler, cgo and sites,
+    /// refreshed every second.
+    Top(TopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The process to watch.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// Milliseconds between refreshes.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=60_000))]
+    pub interval_ms: u64,
+    /// Where goscope's own messages go while the view is up (default
+    /// /tmp/goscope-top-PID.log).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Most of the target's CPU the per-call probes may cost, in percent
+    /// (or "off").
+    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
+    pub overhead_budget: f64,
+    /// Counts from memory only: no per-call probes.
+    #[arg(long)]
+    pub no_sites: bool,
+    /// Attach even to a Go version outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Cpu(args) => commands::cpu::run(args),
         Command::Alloc(args) => commands::alloc::run(args),
         Command::Agent(args) => goscope::agent::run(args),
+        Command::Top(args) => commands::top::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

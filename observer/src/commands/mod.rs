@@ -6,3 +6,4 @@ pub mod doctor;
 pub mod gc;
 pub mod inspect;
 pub mod sched;
+pub mod top;

@@ -14,4 +14,5 @@ mod gc;
 mod inspect;
 mod runtime_table;
 mod sched;
+mod top;
 mod util;

@@ -2,7 +2,7 @@
 //! its start, every second and at its end, count GC cycles with one probe,
 //! and report the window's deltas with verdicts.
 
-mod figures;
+pub mod figures;
 mod render;
 
 use std::{
@@ -62,7 +62,7 @@ pub struct Sample {
 }
 
 /// What doctor read and attached before the window.
-struct Attachment {
+pub(crate) struct Attachment {
     target: TargetProcess,
     cgroups: Cgroups,
     layout: RuntimeLayout,
@@ -82,7 +82,11 @@ struct Attachment {
 }
 
 impl Attachment {
-    fn sample(&self, at: Duration) -> anyhow::Result<Sample> {
+    pub(crate) fn target(&self) -> &TargetProcess {
+        &self.target
+    }
+
+    pub(crate) fn sample(&self, at: Duration) -> anyhow::Result<Sample> {
         let runtime = RuntimeSnapshot::read(&self.memory, &self.layout, self.bias)
             .with_context(|| format!("reading the runtime of pid {}", self.target.pid))?;
         Ok(Sample {
@@ -188,78 +192,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         cpu_stat: first.cpu_stat,
         threads_kernel: first.threads_kernel.clone(),
     });
-    let mut cgo_latency = None;
-    let mut spawn_sites = None;
-    let mut alloc_sites = None;
-    let window_s = last.at.as_secs_f64();
-    let governed = attachment.governed.borrow();
-    let fraction = governed
-        .as_ref()
-        .map_or(1.0, |g| g.governor.sampled_fraction());
-    for set in governed.iter().flat_map(|g| g.sets.iter()) {
-        let probes = attachment.probes.borrow();
-        match set {
-            ProbeSet::Cgo(_) => {
-                cgo_latency = Some((CgoLatency::read(&probes, &attachment.symbolizer)?, fraction));
-            }
-            ProbeSet::Alloc(_) => {
-                let samples = AllocSamples::read(&probes, &attachment.source_symbols)?;
-                let exact = ExactAllocation::between(
-                    &first.runtime.alloc,
-                    &last.runtime.alloc,
-                    &attachment.class_sizes,
-                );
-                alloc_sites = Some((samples.sites(&exact, window_s), fraction));
-            }
-            ProbeSet::Spawn(_) => {
-                spawn_sites = Some((
-                    spawn::read_sites(
-                        &probes,
-                        &attachment.symbolizer,
-                        last.runtime
-                            .goroutines_created
-                            .saturating_sub(first.runtime.goroutines_created),
-                        window_s,
-                    )?,
-                    fraction,
-                ));
-            }
-        }
-    }
-    let cpu_split = match &attachment.cpu_sampler {
-        Ok(()) => {
-            Some(CpuSamples::read(&attachment.probes.borrow(), &attachment.symbolizer)?.split())
-        }
-        Err(_) => None,
-    };
-    let Attachment {
-        target,
-        cgroups,
-        layout,
-        class_sizes,
-        gc_point,
-        probes,
-        thread_view,
-        cpu_sampler,
-        ..
-    } = attachment;
-    drop(probes);
-
-    let report = figures::build(figures::Inputs {
-        target: &target,
-        layout: &layout,
-        class_sizes: &class_sizes,
-        gc_point: &gc_point,
-        cgroups: &cgroups,
-        thread_view: &thread_view,
-        cpu: (cpu_split, &cpu_sampler),
-        cgo_latency,
-        spawn_sites,
-        alloc_sites,
-        first: &first,
-        last: &last,
-        ended_by,
-    });
+    let report = attachment.report(&first, &last, ended_by)?;
     if args.json {
         output::print_json(&report)?;
     } else {
@@ -300,7 +233,7 @@ pub(crate) fn check_version(target: &TargetProcess, force: bool) -> anyhow::Resu
     Ok(())
 }
 
-fn attach(
+pub(crate) fn attach(
     target: TargetProcess,
     force_version: bool,
     budget: f64,
@@ -387,12 +320,81 @@ fn attach(
 impl Attachment {
     /// Lets each governed probe set's governor act on the hits since the
     /// last tick.
-    fn govern(&self) -> anyhow::Result<()> {
+    pub(crate) fn govern(&self) -> anyhow::Result<()> {
         let cpu_ns = self.target.cpu_time_ns()?;
         let mut probes = self.probes.borrow_mut();
         if let Some(g) = self.governed.borrow_mut().as_mut() {
             g.step(&mut probes, &self.target.exe_handle, cpu_ns)?;
         }
         Ok(())
+    }
+}
+
+impl Attachment {
+    /// The report for the window between two samples: figures from the
+    /// runtime's counters, plus what the probes gathered since attach.
+    pub(crate) fn report(
+        &self,
+        first: &Sample,
+        last: &Sample,
+        ended_by: WindowEnd,
+    ) -> anyhow::Result<DoctorReport> {
+        let mut cgo_latency = None;
+        let mut spawn_sites = None;
+        let mut alloc_sites = None;
+        let window_s = (last.at - first.at).as_secs_f64();
+        let governed = self.governed.borrow();
+        let fraction = governed
+            .as_ref()
+            .map_or(1.0, |g| g.governor.sampled_fraction());
+        for set in governed.iter().flat_map(|g| g.sets.iter()) {
+            let probes = self.probes.borrow();
+            match set {
+                ProbeSet::Cgo(_) => {
+                    cgo_latency = Some((CgoLatency::read(&probes, &self.symbolizer)?, fraction));
+                }
+                ProbeSet::Alloc(_) => {
+                    let samples = AllocSamples::read(&probes, &self.source_symbols)?;
+                    let exact = ExactAllocation::between(
+                        &first.runtime.alloc,
+                        &last.runtime.alloc,
+                        &self.class_sizes,
+                    );
+                    alloc_sites = Some((samples.sites(&exact, window_s), fraction));
+                }
+                ProbeSet::Spawn(_) => {
+                    spawn_sites = Some((
+                        spawn::read_sites(
+                            &probes,
+                            &self.symbolizer,
+                            last.runtime
+                                .goroutines_created
+                                .saturating_sub(first.runtime.goroutines_created),
+                            window_s,
+                        )?,
+                        fraction,
+                    ));
+                }
+            }
+        }
+        let cpu_split = match &self.cpu_sampler {
+            Ok(()) => Some(CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?.split()),
+            Err(_) => None,
+        };
+        Ok(figures::build(figures::Inputs {
+            target: &self.target,
+            layout: &self.layout,
+            class_sizes: &self.class_sizes,
+            gc_point: &self.gc_point,
+            cgroups: &self.cgroups,
+            thread_view: &self.thread_view,
+            cpu: (cpu_split, &self.cpu_sampler),
+            cgo_latency,
+            spawn_sites,
+            alloc_sites,
+            first,
+            last,
+            ended_by,
+        }))
     }
 }

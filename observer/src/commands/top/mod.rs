@@ -1,0 +1,191 @@
+//! `goscope top`: a live terminal view (ratatui) of the figures doctor
+//! computes, refreshed every second from the same attachment and the same
+//! code (no figure computed twice). Keys switch panes and quit; the
+//! terminal is restored on every exit, panics included; stderr goes to a
+//! log file while the view is up, so nothing writes into it.
+
+mod terminal;
+mod view;
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+use super::doctor::{self, DoctorReport, Sample};
+use crate::{
+    cli::TopArgs,
+    privilege,
+    probes::governor,
+    window::{StopSignal, WindowEnd},
+};
+
+/// Seconds of history the sparklines keep.
+const HISTORY: usize = 300;
+
+/// Which pane is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pane {
+    Overview,
+    SizeClasses,
+    Sites,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 3] = [Pane::Overview, Pane::SizeClasses, Pane::Sites];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Overview => "1 Overview",
+            Pane::SizeClasses => "2 Size classes",
+            Pane::Sites => "3 Sites",
+        }
+    }
+}
+
+/// What the view shows: the last second's report, the report since
+/// attach (for sites), and per-second history for sparklines.
+pub struct State {
+    pub pane: Pane,
+    pub last: Option<DoctorReport>,
+    pub since_attach: Option<DoctorReport>,
+    pub alloc_bytes: VecDeque<u64>,
+    pub alloc_objects: VecDeque<u64>,
+    pub gc_cycles: VecDeque<u64>,
+    pub goroutines_created: VecDeque<u64>,
+    pub started: Instant,
+    pub header: String,
+    pub log: String,
+}
+
+fn push(history: &mut VecDeque<u64>, value: f64) {
+    if history.len() == HISTORY {
+        history.pop_front();
+    }
+    history.push_back(value.max(0.0).round() as u64);
+}
+
+pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
+    privilege::require_root("goscope top")?;
+    let stop = StopSignal::install()?;
+    let target = crate::target::TargetProcess::open(args.pid)?;
+    doctor::check_version(&target, args.force_version)?;
+    let attachment = doctor::attach(
+        target,
+        args.force_version,
+        args.overhead_budget,
+        !args.no_sites,
+    )?;
+    let log_path = args
+        .log
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("goscope-top-{}.log", args.pid)));
+    let started = Instant::now();
+    let first = attachment.sample(Duration::ZERO)?;
+    let t = attachment.target();
+    let mut state = State {
+        pane: Pane::Overview,
+        last: None,
+        since_attach: None,
+        alloc_bytes: VecDeque::new(),
+        alloc_objects: VecDeque::new(),
+        gc_cycles: VecDeque::new(),
+        goroutines_created: VecDeque::new(),
+        started,
+        header: format!(
+            "pid {}  {}  {}",
+            t.pid,
+            t.exe.display(),
+            t.binary.build.go_version_string
+        ),
+        log: log_path.display().to_string(),
+    };
+    let interval = Duration::from_millis(args.interval_ms);
+    let mut terminal = terminal::Screen::enter(&log_path)
+        .with_context(|| format!("setting up the terminal (log: {})", log_path.display()))?;
+    eprintln!("goscope top: attached to pid {}", t.pid);
+    let mut previous: Sample = attachment.sample(started.elapsed())?;
+    let mut next_sample = interval;
+    let mut ended = None;
+    terminal.draw(&state)?;
+    while ended.is_none() {
+        if stop.raised() {
+            ended = Some(WindowEnd::Interrupted);
+            break;
+        }
+        if event::poll(governor::TICK)? {
+            if let Event::Key(key) = event::read()? {
+                if key.kind != KeyEventKind::Release {
+                    match key.code {
+                        KeyCode::Char('q') | KeyCode::Esc => ended = Some(WindowEnd::Interrupted),
+                        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                            ended = Some(WindowEnd::Interrupted)
+                        }
+                        KeyCode::Char('1') => state.pane = Pane::Overview,
+                        KeyCode::Char('2') => state.pane = Pane::SizeClasses,
+                        KeyCode::Char('3') => state.pane = Pane::Sites,
+                        KeyCode::Tab | KeyCode::Right => {
+                            let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
+                            state.pane = Pane::ALL[(i + 1) % Pane::ALL.len()];
+                        }
+                        KeyCode::BackTab | KeyCode::Left => {
+                            let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
+                            state.pane = Pane::ALL[(i + Pane::ALL.len() - 1) % Pane::ALL.len()];
+                        }
+                        _ => {}
+                    }
+                    terminal.draw(&state)?;
+                }
+            }
+        }
+        if !attachment.target().is_alive() {
+            ended = Some(WindowEnd::TargetExited);
+            break;
+        }
+        if let Err(e) = attachment.govern() {
+            eprintln!("goscope top: governing the probes: {e:#}");
+        }
+        let at = started.elapsed();
+        if at < next_sample {
+            continue;
+        }
+        next_sample = at + interval;
+        match attachment.sample(at) {
+            Ok(now) => {
+                match attachment.report(&previous, &now, WindowEnd::Elapsed) {
+                    Ok(report) => {
+                        push(&mut state.alloc_bytes, report.alloc.bytes_per_s);
+                        push(&mut state.alloc_objects, report.alloc.objects_per_s);
+                        push(&mut state.gc_cycles, report.gc.cycles_per_s);
+                        push(
+                            &mut state.goroutines_created,
+                            report.goroutines.created_per_s,
+                        );
+                        state.last = Some(report);
+                    }
+                    Err(e) => eprintln!("goscope top: {e:#}"),
+                }
+                match attachment.report(&first, &now, WindowEnd::Elapsed) {
+                    Ok(report) => state.since_attach = Some(report),
+                    Err(e) => eprintln!("goscope top: {e:#}"),
+                }
+                previous = now;
+            }
+            Err(e) if attachment.target().is_alive() => eprintln!("goscope top: {e:#}"),
+            Err(_) => ended = Some(WindowEnd::TargetExited),
+        }
+        terminal.draw(&state)?;
+    }
+    drop(terminal);
+    drop(attachment);
+    Ok(match ended {
+        Some(WindowEnd::TargetExited) => {
+            eprintln!("goscope top: pid {} exited", args.pid);
+            doctor::EXIT_TARGET_EXITED
+        }
+        _ => 0,
+    })
+}
