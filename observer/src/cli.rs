@@ -43,6 +43,28 @@ pub enum Command {
     /// Live terminal view: allocation, GC, scheduler, cgo and sites,
     /// refreshed every second.
     Top(TopArgs),
+    /// Allocation bytes per size class over time, as an SVG or a
+    /// self-contained HTML heatmap.
+    Heatmap(HeatmapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HeatmapArgs {
+    /// The process to observe.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// How long to record, in seconds; Ctrl-C stops earlier and still writes.
+    #[arg(long, short, default_value_t = 30.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// Milliseconds per column.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub interval_ms: u64,
+    /// Output file: .svg or .html.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Attach even to a Go version outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]

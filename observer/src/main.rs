@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Alloc(args) => commands::alloc::run(args),
         Command::Agent(args) => goscope::agent::run(args),
         Command::Top(args) => commands::top::run(args),
+        Command::Heatmap(args) => commands::heatmap::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

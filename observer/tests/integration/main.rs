@@ -11,6 +11,7 @@ mod binary_maps;
 mod cpu;
 mod doctor;
 mod gc;
+mod heatmap;
 mod inspect;
 mod runtime_table;
 mod sched;

@@ -1,0 +1,173 @@
+//! `goscope heatmap`: allocation bytes per size class (rows) over time
+//! (columns), read from the runtime's own per-class counters every
+//! interval (memory reads only, nothing attached), drawn as SVG or as a
+//! self-contained HTML page.
+
+mod svg;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use super::doctor::{EXIT_TARGET_EXITED, check_version};
+use crate::{
+    cli::HeatmapArgs,
+    memory::ProcessMemory,
+    privilege,
+    runtime::{RuntimeLayout, RuntimeSnapshot, snapshot::read_class_sizes},
+    target::TargetProcess,
+    window::{self, StopSignal, WindowEnd},
+};
+
+/// Bytes allocated per size class in each interval.
+pub struct Heatmap {
+    pub title: String,
+    /// Row labels, smallest size first; the last row is large objects.
+    pub rows: Vec<String>,
+    /// Seconds from the start at the end of each column.
+    pub column_ends_s: Vec<f64>,
+    /// cells[row][column]: bytes allocated in that interval.
+    pub cells: Vec<Vec<u64>>,
+}
+
+impl Heatmap {
+    fn interval_s(&self, column: usize) -> f64 {
+        let start = if column == 0 {
+            0.0
+        } else {
+            self.column_ends_s[column - 1]
+        };
+        (self.column_ends_s[column] - start).max(1e-9)
+    }
+
+    /// Bytes per second in a cell.
+    pub fn rate(&self, row: usize, column: usize) -> f64 {
+        self.cells[row][column] as f64 / self.interval_s(column)
+    }
+}
+
+pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
+    let html = match args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("svg") => false,
+        Some("html") | Some("htm") => true,
+        _ => bail!(
+            "{}: the output must end in .svg or .html",
+            args.output.display()
+        ),
+    };
+    privilege::require_root("goscope heatmap")?;
+    let stop = StopSignal::install()?;
+    let target = TargetProcess::open(args.pid)?;
+    check_version(&target, args.force_version)?;
+    let context = || format!("pid {}", target.pid);
+    let layout =
+        RuntimeLayout::resolve(&target.binary, args.force_version).with_context(context)?;
+    let bias = target.load_bias()?;
+    let memory = ProcessMemory::new(target.pid);
+    let class_sizes = read_class_sizes(&memory, &layout, bias).with_context(context)?;
+    let read = || RuntimeSnapshot::read(&memory, &layout, bias).with_context(context);
+    let mut previous = read()?.alloc;
+    let started = Instant::now();
+    eprintln!(
+        "goscope: attached to pid {} ({}); one column every {} ms for {} s, Ctrl-C to stop early",
+        target.pid,
+        target.exe.display(),
+        args.interval_ms,
+        args.duration
+    );
+    let classes = previous.small_objects.len();
+    let mut columns: Vec<(f64, Vec<u64>)> = Vec::new();
+    let mut failure = None;
+    let mut column = |at: Duration| match read() {
+        Ok(now) => {
+            let mut bytes: Vec<u64> = (1..classes)
+                .map(|c| {
+                    now.alloc.small_objects[c].wrapping_sub(previous.small_objects[c])
+                        * class_sizes.get(c).copied().unwrap_or(0)
+                })
+                .collect();
+            bytes.push(now.alloc.large_bytes.wrapping_sub(previous.large_bytes));
+            columns.push((at.as_secs_f64(), bytes));
+            previous = now.alloc;
+        }
+        Err(e) if target.is_alive() => {
+            failure.get_or_insert(e);
+        }
+        Err(_) => {}
+    };
+    let (mut ended_by, elapsed) = window::observe(
+        Duration::from_secs_f64(args.duration),
+        &target,
+        &stop,
+        Some(Duration::from_millis(args.interval_ms)),
+        &mut column,
+    );
+    if ended_by != WindowEnd::TargetExited && target.is_alive() {
+        column(started.elapsed().max(elapsed));
+    } else {
+        ended_by = WindowEnd::TargetExited;
+    }
+    if let Some(e) = failure {
+        return Err(e.context("a read failed inside the window"));
+    }
+    if columns.is_empty() {
+        bail!("pid {} exited before the first column", target.pid);
+    }
+    let mut rows: Vec<String> = (1..classes)
+        .map(|c| format!("{} B", class_sizes.get(c).copied().unwrap_or(0)))
+        .collect();
+    rows.push("large".into());
+    let map = Heatmap {
+        title: format!(
+            "Allocation by size class: pid {} {} ({})",
+            target.pid,
+            target.exe.display(),
+            target.binary.build.go_version_string
+        ),
+        rows,
+        column_ends_s: columns.iter().map(|(t, _)| *t).collect(),
+        cells: (0..classes)
+            .map(|row| columns.iter().map(|(_, c)| c[row]).collect())
+            .collect(),
+    };
+    let map = map.without_empty_rows();
+    let document = if html {
+        svg::html(&map)
+    } else {
+        svg::svg(&map)
+    };
+    std::fs::write(&args.output, document)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "goscope: wrote {} ({} size classes × {} columns)",
+        args.output.display(),
+        map.rows.len(),
+        map.column_ends_s.len()
+    );
+    Ok(if ended_by == WindowEnd::TargetExited {
+        EXIT_TARGET_EXITED
+    } else {
+        0
+    })
+}
+
+impl Heatmap {
+    /// Drops size classes nothing was allocated in.
+    fn without_empty_rows(self) -> Self {
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&r| self.cells[r].iter().any(|&b| b > 0))
+            .collect();
+        Self {
+            title: self.title,
+            rows: keep.iter().map(|&r| self.rows[r].clone()).collect(),
+            column_ends_s: self.column_ends_s,
+            cells: keep.iter().map(|&r| self.cells[r].clone()).collect(),
+        }
+    }
+}
