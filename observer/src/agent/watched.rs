@@ -215,10 +215,10 @@ impl Watched {
             l,
             f64::from(rt.gc_percent),
         );
-        if let Some(limit) = rt.memory_limit.filter(|&v| v != i64::MAX) {
+        if let Some(limit) = rt.memory_limit {
             out.gauge(
                 "goscope_gomemlimit_bytes",
-                "GOMEMLIMIT when set.",
+                "GOMEMLIMIT, as /gc/gomemlimit:bytes (math.MaxInt64 when unset).",
                 l,
                 limit as f64,
             );

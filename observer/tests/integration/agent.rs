@@ -35,18 +35,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+/// The body of GET `path`, or None when the server is not up yet.
+fn try_http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.read_to_string(&mut response).ok()?;
     response
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    try_http_get(port, path).unwrap_or_else(|| panic!("GET 127.0.0.1:{port}{path} failed"))
 }
 
 fn url_encode(text: &str) -> String {
@@ -136,9 +140,8 @@ impl Prometheus {
     fn wait_for(&self, promql: &str, ok: impl Fn(Option<f64>) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(body) = std::panic::catch_unwind(|| self.scalar(promql))
-                && ok(body)
-            {
+            let up = try_http_get(self.port, "/-/ready").is_some_and(|b| b.contains("Ready"));
+            if up && ok(self.scalar(promql)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -338,6 +341,10 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
             >= 1.0
     );
 
+    // The Grafana dashboard: every query is valid PromQL on names the agent
+    // exports, and the allocation heatmap has data.
+    dashboard_queries_run(&prometheus, agent_port);
+
     // A target that exits disappears; one that starts appears.
     alloc_target.quit().unwrap();
     let late = Target::start(&alloc_binary, &["-work", "idle"], &[]).unwrap();
@@ -354,4 +361,42 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
     let _ = not_go.wait();
     let finished = agent.interrupt().unwrap();
     assert!(finished.status.success(), "{}", finished.stderr);
+}
+
+/// Runs every query of grafana/goscope-dashboard.json against Prometheus.
+fn dashboard_queries_run(prometheus: &Prometheus, agent_port: u16) {
+    let path = testkit::workspace_root().join("grafana/goscope-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let exported = http_get(agent_port, "/metrics");
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|t| t.starts_with("goscope_"))
+            {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    exported.contains(&format!("# TYPE {family} ")),
+                    "panel {:?} uses {name}, which the agent does not export",
+                    panel["title"]
+                );
+            }
+            let promql = expr
+                .replace("$__rate_interval", "30s")
+                .replace("$exe", ".*")
+                .replace("$pid", ".*");
+            let _ = prometheus.query(&promql);
+            queries += 1;
+        }
+    }
+    assert!(queries >= 20, "only {queries} dashboard queries");
+    let heatmap = prometheus.query(
+        "sum by (size) (rate(goscope_alloc_class_bytes_total{exe=~\".*\", pid=~\".*\"}[30s]))",
+    );
+    assert!(heatmap.len() > 60, "heatmap rows: {}", heatmap.len());
 }
