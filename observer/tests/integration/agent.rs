@@ -400,3 +400,76 @@ fn dashboard_queries_run(prometheus: &Prometheus, agent_port: u16) {
     );
     assert!(heatmap.len() > 60, "heatmap rows: {}", heatmap.len());
 }
+
+/// Churn: a thousand short-lived non-Go processes and Go processes that
+/// exit while being scraped. The agent answers every scrape, counts what
+/// it skipped, and ends up watching only the live ones.
+#[test]
+fn agent_keeps_serving_through_process_churn() {
+    if !require_root_or_skip("agent_keeps_serving_through_process_churn") {
+        return;
+    }
+    let agent_port = free_port();
+    let listen = format!("127.0.0.1:{agent_port}");
+    let mut agent =
+        Goscope::start(&["agent", "--listen", &listen, "--scan-interval-ms", "100"]).unwrap();
+    agent.wait_for_stderr(|l| l.contains("serving")).unwrap();
+    let binary = loadgen("1.22", &cgo());
+    let stayer = Target::start(&binary, &["-work", "idle"], &[]).unwrap();
+    let churn = std::thread::spawn(move || {
+        // Go processes that run one batch and exit (stdin closed).
+        let short_lived: Vec<Child> = (0..8)
+            .map(|_| {
+                Command::new(&binary)
+                    .args(["-work", "alloc", "-auto"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..1000 {
+            let _ = Command::new("true").status();
+        }
+        for mut child in short_lived {
+            let _ = child.wait();
+        }
+    });
+    let mut scrapes = 0;
+    while !churn.is_finished() {
+        let body = http_get(agent_port, "/metrics");
+        assert!(
+            body.contains("goscope_agent_targets"),
+            "a scrape failed: {body}"
+        );
+        scrapes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    churn.join().unwrap();
+    assert!(scrapes >= 5, "only {scrapes} scrapes during the churn");
+    // Settle: the exited ones are dropped, the stayer remains.
+    std::thread::sleep(Duration::from_millis(600));
+    let body = http_get(agent_port, "/metrics");
+    assert!(
+        body.contains(&format!("goscope_target_info{{pid=\"{}\"", stayer.pid)),
+        "the live target is missing"
+    );
+    assert_eq!(
+        body.matches("goscope_target_info{").count(),
+        1,
+        "exited targets still exported:\n{}",
+        body.lines()
+            .filter(|l| l.starts_with("goscope_target_info"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let skipped_not_go: f64 = body
+        .lines()
+        .find(|l| l.starts_with("goscope_agent_skipped_processes_total{reason=\"not_go\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(skipped_not_go >= 1.0, "no skipped non-Go processes counted");
+    stayer.quit().unwrap();
+    let finished = agent.interrupt().unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+}
