@@ -23,7 +23,8 @@ pub struct BenchArgs {
     /// Pairs of runs (without, with).
     #[arg(long, default_value_t = 9)]
     pairs: u32,
-    /// goscope subcommand attached during the "with" runs.
+    /// goscope subcommand attached during the "with" runs ("agent": the
+    /// host agent, scraped every second).
     #[arg(long, default_value = "doctor")]
     mode: String,
     /// Pause between start (and attach) and the batch, in both arms, so
@@ -66,7 +67,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         for attached in order {
             let mut target = Target::start(&binary, &loadgen_args, &[])?;
             let pid = target.pid.to_string();
-            let goscope = if attached {
+            let goscope = if attached && args.mode == "agent" {
+                Some(start_agent(target.pid)?)
+            } else if attached {
                 let mut command = vec![
                     args.mode.as_str(),
                     "--pid",
@@ -113,4 +116,28 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let median = ratios[ratios.len() / 2];
     println!("median ratio {median:.4} ({:+.2}%)", (median - 1.0) * 100.0);
     Ok(())
+}
+
+/// `goscope agent` on a free loopback port, scraped every second by a
+/// background thread (as Prometheus would), once it watches `pid`.
+fn start_agent(pid: u32) -> anyhow::Result<Goscope> {
+    use std::io::{Read as _, Write as _};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut agent = Goscope::start(&["agent", "--listen", &listen])?;
+    agent.wait_for_stderr(|l| l.contains(&format!("watching pid {pid} ")))?;
+    std::thread::spawn(move || {
+        loop {
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            let _ = write!(stream, "GET /metrics HTTP/1.0\r\n\r\n");
+            let mut body = Vec::new();
+            let _ = stream.read_to_end(&mut body);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    Ok(agent)
 }

@@ -2,6 +2,7 @@
 //! a target; `cargo xtask matrix` checks figures on every Go version;
 //! `cargo xtask workload` builds a Go test target.
 
+mod agent_bench;
 mod bench;
 mod matrix;
 mod runtime_table;
@@ -20,6 +21,8 @@ enum Task {
     /// Runs the same fixed Go workload alternately with and without goscope
     /// attached and prints each pair's time ratio and the median.
     Bench(bench::BenchArgs),
+    /// The host agent watching N Go processes: its own CPU and memory.
+    AgentBench(agent_bench::AgentBenchArgs),
     /// Runs goscope doctor against every installed Go version and prints a
     /// table of figures against the target's own runtime/metrics.
     Matrix(matrix::MatrixArgs),
@@ -49,6 +52,7 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Bench(args) => bench::run(&args),
+        Task::AgentBench(args) => agent_bench::run(&args),
         Task::Matrix(args) => matrix::run(&args),
         Task::RuntimeTable(args) => runtime_table::run(&args),
         Task::Workload {
