@@ -29,11 +29,14 @@ pub enum CounterSlot {
     SpawnProbeHits = 6,
     /// Hits of the allocation sampling probe, for the governor.
     AllocProbeHits = 7,
+    /// Nanoseconds governed programs spent in their bodies (stack walks,
+    /// map updates), on top of the trap the calibration measures.
+    GovernedProbeNs = 8,
 }
 
 impl CounterSlot {
     /// Every slot, in discriminant order.
-    pub const ALL: [CounterSlot; 8] = [
+    pub const ALL: [CounterSlot; 9] = [
         CounterSlot::GcCycles,
         CounterSlot::AssistCreditSteals,
         CounterSlot::ThreadsCreated,
@@ -42,6 +45,7 @@ impl CounterSlot {
         CounterSlot::CgoProbeHits,
         CounterSlot::SpawnProbeHits,
         CounterSlot::AllocProbeHits,
+        CounterSlot::GovernedProbeNs,
     ];
 
     /// The array index (and attach cookie) of this slot.

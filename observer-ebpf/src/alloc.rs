@@ -6,14 +6,17 @@
 //! user stack, the return address at [RSP] and the span class or size.
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::{PerCpuHashMap, StackTrace},
     programs::{ProbeContext, tracing::StackIdContext},
 };
 use observer_common::{AllocSampleKey, CounterSlot, LARGE_ALLOC};
 
-use crate::{counters::count, target::is_target};
+use crate::{
+    counters::{add, count},
+    target::is_target,
+};
 
 #[map]
 static ALLOC_STACKS: StackTrace = StackTrace::with_max_entries(8192, 0);
@@ -22,6 +25,8 @@ static ALLOC_SAMPLES: PerCpuHashMap<AllocSampleKey, u64> =
     PerCpuHashMap::with_max_entries(16384, 0);
 
 fn record(ctx: &ProbeContext, span_class: u32, size: u64) {
+    // SAFETY: helper without preconditions.
+    let started = unsafe { bpf_ktime_get_ns() };
     count(CounterSlot::AllocProbeHits);
     // SAFETY: regs points at the saved user registers; the stack word is
     // read through bpf_probe_read_user.
@@ -42,6 +47,10 @@ fn record(ctx: &ProbeContext, span_class: u32, size: u64) {
             let _ = ALLOC_SAMPLES.insert(&key, &1, 0);
         }
     }
+    // The body's own cost (the stack walk dominates), for the governor.
+    // SAFETY: helper without preconditions.
+    let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(started);
+    add(CounterSlot::GovernedProbeNs, elapsed);
 }
 
 /// (*mcache).refill(c RAX, spc BL): spanClass is a uint8.

@@ -17,6 +17,14 @@ pub fn counter(slot: observer_common::CounterSlot) -> Option<*mut u64> {
     EVENT_COUNTERS.get_ptr_mut(slot.index())
 }
 
+/// Adds `n` to `slot`.
+pub fn add(slot: observer_common::CounterSlot, n: u64) {
+    if let Some(c) = counter(slot) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += n };
+    }
+}
+
 /// Adds one to `slot` (probe programs count their own hits for the
 /// overhead governor).
 pub fn count(slot: observer_common::CounterSlot) {

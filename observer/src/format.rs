@@ -24,6 +24,15 @@ pub fn duration_ns(ns: f64) -> String {
     }
 }
 
+/// An overhead budget: "1%", or "off" when unlimited.
+pub fn budget(percent: f64) -> String {
+    if percent.is_finite() {
+        format!("{percent}%")
+    } else {
+        "off".into()
+    }
+}
+
 /// 12.3%.
 pub fn percent(fraction: f64) -> String {
     format!("{:.1}%", fraction * 100.0)

@@ -83,7 +83,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         Duration::from_secs_f64(args.duration),
         &target,
         &stop,
-        Some(governor::TICK),
+        Some(governor::POLL),
         |at| {
             if at >= previous.0 + PREDICT_INTERVAL
                 && let Ok(now) = read()
@@ -96,10 +96,9 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
                 );
                 previous = (at, now);
             }
-            let step = target
-                .cpu_time_ns()
-                .map_err(anyhow::Error::from)
-                .and_then(|cpu| governed.step(&mut session, &target.exe_handle, cpu));
+            let step = governed.step(&mut session, &target.exe_handle, || {
+                Ok(target.cpu_time_ns()?)
+            });
             if let Err(e) = step
                 && target.is_alive()
             {

@@ -94,6 +94,8 @@ pub struct Governed {
     pub governor: Governor,
     pid: NonZeroU32,
     hits_seen: u64,
+    body_ns_seen: u64,
+    next_step: std::time::Instant,
 }
 
 impl Governed {
@@ -110,6 +112,8 @@ impl Governed {
             governor,
             pid,
             hits_seen: 0,
+            body_ns_seen: 0,
+            next_step: std::time::Instant::now(),
         };
         // Attach once either way, so a probe the kernel refuses fails now.
         let links = governed.attach_all(session, exe)?;
@@ -169,12 +173,21 @@ impl Governed {
         &mut self,
         session: &mut ProbeSession,
         exe: &Path,
-        target_cpu_ns: u64,
+        target_cpu_ns: impl FnOnce() -> anyhow::Result<u64>,
     ) -> anyhow::Result<()> {
+        let now = std::time::Instant::now();
+        if now < self.next_step {
+            return Ok(());
+        }
+        let target_cpu_ns = target_cpu_ns()?;
         let hits = self.hits(session)?;
         self.governor
             .record_hits(hits.saturating_sub(self.hits_seen));
         self.hits_seen = hits;
+        let body_ns = session.counter(CounterSlot::GovernedProbeNs)?;
+        self.governor
+            .record_body_ns(body_ns.saturating_sub(self.body_ns_seen));
+        self.body_ns_seen = body_ns;
         let action = self.governor.tick(target_cpu_ns);
         if std::env::var_os("GOSCOPE_GOVERNOR_LOG").is_some() && action != Action::Keep {
             eprintln!("governor: {action:?} {:?}", self.governor);
@@ -201,6 +214,12 @@ impl Governed {
             Action::Attach => self.links = Some(self.attach_all(session, exe)?),
             Action::Keep => {}
         }
+        self.next_step = now
+            + if self.governor.is_on() {
+                super::governor::POLL
+            } else {
+                super::governor::TICK
+            };
         Ok(())
     }
 }

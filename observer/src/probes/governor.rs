@@ -5,16 +5,20 @@
 //! come back once half a second's worth of credit has built up, and when
 //! the expected hit rate (measured while attached, or predicted from the
 //! runtime's own counters) would spend that credit within one tick, only
-//! for a timed slice that spends exactly it. Ticked every 20 ms, so an
-//! unforeseen burst runs unchecked for at most one tick, and any overshoot
+//! for a timed slice that spends exactly it. Ticked every 5 ms while the
+//! probes are attached (20 ms while detached), so an unforeseen burst runs
+//! unchecked for at most 5 ms, and any overshoot
 //! is repaid as debt: over a window the probe time spent stays at the
 //! budget. Every figure taken from such probes carries the fraction of time
 //! they were attached.
 
 use std::time::{Duration, Instant};
 
-/// How often callers should tick (the longest a burst runs unchecked).
+/// How often the governor decides while the probes are detached.
 pub const TICK: Duration = Duration::from_millis(20);
+/// How often it decides while they are attached (the longest a burst runs
+/// unchecked), and so how often callers should poll `Governed::step`.
+pub const POLL: Duration = Duration::from_millis(5);
 /// Credit is capped at this much of the budget's earnings, so an idle
 /// stretch cannot bank a long burst.
 const CAP: Duration = Duration::from_secs(1);
@@ -34,6 +38,10 @@ pub struct Governor {
     last_tick: Instant,
     last_cpu_ns: u64,
     pending_hits: u64,
+    /// Nanoseconds the programs' bodies reported since the last tick.
+    pending_body_ns: u64,
+    /// Smoothed body cost per hit (added to the calibrated trap cost).
+    body_ns_per_hit: f64,
     total_hits: u64,
     /// Expected probe hits per second while attached.
     expected_rate: Option<f64>,
@@ -69,6 +77,8 @@ impl Governor {
             last_tick: now,
             last_cpu_ns: target_cpu_ns,
             pending_hits: 0,
+            pending_body_ns: 0,
+            body_ns_per_hit: 0.0,
             total_hits: 0,
             expected_rate: None,
             wait_for_rate: false,
@@ -95,6 +105,18 @@ impl Governor {
     /// Probe hits since the last tick.
     pub fn record_hits(&mut self, hits: u64) {
         self.pending_hits += hits;
+    }
+
+    /// Nanoseconds the programs' bodies measured themselves since the last
+    /// tick (kernel time spent beyond the trap).
+    pub fn record_body_ns(&mut self, ns: u64) {
+        self.pending_body_ns += ns;
+    }
+
+    /// What one hit costs: the calibrated trap plus the bodies' measured
+    /// cost per hit.
+    fn hit_cost_ns(&self) -> f64 {
+        self.cost_ns + self.body_ns_per_hit
     }
 
     /// Hits per second the probes would see if attached now, predicted from
@@ -137,7 +159,12 @@ impl Governor {
         let now = Instant::now();
         let dt = (now - self.last_tick).as_secs_f64();
         let earned = self.budget * target_cpu_ns.saturating_sub(self.last_cpu_ns) as f64;
-        let spent = self.pending_hits as f64 * self.cost_ns;
+        if self.pending_hits > 0 {
+            let per_hit = self.pending_body_ns as f64 / self.pending_hits as f64;
+            self.body_ns_per_hit += 0.5 * (per_hit - self.body_ns_per_hit);
+        }
+        let spent = self.pending_hits as f64 * self.cost_ns + self.pending_body_ns as f64;
+        self.pending_body_ns = 0;
         self.total_hits += self.pending_hits;
         self.pending_hits = 0;
         self.last_tick = now;
@@ -148,7 +175,7 @@ impl Governor {
             self.earn_per_s += alpha * (earned / dt - self.earn_per_s);
         }
         if self.on && dt > 0.0 {
-            self.expected_rate = Some(spent / self.cost_ns / dt);
+            self.expected_rate = Some(spent / self.hit_cost_ns() / dt);
         }
         self.credit_ns = (self.credit_ns + earned - spent).min(self.cap_ns());
         if self.on && self.credit_ns <= 0.0 {
@@ -159,7 +186,7 @@ impl Governor {
         let rate_known = !self.wait_for_rate || self.expected_rate.is_some();
         if !self.on && rate_known && self.credit_ns >= self.cap_ns() / 2.0 {
             // How long the credit lasts at the expected rate.
-            let cost_per_s = self.expected_rate.unwrap_or(0.0) * self.cost_ns;
+            let cost_per_s = self.expected_rate.unwrap_or(0.0) * self.hit_cost_ns();
             let lasts = if cost_per_s > 0.0 {
                 Duration::from_secs_f64(self.credit_ns / cost_per_s)
             } else {

@@ -143,6 +143,13 @@ fn malformed_binaries_give_errors_not_panics() {
         }
         if let Ok(b) = GoBinary::parse(path, corrupted) {
             let _ = goscope::probe_points::resolve(&b, "runtime.gcMarkTermination");
+            // Line tables of a corrupted pclntab: errors or garbage, never
+            // a panic or a hang.
+            if let Ok(lines) = goscope::binary::lines::LineTable::parse(&b) {
+                for f in b.functions.iter().take(200) {
+                    let _ = lines.frames(f.address + f.size / 2);
+                }
+            }
             let _ = b.object().map(|o| o.sections().count());
         }
     }

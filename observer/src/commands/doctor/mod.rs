@@ -133,7 +133,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     // runtime is read once a second.
     let governing = attachment.governed.borrow().is_some();
     let tick = if governing {
-        governor::TICK
+        governor::POLL
     } else {
         SAMPLE_INTERVAL
     };
@@ -321,10 +321,11 @@ impl Attachment {
     /// Lets each governed probe set's governor act on the hits since the
     /// last tick.
     pub(crate) fn govern(&self) -> anyhow::Result<()> {
-        let cpu_ns = self.target.cpu_time_ns()?;
         let mut probes = self.probes.borrow_mut();
         if let Some(g) = self.governed.borrow_mut().as_mut() {
-            g.step(&mut probes, &self.target.exe_handle, cpu_ns)?;
+            g.step(&mut probes, &self.target.exe_handle, || {
+                Ok(self.target.cpu_time_ns()?)
+            })?;
         }
         Ok(())
     }

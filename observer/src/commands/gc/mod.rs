@@ -176,9 +176,9 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     }
     if let Some(g) = &governor {
         eprintln!(
-            "goscope: assist probes attached {:.0}% of the window (overhead budget {}% of the target's CPU, {:.1} µs per probe hit here)",
+            "goscope: assist probes attached {:.0}% of the window (overhead budget {} of the target's CPU, {:.1} µs per probe hit here)",
             g.sampled_fraction() * 100.0,
-            args.overhead_budget,
+            crate::format::budget(args.overhead_budget),
             g.cost_ns() / 1000.0
         );
     }

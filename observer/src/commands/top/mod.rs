@@ -116,7 +116,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
             ended = Some(WindowEnd::Interrupted);
             break;
         }
-        if event::poll(governor::TICK)? {
+        if event::poll(governor::POLL)? {
             if let Event::Key(key) = event::read()? {
                 if key.kind != KeyEventKind::Release {
                     match key.code {
