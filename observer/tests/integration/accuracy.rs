@@ -270,16 +270,10 @@ fn assert_agreement(version: &str, report: &Value, truth: &WorkloadResult) {
             version,
             "sched.latency_ns",
             &report,
-            &truth,
+            truth,
             "/sched/latencies:seconds",
         );
-        assert_latency_matches(
-            version,
-            "gc.pause_ns",
-            &report,
-            &truth,
-            "/gc/pauses:seconds",
-        );
+        assert_latency_matches(version, "gc.pause_ns", &report, truth, "/gc/pauses:seconds");
     }
 }
 

@@ -136,9 +136,11 @@ fn malformed_binaries_give_errors_not_panics() {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let at = (seed as usize)
-                % corrupted
-                    .len()
-                    .min(if seed % 3 == 0 { 4096 } else { usize::MAX });
+                % corrupted.len().min(if seed.is_multiple_of(3) {
+                    4096
+                } else {
+                    usize::MAX
+                });
             corrupted[at] ^= (seed >> 32) as u8 | 1;
         }
         if let Ok(b) = GoBinary::parse(path, corrupted) {

@@ -144,10 +144,11 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         &stop,
         Some(tick),
         |at| {
-            if governing && let Err(e) = attachment.govern() {
-                if target.is_alive() {
-                    read_error.get_or_insert(e);
-                }
+            if governing
+                && let Err(e) = attachment.govern()
+                && target.is_alive()
+            {
+                read_error.get_or_insert(e);
             }
             if at < next_sample {
                 return;

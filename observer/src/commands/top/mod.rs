@@ -116,30 +116,29 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
             ended = Some(WindowEnd::Interrupted);
             break;
         }
-        if event::poll(governor::POLL)? {
-            if let Event::Key(key) = event::read()? {
-                if key.kind != KeyEventKind::Release {
-                    match key.code {
-                        KeyCode::Char('q') | KeyCode::Esc => ended = Some(WindowEnd::Interrupted),
-                        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                            ended = Some(WindowEnd::Interrupted)
-                        }
-                        KeyCode::Char('1') => state.pane = Pane::Overview,
-                        KeyCode::Char('2') => state.pane = Pane::SizeClasses,
-                        KeyCode::Char('3') => state.pane = Pane::Sites,
-                        KeyCode::Tab | KeyCode::Right => {
-                            let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
-                            state.pane = Pane::ALL[(i + 1) % Pane::ALL.len()];
-                        }
-                        KeyCode::BackTab | KeyCode::Left => {
-                            let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
-                            state.pane = Pane::ALL[(i + Pane::ALL.len() - 1) % Pane::ALL.len()];
-                        }
-                        _ => {}
-                    }
-                    terminal.draw(&state)?;
+        if event::poll(governor::POLL)?
+            && let Event::Key(key) = event::read()?
+            && key.kind != KeyEventKind::Release
+        {
+            match key.code {
+                KeyCode::Char('q') | KeyCode::Esc => ended = Some(WindowEnd::Interrupted),
+                KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                    ended = Some(WindowEnd::Interrupted)
                 }
+                KeyCode::Char('1') => state.pane = Pane::Overview,
+                KeyCode::Char('2') => state.pane = Pane::SizeClasses,
+                KeyCode::Char('3') => state.pane = Pane::Sites,
+                KeyCode::Tab | KeyCode::Right => {
+                    let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
+                    state.pane = Pane::ALL[(i + 1) % Pane::ALL.len()];
+                }
+                KeyCode::BackTab | KeyCode::Left => {
+                    let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
+                    state.pane = Pane::ALL[(i + Pane::ALL.len() - 1) % Pane::ALL.len()];
+                }
+                _ => {}
             }
+            terminal.draw(&state)?;
         }
         if !attachment.target().is_alive() {
             ended = Some(WindowEnd::TargetExited);
