@@ -34,7 +34,7 @@ const WORKED_FLAG: u64 = 1 << 62;
 const FLAGS: u64 = PARKED_FLAG | WORKED_FLAG;
 
 #[map]
-static GC_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+static GC_EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
 /// Goroutine (g pointer) → assist start time, PARKED_FLAG when it parked.
 #[map]
 static ASSIST_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);

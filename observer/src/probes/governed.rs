@@ -75,6 +75,15 @@ impl ProbeSet {
         }
     }
 
+    /// The kernel programs the set attaches.
+    fn programs(&self) -> &'static [&'static str] {
+        match self {
+            ProbeSet::Cgo(_) => &[super::cgo::CGO_ENTER_PROGRAM, super::cgo::CGO_EXIT_PROGRAM],
+            ProbeSet::Spawn(_) => &[super::spawn::SPAWN_PROGRAM],
+            ProbeSet::Alloc(_) => &[super::alloc::REFILL_PROGRAM, super::alloc::LARGE_PROGRAM],
+        }
+    }
+
     /// The kernel counter the set's programs add their hits to.
     fn hit_counter(&self) -> CounterSlot {
         match self {
@@ -115,14 +124,16 @@ impl Governed {
             body_ns_seen: 0,
             next_step: std::time::Instant::now(),
         };
-        // Attach once either way, so a probe the kernel refuses fails now.
-        let links = governed.attach_all(session, exe)?;
-        if governed.governor.is_on() {
-            governed.links = Some(links);
-        } else {
-            for link in links {
-                session.detach(link)?;
+        // Load every program now (the verifier runs), so a refused one fails
+        // before the window; attaching waits for the governor (a trial
+        // attach on a busy target would already cost more than the budget).
+        for set in &governed.sets {
+            for program in set.programs() {
+                session.load_uprobe(program)?;
             }
+        }
+        if governed.governor.is_on() {
+            governed.links = Some(governed.attach_all(session, exe)?);
         }
         Ok(governed)
     }

@@ -24,6 +24,8 @@ pub const POLL: Duration = Duration::from_millis(5);
 const CAP: Duration = Duration::from_secs(1);
 /// The smallest cap (probe time), for targets that barely use the CPU.
 const MIN_CAP_NS: f64 = 1_000_000.0;
+/// The first slice, taken to measure the hit rate when nothing predicts it.
+const PROBE_SLICE: Duration = Duration::from_millis(2);
 /// Shorter slices are not worth an attach and a detach.
 const MIN_SLICE: Duration = Duration::from_millis(1);
 
@@ -88,12 +90,13 @@ impl Governor {
         }
     }
 
-    /// Starts detached, attaching only once a hit rate has been predicted
-    /// (`predict_rate`), so the first slice is already sized to the budget.
+    /// Starts detached; the first attach is a short probing slice (unless a
+    /// rate was predicted first), so even the first slice fits the budget.
     pub fn detached(budget_percent: f64, cost_ns: f64, target_cpu_ns: u64) -> Self {
         Self {
-            on: false,
-            wait_for_rate: true,
+            // Without a budget there is nothing to wait for.
+            on: budget_percent.is_infinite(),
+            wait_for_rate: false,
             ..Self::new(budget_percent, cost_ns, target_cpu_ns)
         }
     }
@@ -185,8 +188,12 @@ impl Governor {
         }
         let rate_known = !self.wait_for_rate || self.expected_rate.is_some();
         if !self.on && rate_known && self.credit_ns >= self.cap_ns() / 2.0 {
+            // Rate unknown: a short probing slice measures it.
+            let Some(rate) = self.expected_rate else {
+                return Action::AttachFor(PROBE_SLICE);
+            };
             // How long the credit lasts at the expected rate.
-            let cost_per_s = self.expected_rate.unwrap_or(0.0) * self.hit_cost_ns();
+            let cost_per_s = rate * self.hit_cost_ns();
             let lasts = if cost_per_s > 0.0 {
                 Duration::from_secs_f64(self.credit_ns / cost_per_s)
             } else {

@@ -125,6 +125,12 @@ impl ProbeSession {
         self.loaded_program(name)
     }
 
+    /// Loads uprobe program `name` (the verifier runs now) without
+    /// attaching it, so a refused program fails before the window.
+    pub fn load_uprobe(&mut self, name: &'static str) -> anyhow::Result<()> {
+        self.program(name).map(|_| ())
+    }
+
     /// Program `name` as type `P`, loaded into the kernel on first use.
     fn loaded_program<P>(&mut self, name: &'static str) -> anyhow::Result<&mut P>
     where

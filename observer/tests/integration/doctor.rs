@@ -360,7 +360,7 @@ fn goroutine_creation_sites() {
     let binary = loadgen("1.27", &cgo());
     let (report, truth) = testkit::observe::doctor_around_batch_with(
         &binary,
-        &["-work", "goroutines", "-scale", "2"],
+        &["-work", "goroutines", "-scale", "20"],
         &[],
         &[],
     )
