@@ -24,6 +24,10 @@ pub const POLL: Duration = Duration::from_millis(5);
 const CAP: Duration = Duration::from_secs(1);
 /// The smallest cap (probe time), for targets that barely use the CPU.
 const MIN_CAP_NS: f64 = 1_000_000.0;
+/// Share of the budget the governor lets measured probe time spend; the
+/// rest covers what it cannot measure (attaching and detaching rewrite the
+/// target's text pages, probes go live one by one while a set attaches).
+const MEASURED_SHARE: f64 = 0.5;
 /// The first slice, taken to measure the hit rate when nothing predicts it.
 const PROBE_SLICE: Duration = Duration::from_millis(2);
 /// Shorter slices are not worth an attach and a detach.
@@ -161,7 +165,8 @@ impl Governor {
         }
         let now = Instant::now();
         let dt = (now - self.last_tick).as_secs_f64();
-        let earned = self.budget * target_cpu_ns.saturating_sub(self.last_cpu_ns) as f64;
+        let earned =
+            MEASURED_SHARE * self.budget * target_cpu_ns.saturating_sub(self.last_cpu_ns) as f64;
         if self.pending_hits > 0 {
             let per_hit = self.pending_body_ns as f64 / self.pending_hits as f64;
             self.body_ns_per_hit += 0.5 * (per_hit - self.body_ns_per_hit);
