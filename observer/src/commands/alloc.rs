@@ -12,7 +12,6 @@ use crate::{
     commands::doctor::check_version,
     cpu::symbols::SourceSymbolizer,
     format::{bytes, count, percent},
-    memory::ProcessMemory,
     output, privilege,
     probes::{
         ProbeSession,
@@ -21,7 +20,7 @@ use crate::{
         governed::{Governed, ProbeSet},
         governor::{self, Governor},
     },
-    runtime::{RuntimeLayout, RuntimeSnapshot, snapshot::read_class_sizes},
+    runtime::reader::RuntimeReader,
     target::TargetProcess,
     window::{self, StopSignal, WindowEnd},
 };
@@ -48,11 +47,9 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     let target = TargetProcess::open(args.pid)?;
     check_version(&target, args.force_version)?;
     let context = || format!("pid {}", target.pid);
-    let layout =
-        RuntimeLayout::resolve(&target.binary, args.force_version).with_context(context)?;
-    let bias = target.load_bias()?;
-    let memory = ProcessMemory::new(target.pid);
-    let class_sizes = read_class_sizes(&memory, &layout, bias).with_context(context)?;
+    let runtime = RuntimeReader::open(&target, args.force_version)?;
+    let class_sizes = &runtime.class_sizes;
+    let bias = runtime.bias;
     let probe = AllocProbe::resolve(&target.binary).with_context(context)?;
     let symbols = SourceSymbolizer::new(&target.binary, bias);
     let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
@@ -60,7 +57,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         ProbeSession::load(target.pid, None).map_err(|e| target.explain_attach_failure(e))?;
     let cost = calibrate::probe_hit_cost_ns(&mut session)
         .context("calibrating the cost of a probe hit")?;
-    let read = || RuntimeSnapshot::read(&memory, &layout, bias).with_context(context);
+    let read = || runtime.read();
     let first = read()?;
     let mut governed = Governed::attach(
         vec![ProbeSet::Alloc(probe)],
@@ -120,7 +117,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     let samples = AllocSamples::read(&session, &symbols)?;
     let sampled_fraction = governed.governor.sampled_fraction();
     drop(session);
-    let exact = ExactAllocation::between(&first.alloc, &last.alloc, &class_sizes);
+    let exact = ExactAllocation::between(&first.alloc, &last.alloc, class_sizes);
     let window_s = elapsed.as_secs_f64();
     let profile = samples
         .pprof(&exact, elapsed.as_nanos() as u64)

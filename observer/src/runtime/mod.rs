@@ -5,6 +5,7 @@
 pub mod globals;
 pub mod histogram;
 pub mod layout;
+pub mod reader;
 pub mod snapshot;
 pub mod table;
 

@@ -12,9 +12,8 @@ use anyhow::{Context as _, bail};
 use super::doctor::{EXIT_TARGET_EXITED, check_version};
 use crate::{
     cli::HeatmapArgs,
-    memory::ProcessMemory,
     privilege,
-    runtime::{RuntimeLayout, RuntimeSnapshot, snapshot::read_class_sizes},
+    runtime::reader::RuntimeReader,
     target::TargetProcess,
     window::{self, StopSignal, WindowEnd},
 };
@@ -65,13 +64,9 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
     let stop = StopSignal::install()?;
     let target = TargetProcess::open(args.pid)?;
     check_version(&target, args.force_version)?;
-    let context = || format!("pid {}", target.pid);
-    let layout =
-        RuntimeLayout::resolve(&target.binary, args.force_version).with_context(context)?;
-    let bias = target.load_bias()?;
-    let memory = ProcessMemory::new(target.pid);
-    let class_sizes = read_class_sizes(&memory, &layout, bias).with_context(context)?;
-    let read = || RuntimeSnapshot::read(&memory, &layout, bias).with_context(context);
+    let runtime = RuntimeReader::open(&target, args.force_version)?;
+    let class_sizes = &runtime.class_sizes;
+    let read = || runtime.read();
     let mut previous = read()?.alloc;
     let started = Instant::now();
     eprintln!(
