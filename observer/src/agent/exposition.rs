@@ -4,8 +4,37 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-/// Label pairs of one series, in order.
-pub type Labels = Vec<(&'static str, String)>;
+/// The label pairs of a series, rendered (escaped) once: `k="v",k2="v2"`.
+/// A target's labels never change, so scrapes only concatenate.
+#[derive(Clone, Debug, Default)]
+pub struct Labels(String);
+
+impl Labels {
+    pub fn new(pairs: &[(&str, String)]) -> Self {
+        let mut labels = Self::default();
+        for (k, v) in pairs {
+            labels.push(k, v);
+        }
+        labels
+    }
+
+    fn push(&mut self, key: &str, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        self.0.push_str(key);
+        self.0.push_str("=\"");
+        self.0.push_str(&escape(value));
+        self.0.push('"');
+    }
+
+    /// These labels and one more.
+    pub fn with(&self, key: &str, value: &str) -> Self {
+        let mut labels = self.clone();
+        labels.push(key, value);
+        labels
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -44,17 +73,11 @@ fn escape(value: &str) -> String {
 }
 
 fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{}\"", escape(v)));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+    let separator = if labels.0.is_empty() { "" } else { "," };
+    match extra {
+        Some((k, v)) => format!("{{{}{separator}{k}=\"{}\"}}", labels.0, escape(v)),
+        None if labels.0.is_empty() => String::new(),
+        None => format!("{{{}}}", labels.0),
     }
 }
 
@@ -145,7 +168,7 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative_and_labels_escaped() {
         let mut e = Exposition::default();
-        let labels: Labels = vec![("exe", "a\"b".into())];
+        let labels = Labels::new(&[("exe", "a\"b".into())]);
         e.histogram("h", "help", &labels, &[(8.0, 2), (16.0, 3)], 40.0);
         let text = e.render();
         assert!(text.contains("# TYPE h histogram"));

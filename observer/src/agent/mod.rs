@@ -18,7 +18,7 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{cli::AgentArgs, privilege, window::StopSignal};
-use exposition::Exposition;
+use exposition::{Exposition, Labels};
 use registry::Registry;
 
 /// The agent's own CPU (user + system) and resident memory.
@@ -44,7 +44,7 @@ fn scrape(registry: &Mutex<Registry>, started: Instant) -> String {
     let mut out = Exposition::default();
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
     let read_errors = registry.export(&mut out);
-    let none = vec![];
+    let none = Labels::default();
     out.gauge(
         "goscope_agent_targets",
         "Go processes the agent watches.",
@@ -55,7 +55,7 @@ fn scrape(registry: &Mutex<Registry>, started: Instant) -> String {
         out.counter(
             "goscope_agent_skipped_processes_total",
             "Processes the agent looked at and did not watch, by reason.",
-            &vec![("reason", reason.to_string())],
+            &Labels::new(&[("reason", reason.to_string())]),
             *n as f64,
         );
     }

@@ -80,13 +80,13 @@ impl Watched {
                 )
             })
             .unwrap_or_else(|| "/".into());
-        let labels = vec![
+        let labels = Labels::new(&[
             ("pid", target.pid.to_string()),
             ("exe", bounded(target.exe.display().to_string())),
             ("comm", bounded(target.comm())),
             ("go_version", target.binary.build.go_version_string.clone()),
             ("cgroup", bounded(cgroup)),
-        ];
+        ]);
         Ok(Self {
             target,
             layout,
@@ -156,8 +156,7 @@ impl Watched {
         );
         for (class, n) in a.small_objects.iter().enumerate().skip(1) {
             let size = self.class_sizes.get(class).copied().unwrap_or(0);
-            let mut labels = l.clone();
-            labels.push(("size", size.to_string()));
+            let labels = l.with("size", &size.to_string());
             out.counter(
                 "goscope_alloc_class_bytes_total",
                 "Heap bytes allocated per size class (size label; \"large\" above 32 KiB): the allocation heatmap.",
@@ -165,8 +164,7 @@ impl Watched {
                 (n * size) as f64,
             );
         }
-        let mut large = l.clone();
-        large.push(("size", "large".into()));
+        let large = l.with("size", "large");
         out.counter(
             "goscope_alloc_class_bytes_total",
             "Heap bytes allocated per size class (size label; \"large\" above 32 KiB): the allocation heatmap.",
