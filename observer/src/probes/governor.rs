@@ -51,8 +51,6 @@ pub struct Governor {
     total_hits: u64,
     /// Expected probe hits per second while attached.
     expected_rate: Option<f64>,
-    /// Attach only once `expected_rate` is known.
-    wait_for_rate: bool,
     on_time: Duration,
     on_since: Instant,
     started: Instant,
@@ -87,7 +85,6 @@ impl Governor {
             body_ns_per_hit: 0.0,
             total_hits: 0,
             expected_rate: None,
-            wait_for_rate: false,
             on_time: Duration::ZERO,
             on_since: now,
             started: now,
@@ -100,7 +97,6 @@ impl Governor {
         Self {
             // Without a budget there is nothing to wait for.
             on: budget_percent.is_infinite(),
-            wait_for_rate: false,
             ..Self::new(budget_percent, cost_ns, target_cpu_ns)
         }
     }
@@ -191,8 +187,7 @@ impl Governor {
             self.on_time += now - self.on_since;
             return Action::Detach;
         }
-        let rate_known = !self.wait_for_rate || self.expected_rate.is_some();
-        if !self.on && rate_known && self.credit_ns >= self.cap_ns() / 2.0 {
+        if !self.on && self.credit_ns >= self.cap_ns() / 2.0 {
             // Rate unknown: a short probing slice measures it.
             let Some(rate) = self.expected_rate else {
                 return Action::AttachFor(PROBE_SLICE);
