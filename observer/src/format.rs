@@ -24,6 +24,23 @@ pub fn duration_ns(ns: f64) -> String {
     }
 }
 
+/// `text` with control characters (escape sequences, newlines, NUL)
+/// escaped, so a name taken from a target cannot drive the terminal.
+pub fn escape_control(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// An overhead budget: "1%", or "off" when unlimited.
 pub fn budget(percent: f64) -> String {
     if percent.is_finite() {

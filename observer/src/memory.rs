@@ -15,7 +15,7 @@ pub enum MemoryError {
         len: usize,
         reason: String,
     },
-    #[error("process {pid} is gone")]
+    #[error("process {pid} is gone (exited or exec'd another program)")]
     Gone { pid: u32 },
 }
 
@@ -42,14 +42,61 @@ pub trait TargetMemory {
     }
 }
 
-/// A live process, read with process_vm_readv.
+/// A live process: read through its /proc/PID/mem opened when it was
+/// pinned (reads fail once it exec'd: the file belongs to the old address
+/// space), or with process_vm_readv by PID when nothing was pinned.
 pub struct ProcessMemory {
     pid: u32,
+    pinned: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl ProcessMemory {
+    /// Reads by PID, whatever program the PID runs now (tests, own process).
     pub fn new(pid: u32) -> Self {
-        Self { pid }
+        Self { pid, pinned: None }
+    }
+
+    /// Reads through `mem`, a /proc/PID/mem file opened on the process.
+    pub fn pinned(pid: u32, mem: std::sync::Arc<std::fs::File>) -> Self {
+        Self {
+            pid,
+            pinned: Some(mem),
+        }
+    }
+
+    fn read_pinned(
+        &self,
+        mem: &std::fs::File,
+        address: u64,
+        buf: &mut [u8],
+    ) -> Result<(), MemoryError> {
+        use std::os::unix::fs::FileExt as _;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = address
+                .checked_add(done as u64)
+                .ok_or(MemoryError::Read {
+                    pid: self.pid,
+                    address,
+                    len: buf.len(),
+                    reason: "address range wraps".into(),
+                })?;
+            match mem.read_at(&mut buf[done..], at) {
+                // The address space the file was opened on is gone.
+                Ok(0) => return Err(MemoryError::Gone { pid: self.pid }),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(MemoryError::Read {
+                        pid: self.pid,
+                        address,
+                        len: buf.len(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -57,6 +104,9 @@ impl TargetMemory for ProcessMemory {
     fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         if buf.is_empty() {
             return Ok(());
+        }
+        if let Some(mem) = &self.pinned {
+            return self.read_pinned(mem, address, buf);
         }
         let local = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),

@@ -1,14 +1,23 @@
-//! The observed process: validating a PID, finding its executable (also in
-//! another mount namespace) and noticing when it exits or is replaced.
+//! The observed process, pinned: validating a PID, opening its executable
+//! once (also in another mount namespace) and noticing when it exits or
+//! execs another program.
 
 use std::{
+    fs::File,
     io,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _},
+    },
     path::{Path, PathBuf},
 };
 
 use thiserror::Error;
 
-use crate::binary::{BinaryError, GoBinary};
+use crate::{
+    binary::{BinaryError, GoBinary},
+    memory::ProcessMemory,
+};
 
 #[derive(Debug, Error)]
 pub enum TargetError {
@@ -32,34 +41,86 @@ pub enum TargetError {
     },
     #[error("process {pid} exited while goscope was attaching")]
     ExitedDuringAttach { pid: u32 },
+    #[error("pid {pid} exec'd {path} while goscope was attaching; nothing was attached to the new program")]
+    ExecdDuringAttach { pid: u32, path: String },
+    #[error("pid {pid}: its executable {exe} is not a regular file; refusing to read it")]
+    NotRegularFile { pid: u32, exe: String },
+    #[error("pid {pid}: its executable {exe} is {size} bytes, over the {limit}-byte limit (GOSCOPE_MAX_EXECUTABLE_BYTES)")]
+    ExecutableTooLarge {
+        pid: u32,
+        exe: String,
+        size: u64,
+        limit: u64,
+    },
 }
 
-/// A live process and its Go executable.
+/// Largest executable goscope parses (a sparse file of a terabyte is refused,
+/// not read). Overridden by `GOSCOPE_MAX_EXECUTABLE_BYTES`.
+pub const DEFAULT_MAX_EXECUTABLE_BYTES: u64 = 1 << 30;
+
+/// Whether the process goscope pinned is still the program it parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// The process ended (or is a zombie).
+    Exited,
+    /// The same process now runs another program (execve), at this path.
+    Execd { path: PathBuf },
+}
+
+/// A live process and its Go executable, pinned: a pidfd for the process,
+/// the executable opened once (parsed and probed only through that open
+/// file), and the process's memory opened once. After an execve the held
+/// memory file reads nothing (it belongs to the old address space), even
+/// when the new program is the same binary; after an exit the pidfd says so.
+/// A reused PID therefore never passes for the process goscope parsed.
 pub struct TargetProcess {
     pub pid: u32,
     /// The executable's path as the process sees it (its mount namespace).
     pub exe: PathBuf,
-    /// A path that reaches the same file from goscope's mount namespace.
+    /// `/proc/self/fd/N` of the pinned executable: probes are attached
+    /// through it, so the kernel pins that very inode at perf_event_open.
     pub exe_handle: PathBuf,
     /// Shared: the agent parses each executable once for all its processes.
     pub binary: std::sync::Arc<GoBinary>,
-    start_time: u64,
+    exe_file: std::sync::Arc<File>,
+    pidfd: OwnedFd,
+    /// /proc/PID/mem opened at attach: the exec sentinel and the memory reader.
+    mem: std::sync::Arc<File>,
+    /// An address mapped from the executable (its first PT_LOAD), read to
+    /// check the sentinel.
+    sentinel_address: u64,
+    load_bias: u64,
+}
+
+/// The pinned executable handed to a loader: its path as the process sees
+/// it, the open file and its metadata (identity and size).
+pub struct PinnedExe<'a> {
+    pub path: &'a Path,
+    pub file: &'a File,
+    pub meta: &'a std::fs::Metadata,
 }
 
 impl TargetProcess {
     pub fn open(pid: u32) -> Result<Self, TargetError> {
-        Self::open_with(pid, |exe, handle| {
-            read_binary(pid, exe, handle).map(std::sync::Arc::new)
+        Self::open_with(pid, |exe| {
+            read_binary(pid, exe.path, exe.file, exe.meta).map(std::sync::Arc::new)
         })
     }
 
-    /// Opens `pid` with its executable from `load(exe, exe_handle)` (a
-    /// cache keyed by the file's identity, say).
+    /// Opens `pid` with its executable parsed by `load` (a cache keyed by
+    /// the file's identity, say).
     pub fn open_with(
         pid: u32,
-        load: impl FnOnce(&Path, &Path) -> Result<std::sync::Arc<GoBinary>, TargetError>,
+        load: impl FnOnce(&PinnedExe<'_>) -> Result<std::sync::Arc<GoBinary>, TargetError>,
     ) -> Result<Self, TargetError> {
-        let start_time = start_time(pid)?;
+        if pid == 0 || i32::try_from(pid).is_err() {
+            return Err(TargetError::NoSuchProcess { pid });
+        }
+        let pidfd = pidfd_open(pid)?;
+        // Memory first: an exec after this point kills the sentinel, so
+        // everything opened below is checked against it at the end.
+        let mem = open_mem(pid)?;
         let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
             Ok(exe) => exe,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -80,15 +141,43 @@ impl TargetProcess {
                 });
             }
         };
-        let exe_handle = PathBuf::from(format!("/proc/{pid}/exe"));
-        let binary = load(&exe, &exe_handle)?;
-        Ok(Self {
+        let exe_file = open_executable(pid, &exe)?;
+        let meta = exe_file.metadata().map_err(|cause| TargetError::Proc {
+            pid,
+            file: "exe",
+            cause,
+        })?;
+        let binary = load(&PinnedExe {
+            path: &exe,
+            file: &exe_file,
+            meta: &meta,
+        })?;
+        let load_bias = load_bias(pid, &binary, &meta)?;
+        let sentinel_address = binary
+            .first_load_vaddr()
+            .unwrap_or(0)
+            .checked_add(load_bias)
+            .ok_or(TargetError::ExitedDuringAttach { pid })?;
+        let exe_handle = PathBuf::from(format!("/proc/self/fd/{}", exe_file.as_raw_fd()));
+        let target = Self {
             pid,
             exe,
             exe_handle,
             binary,
-            start_time,
-        })
+            exe_file: std::sync::Arc::new(exe_file),
+            pidfd,
+            mem: std::sync::Arc::new(mem),
+            sentinel_address,
+            load_bias,
+        };
+        match target.liveness() {
+            Liveness::Alive => Ok(target),
+            Liveness::Exited => Err(TargetError::NoSuchProcess { pid }),
+            Liveness::Execd { path } => Err(TargetError::ExecdDuringAttach {
+                pid,
+                path: display_path(&path),
+            }),
+        }
     }
 
     /// The process's command name (/proc/PID/comm).
@@ -98,10 +187,37 @@ impl TargetProcess {
             .unwrap_or_default()
     }
 
-    /// True while the same process (not a reused PID) is alive.
+    /// Whether the pinned process still runs the program goscope parsed.
+    pub fn liveness(&self) -> Liveness {
+        if pidfd_exited(&self.pidfd) {
+            return Liveness::Exited;
+        }
+        let mut byte = [0u8; 1];
+        match self.mem.read_at(&mut byte, self.sentinel_address) {
+            Ok(1) => Liveness::Alive,
+            // Zero bytes (or an error) from the held memory file: the address
+            // space it was opened on is gone, by exit or by exec.
+            _ if pidfd_exited(&self.pidfd) => Liveness::Exited,
+            _ => Liveness::Execd {
+                path: std::fs::read_link(format!("/proc/{}/exe", self.pid)).unwrap_or_default(),
+            },
+        }
+    }
+
+    /// True while the same process runs the same program.
     pub fn is_alive(&self) -> bool {
-        let alive = start_time(self.pid).is_ok_and(|t| t == self.start_time);
-        alive && !is_zombie(self.pid)
+        self.liveness() == Liveness::Alive
+    }
+
+    /// The process's memory, read through the file opened at attach (so
+    /// reads after an exec fail instead of reading another program).
+    pub fn memory(&self) -> ProcessMemory {
+        ProcessMemory::pinned(self.pid, std::sync::Arc::clone(&self.mem))
+    }
+
+    /// The pinned executable file.
+    pub fn executable_file(&self) -> &File {
+        &self.exe_file
     }
 
     /// CPU time the process has used (user + system), in nanoseconds.
@@ -123,7 +239,8 @@ impl TargetProcess {
         let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
             .unwrap_or(100)
             .max(1);
-        Ok((ticks(14) + ticks(15)) * 1_000_000_000 / hz)
+        let total = u128::from(ticks(14)) + u128::from(ticks(15));
+        Ok(u64::try_from(total * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX))
     }
 
     /// OS threads of the process (Threads: in /proc/PID/status).
@@ -145,114 +262,204 @@ impl TargetProcess {
 
     /// What to add to the binary's link-time addresses to get run-time ones:
     /// 0 for a position-dependent executable, the mapping base for PIE.
+    /// Read once, when the process was pinned.
     pub fn load_bias(&self) -> Result<u64, TargetError> {
-        if !self.binary.pie {
-            return Ok(0);
-        }
-        let proc_err = |cause| TargetError::Proc {
-            pid: self.pid,
-            file: "maps",
-            cause,
-        };
-        let exe_meta = std::fs::metadata(&self.exe_handle).map_err(proc_err)?;
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(proc_err)?;
-        let first_load = self.binary.first_load_vaddr().unwrap_or(0);
-        maps.lines()
-            .find_map(|line| {
-                let mut fields = line.split_whitespace();
-                let range = fields.next()?;
-                let _perms = fields.next()?;
-                let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-                let _dev = fields.next()?;
-                let inode: u64 = fields.next()?.parse().ok()?;
-                if offset != 0 || inode != std::os::unix::fs::MetadataExt::ino(&exe_meta) {
-                    return None;
-                }
-                let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
-                start.checked_sub(first_load)
-            })
-            .ok_or_else(|| {
-                proc_err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "no mapping of the executable at file offset 0",
-                ))
-            })
+        Ok(self.load_bias)
     }
 
-    /// Turns an attach failure into "the target exited" when that is what
-    /// happened.
+    /// Turns an attach failure into "the target exited" (or exec'd) when
+    /// that is what happened.
     pub fn explain_attach_failure(&self, error: anyhow::Error) -> anyhow::Error {
-        if self.is_alive() {
-            error
-        } else {
-            TargetError::ExitedDuringAttach { pid: self.pid }.into()
+        match self.liveness() {
+            Liveness::Alive => error,
+            Liveness::Exited => TargetError::ExitedDuringAttach { pid: self.pid }.into(),
+            Liveness::Execd { path } => TargetError::ExecdDuringAttach {
+                pid: self.pid,
+                path: display_path(&path),
+            }
+            .into(),
         }
     }
 }
 
-/// Reads and parses the executable of `pid`.
-pub fn read_binary(pid: u32, exe: &Path, handle: &Path) -> Result<GoBinary, TargetError> {
-    // /proc/PID/exe opens the very file the process runs, whatever mount
-    // namespace it lives in, and even if it was deleted or replaced.
-    let data = std::fs::read(handle).or_else(|first| {
-        let via_root =
-            Path::new(&format!("/proc/{pid}/root")).join(exe.strip_prefix("/").unwrap_or(exe));
-        std::fs::read(via_root).map_err(|_| first)
-    });
-    let data = match data {
-        Ok(data) => data,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(TargetError::NoSuchProcess { pid });
-        }
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Err(TargetError::PermissionDenied { pid });
-        }
-        Err(cause) => {
-            return Err(TargetError::Proc {
+/// A path for a message: control characters escaped.
+pub fn display_path(path: &Path) -> String {
+    crate::format::escape_control(&path.display().to_string())
+}
+
+/// The largest executable goscope will parse, from the environment or the default.
+fn max_executable_bytes() -> u64 {
+    std::env::var("GOSCOPE_MAX_EXECUTABLE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_EXECUTABLE_BYTES)
+}
+
+/// Opens the executable of `pid` through the /proc/PID/exe magic link (it
+/// reaches the very file the process runs, in whatever mount namespace,
+/// even deleted), refusing anything but a regular file.
+fn open_executable(pid: u32, exe: &Path) -> Result<File, TargetError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(format!("/proc/{pid}/exe"))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => TargetError::NoSuchProcess { pid },
+            io::ErrorKind::PermissionDenied => TargetError::PermissionDenied { pid },
+            _ => TargetError::Proc {
                 pid,
                 file: "exe",
-                cause,
-            });
-        }
-    };
+                cause: e,
+            },
+        })?;
+    let meta = file.metadata().map_err(|cause| TargetError::Proc {
+        pid,
+        file: "exe",
+        cause,
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(TargetError::NotRegularFile {
+            pid,
+            exe: display_path(exe),
+        });
+    }
+    let limit = max_executable_bytes();
+    if meta.len() > limit {
+        return Err(TargetError::ExecutableTooLarge {
+            pid,
+            exe: display_path(exe),
+            size: meta.len(),
+            limit,
+        });
+    }
+    Ok(file)
+}
+
+/// Reads and parses the pinned executable of `pid`.
+pub fn read_binary(
+    pid: u32,
+    exe: &Path,
+    file: &File,
+    meta: &std::fs::Metadata,
+) -> Result<GoBinary, TargetError> {
+    let limit = max_executable_bytes();
+    if meta.len() > limit {
+        return Err(TargetError::ExecutableTooLarge {
+            pid,
+            exe: display_path(exe),
+            size: meta.len(),
+            limit,
+        });
+    }
+    let len = usize::try_from(meta.len()).map_err(|_| TargetError::ExecutableTooLarge {
+        pid,
+        exe: display_path(exe),
+        size: meta.len(),
+        limit,
+    })?;
+    let mut data = vec![0; len];
+    file.read_exact_at(&mut data, 0)
+        .map_err(|cause| TargetError::Proc {
+            pid,
+            file: "exe",
+            cause,
+        })?;
     GoBinary::parse(exe, data).map_err(|cause| TargetError::Binary {
         pid,
-        exe: exe.display().to_string(),
+        exe: display_path(exe),
         cause,
     })
 }
 
-fn proc_dir_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+fn pidfd_open(pid: u32) -> Result<OwnedFd, TargetError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ESRCH) => TargetError::NoSuchProcess { pid },
+            Some(libc::ENOSYS) => TargetError::Proc {
+                pid,
+                file: "pidfd",
+                cause: io::Error::other("this kernel lacks pidfd_open (Linux 5.3+ is needed)"),
+            },
+            _ => TargetError::Proc {
+                pid,
+                file: "pidfd",
+                cause: e,
+            },
+        });
+    }
+    let fd = i32::try_from(fd).map_err(|_| TargetError::NoSuchProcess { pid })?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
-fn start_time(pid: u32) -> Result<u64, TargetError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            TargetError::NoSuchProcess { pid }
-        } else {
-            TargetError::Proc {
+/// True once the process behind `pidfd` has exited (zombies included).
+fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n != 0 && (n < 0 || poll.revents != 0)
+}
+
+fn open_mem(pid: u32) -> Result<File, TargetError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(format!("/proc/{pid}/mem"))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => TargetError::NoSuchProcess { pid },
+            io::ErrorKind::PermissionDenied => TargetError::PermissionDenied { pid },
+            _ => TargetError::Proc {
                 pid,
-                file: "stat",
+                file: "mem",
                 cause: e,
-            }
-        }
-    })?;
-    stat_field(&stat, 22)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| TargetError::Proc {
-            pid,
-            file: "stat",
-            cause: io::Error::new(io::ErrorKind::InvalidData, "malformed stat line"),
+            },
         })
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| stat_field(&s, 3).map(|state| state == "Z" || state == "X"))
-        .unwrap_or(true)
+/// The load bias of `binary` in `pid`: 0 unless PIE, else the start of the
+/// mapping of the executable's inode at file offset 0.
+fn load_bias(pid: u32, binary: &GoBinary, exe_meta: &std::fs::Metadata) -> Result<u64, TargetError> {
+    if !binary.pie {
+        return Ok(0);
+    }
+    let proc_err = |cause| TargetError::Proc {
+        pid,
+        file: "maps",
+        cause,
+    };
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(proc_err)?;
+    let first_load = binary.first_load_vaddr().unwrap_or(0);
+    maps.lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let _perms = fields.next()?;
+            let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+            let _dev = fields.next()?;
+            let inode: u64 = fields.next()?.parse().ok()?;
+            if offset != 0 || inode != exe_meta.ino() {
+                return None;
+            }
+            let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
+            start.checked_sub(first_load)
+        })
+        .ok_or_else(|| {
+            proc_err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no mapping of the executable at file offset 0",
+            ))
+        })
+}
+
+fn proc_dir_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The 1-based field `n` of a /proc/PID/stat line (the command name in

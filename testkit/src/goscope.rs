@@ -12,6 +12,8 @@ use std::{
 use anyhow::{Context as _, bail};
 
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a goscope asked to stop (or expected to stop) may take.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A goscope process started by a test.
 pub struct Goscope {
@@ -108,9 +110,24 @@ impl Goscope {
         self.wait()
     }
 
-    /// Waits for goscope to exit by itself.
+    /// Waits for goscope to exit by itself (killing it, with an error,
+    /// after EXIT_TIMEOUT).
     pub fn wait(mut self) -> anyhow::Result<Finished> {
-        let status = self.child.wait()?;
+        let deadline = std::time::Instant::now() + EXIT_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "goscope did not exit within {EXIT_TIMEOUT:?}; stderr so far:\n{}",
+                    self.stderr_seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let stdout = self
             .stdout
             .take()

@@ -29,6 +29,9 @@ pub struct WorkloadResult {
     /// (cgo-slow workload), ns.
     #[serde(default)]
     pub cgo_call_ns_median: u64,
+    /// The batch's deterministic checksum (`-checksum` targets; 0 otherwise).
+    #[serde(default)]
+    pub checksum: u64,
     /// Bytes each function of the "sites" workload allocated (its own
     /// count of objects times their size).
     #[serde(default)]
@@ -210,6 +213,23 @@ impl Target {
         stdin.flush()?;
         let line = self.wait_line("result ", RESULT_TIMEOUT)?;
         serde_json::from_str(&line["result ".len()..]).context("parsing the target's result")
+    }
+
+    /// Asks the target to execve `path` with `args` in place (same pid) and
+    /// waits for the new program's `ready` line.
+    pub fn exec(&mut self, path: &Path, args: &[&str]) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("target stdin closed")?;
+        writeln!(stdin, "exec {} {}", path.display(), args.join(" "))?;
+        stdin.flush()?;
+        let ready = self.wait_line("ready ", READY_TIMEOUT)?;
+        let mut fields = ready.split_whitespace().skip(1);
+        let pid: u32 = fields
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("ready line lacks pid")?;
+        anyhow::ensure!(pid == self.pid, "exec'd program reports pid {pid}, not {}", self.pid);
+        self.go_version = fields.next().unwrap_or_default().to_string();
+        Ok(())
     }
 
     /// True while the process has not exited.

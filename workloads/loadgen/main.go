@@ -7,6 +7,7 @@
 //
 //	stdout: "ready <pid> <goversion>" once the baseline metrics are taken
 //	stdin:  "run"  -> runs one batch, then prints "result <json>"
+//	stdin:  "exec PATH ARGS..." -> execve(PATH, [PATH ARGS...]) in place (same pid)
 //	stdin:  "quit" or EOF -> exits 0
 //
 // With -background it ignores stdin and runs the workload forever, pausing
@@ -28,8 +29,12 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
+
+// lastChecksum is batchChecksum of the last batch (see checksum.go).
+var lastChecksum uint64
 
 var (
 	work       = flag.String("work", "mixed", "workload: gc, alloc, sites, goroutines, cgo, cgo-slow, mixed, idle")
@@ -37,6 +42,7 @@ var (
 	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
 	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
 	background = flag.Bool("background", false, "run the workload forever without reading stdin (demo target)")
+	checksum   = flag.Bool("checksum", false, "compute a deterministic checksum in each batch and report it (checks the program runs unharmed)")
 	cpuProfile = flag.String("cpuprofile", "", "profile each batch's CPU into this file (runtime/pprof)")
 )
 
@@ -70,6 +76,11 @@ func main() {
 			return
 		case "":
 		default:
+			if fields := strings.Fields(cmd); fields[0] == "exec" && len(fields) > 1 {
+				err := syscall.Exec(fields[1], fields[1:], os.Environ())
+				fmt.Fprintf(os.Stderr, "loadgen: exec %s: %v\n", fields[1], err)
+				os.Exit(1)
+			}
 			fmt.Fprintf(os.Stderr, "loadgen: unknown command %q\n", cmd)
 		}
 	}
@@ -81,6 +92,9 @@ func main() {
 var cgoMedianNs int64
 
 func runBatch(kind string, scale int) {
+	if *checksum {
+		atomic.StoreUint64(&lastChecksum, batchChecksum())
+	}
 	for i := 0; i < scale; i++ {
 		switch kind {
 		case "gc":
@@ -159,6 +173,7 @@ type result struct {
 	ElapsedNs  int64                `json:"elapsed_ns"`
 	Spawned    int64                `json:"goroutines_spawned"`
 	CgoMedian  int64                `json:"cgo_call_ns_median"`
+	Checksum   uint64               `json:"checksum"`
 	SiteBytes  map[string]int64     `json:"site_bytes"`
 	Scalars    map[string]scalar    `json:"scalars"`
 	Histograms map[string]histogram `json:"histograms"`
@@ -171,6 +186,7 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		ElapsedNs:  elapsed.Nanoseconds(),
 		Spawned:    atomic.SwapInt64(&spawned, 0),
 		CgoMedian:  atomic.SwapInt64(&cgoMedianNs, 0),
+		Checksum:   atomic.SwapUint64(&lastChecksum, 0),
 		SiteBytes:  takeSiteBytes(),
 		Scalars:    map[string]scalar{},
 		Histograms: map[string]histogram{},

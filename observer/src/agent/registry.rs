@@ -71,8 +71,8 @@ impl Registry {
         for pid in exited {
             if let Some(w) = self.targets.remove(&pid) {
                 eprintln!(
-                    "goscope agent: pid {pid} ({}) exited; no longer watched",
-                    w.target.exe.display()
+                    "goscope agent: pid {pid} ({}) exited or exec'd; no longer watched as that program",
+                    target::display_path(&w.target.exe)
                 );
             }
         }
@@ -82,7 +82,9 @@ impl Registry {
         let live: HashSet<u32> = entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
-        self.ignored.retain(|pid, _| live.contains(pid));
+        // A skipped process is looked at again when it runs another file
+        // (a shell that execs a Go server).
+        self.ignored.retain(|pid, key| live.contains(pid) && current_key(*pid).unwrap_or((0, 0, 0, 0)) == *key);
         let mut fresh: Vec<u32> = live
             .into_iter()
             .filter(|pid| {
@@ -104,20 +106,24 @@ impl Registry {
 
     fn consider(&mut self, pid: u32) {
         // Kernel threads have no executable; processes may be gone already.
-        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) else {
-            self.ignored.insert(pid, (0, 0, 0, 0));
-            return;
-        };
-        let key = (meta.dev(), meta.ino(), meta.size(), meta.mtime());
-        let known = self.executables.get(&key).cloned();
+        // The key is the identity of the file the process runs, read from
+        // the executable goscope pinned (not from a second lookup).
+        let mut key: FileKey = (0, 0, 0, 0);
+        let mut known = None;
         let mut parsed = None;
-        let opened = TargetProcess::open_with(pid, |exe, handle| match &known {
-            Some(Executable::Go { binary, .. }) => Ok(binary.clone()),
-            Some(Executable::Skip(_)) => Err(TargetError::NoSuchProcess { pid }),
-            None => {
-                let binary = Arc::new(target::read_binary(pid, exe, handle)?);
-                parsed = Some(binary.clone());
-                Ok(binary)
+        let executables = &self.executables;
+        let opened = TargetProcess::open_with(pid, |exe| {
+            key = file_key(exe.meta);
+            known = executables.get(&key).cloned();
+            match &known {
+                Some(Executable::Go { binary, .. }) => Ok(binary.clone()),
+                Some(Executable::Skip(_)) => Err(TargetError::NoSuchProcess { pid }),
+                None => {
+                    let binary =
+                        Arc::new(target::read_binary(pid, exe.path, exe.file, exe.meta)?);
+                    parsed = Some(binary.clone());
+                    Ok(binary)
+                }
             }
         });
         let executable = match (known, opened) {
@@ -125,13 +131,22 @@ impl Registry {
                 self.skip(pid, key, reason);
                 return;
             }
-            (_, Err(TargetError::NoSuchProcess { .. })) => {
-                self.skip(pid, key, "exited");
+            (_, Err(TargetError::NoSuchProcess { .. } | TargetError::KernelThread { .. })) => {
+                self.ignored.insert(pid, key);
+                if key != (0, 0, 0, 0) {
+                    *self.skipped.entry("exited").or_default() += 1;
+                }
                 return;
             }
             (None, Err(TargetError::Binary { .. })) => {
                 self.executables.insert(key, Executable::Skip("not_go"));
                 self.skip(pid, key, "not_go");
+                return;
+            }
+            (None, Err(e @ (TargetError::NotRegularFile { .. } | TargetError::ExecutableTooLarge { .. }))) => {
+                self.log_once(key, &format!("skipping pid {pid}: {e}"));
+                self.executables.insert(key, Executable::Skip("unreadable"));
+                self.skip(pid, key, "unreadable");
                 return;
             }
             (_, Err(e)) => {
@@ -160,7 +175,10 @@ impl Registry {
                 };
                 self.log_once(
                     key,
-                    &format!("skipping pid {pid} ({}): {why}", target.exe.display()),
+                    &format!(
+                        "skipping pid {pid} ({}): {why}",
+                        target::display_path(&target.exe)
+                    ),
                 );
                 self.skip(pid, key, reason);
                 return;
@@ -181,8 +199,8 @@ impl Registry {
             Ok(w) => {
                 eprintln!(
                     "goscope agent: watching pid {pid} ({}, {})",
-                    w.target.exe.display(),
-                    w.target.binary.build.go_version_string
+                    target::display_path(&w.target.exe),
+                    crate::format::escape_control(&w.target.binary.build.go_version_string)
                 );
                 self.targets.insert(pid, w);
             }
@@ -220,6 +238,18 @@ impl Registry {
         }
         errors
     }
+}
+
+fn file_key(meta: &std::fs::Metadata) -> FileKey {
+    (meta.dev(), meta.ino(), meta.size(), meta.mtime())
+}
+
+/// The identity of the file `pid` runs now (None for kernel threads and
+/// processes gone).
+fn current_key(pid: u32) -> Option<FileKey> {
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|m| file_key(&m))
 }
 
 /// Whether an executable can be watched, and its runtime layout.

@@ -6,16 +6,13 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use super::exposition::{Exposition, Labels};
 use crate::{
     cgroup::{Cgroups, CpuStat},
-    memory::ProcessMemory,
     runtime::{
         RuntimeLayout, RuntimeSnapshot,
         histogram::{TimeHistogram, bucket_bounds_ns},
-        snapshot::read_class_sizes,
+        reader::RuntimeReader,
     },
     target::TargetProcess,
 };
@@ -25,10 +22,7 @@ const MAX_LABEL_LEN: usize = 160;
 
 pub struct Watched {
     pub target: TargetProcess,
-    layout: Arc<RuntimeLayout>,
-    bias: u64,
-    memory: ProcessMemory,
-    class_sizes: Vec<u64>,
+    runtime: RuntimeReader,
     cgroups: Cgroups,
     pub labels: Labels,
 }
@@ -58,10 +52,7 @@ impl Watched {
         layout: Arc<RuntimeLayout>,
         cgroup_root: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        let bias = target.load_bias()?;
-        let memory = ProcessMemory::new(target.pid);
-        let class_sizes = read_class_sizes(&memory, &layout, bias)
-            .with_context(|| format!("reading the size classes of pid {}", target.pid))?;
+        let runtime = RuntimeReader::with_layout(&target, layout)?;
         let cgroups = Cgroups::of(target.pid, cgroup_root).unwrap_or_default();
         let cgroup = cgroups
             .cpu_dir()
@@ -84,15 +75,15 @@ impl Watched {
             ("pid", target.pid.to_string()),
             ("exe", bounded(target.exe.display().to_string())),
             ("comm", bounded(target.comm())),
-            ("go_version", target.binary.build.go_version_string.clone()),
+            (
+                "go_version",
+                bounded(target.binary.build.go_version_string.clone()),
+            ),
             ("cgroup", bounded(cgroup)),
         ]);
         Ok(Self {
             target,
-            layout,
-            bias,
-            memory,
-            class_sizes,
+            runtime,
             cgroups,
             labels,
         })
@@ -100,8 +91,7 @@ impl Watched {
 
     pub fn read(&self) -> anyhow::Result<Reading> {
         Ok(Reading {
-            runtime: RuntimeSnapshot::read(&self.memory, &self.layout, self.bias)
-                .with_context(|| format!("reading the runtime of pid {}", self.target.pid))?,
+            runtime: self.runtime.read()?,
             cpu_ns: self.target.cpu_time_ns()?,
             threads: self.target.thread_count()?,
             cpu_stat: self.cgroups.cpu_stat(),
@@ -113,7 +103,7 @@ impl Watched {
         let l = &self.labels;
         let rt = &r.runtime;
         let a = &rt.alloc;
-        let (objects, bytes) = a.totals(&self.class_sizes);
+        let (objects, bytes) = a.totals(&self.runtime.class_sizes);
         out.gauge(
             "goscope_target_info",
             "A watched Go process (always 1).",
@@ -144,7 +134,7 @@ impl Watched {
             .iter()
             .enumerate()
             .skip(1)
-            .map(|(class, n)| (self.class_sizes.get(class).copied().unwrap_or(0) as f64, *n))
+            .map(|(class, n)| (self.runtime.class_sizes.get(class).copied().unwrap_or(0) as f64, *n))
             .collect();
         buckets.push((f64::INFINITY, a.large_objects));
         out.histogram(
@@ -155,7 +145,7 @@ impl Watched {
             bytes as f64,
         );
         for (class, n) in a.small_objects.iter().enumerate().skip(1) {
-            let size = self.class_sizes.get(class).copied().unwrap_or(0);
+            let size = self.runtime.class_sizes.get(class).copied().unwrap_or(0);
             let labels = l.with("size", &size.to_string());
             out.counter(
                 "goscope_alloc_class_bytes_total",

@@ -9,10 +9,8 @@ use serde::Serialize;
 
 use crate::{
     cli::AllocArgs,
-    commands::doctor::check_version,
-    cpu::symbols::SourceSymbolizer,
     format::{bytes, count, percent},
-    output, privilege,
+    output,
     probes::{
         ProbeSession,
         alloc::{AllocProbe, AllocSamples, AllocSites, ExactAllocation},
@@ -20,9 +18,9 @@ use crate::{
         governed::{Governed, ProbeSet},
         governor::{self, Governor},
     },
-    runtime::reader::RuntimeReader,
-    target::TargetProcess,
-    window::{self, StopSignal, WindowEnd},
+    session::Session,
+    symbols::SourceSymbolizer,
+    window,
 };
 
 /// How often the runtime's counters are read to predict the probe rate.
@@ -42,12 +40,12 @@ struct AllocReport {
 }
 
 pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
-    privilege::require_root("goscope alloc")?;
-    let stop = StopSignal::install()?;
-    let target = TargetProcess::open(args.pid)?;
-    check_version(&target, args.force_version)?;
+    let Session {
+        target,
+        stop,
+        runtime,
+    } = Session::open("goscope alloc", args.pid, args.force_version)?;
     let context = || format!("pid {}", target.pid);
-    let runtime = RuntimeReader::open(&target, args.force_version)?;
     let class_sizes = &runtime.class_sizes;
     let bias = runtime.bias;
     let probe = AllocProbe::resolve(&target.binary).with_context(context)?;
@@ -70,49 +68,50 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     eprintln!(
         "goscope: attached to pid {} ({}); sampling allocation sites for {} s, Ctrl-C to stop early",
         target.pid,
-        target.exe.display(),
+        crate::target::display_path(&target.exe),
         args.duration
     );
-    let mut failure = None;
     // The runtime's counters, read every second, predict the probes' rate.
     let mut previous = (Duration::ZERO, first.clone());
-    let (mut ended_by, elapsed) = window::observe(
+    let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
         &stop,
         Some(governor::POLL),
         |at| {
-            if at >= previous.0 + PREDICT_INTERVAL
-                && let Ok(now) = read()
-            {
+            if at >= previous.0 + PREDICT_INTERVAL {
+                let now = read()?;
                 governed.predict(
                     &previous.1,
                     &now,
-                    &class_sizes,
+                    class_sizes,
                     (at - previous.0).as_secs_f64(),
                 );
                 previous = (at, now);
             }
-            let step = governed.step(&mut session, &target.exe_handle, || {
-                Ok(target.cpu_time_ns()?)
-            });
-            if let Err(e) = step
-                && target.is_alive()
-            {
-                failure.get_or_insert(e);
-            }
+            governed
+                .step(&mut session, &target.exe_handle, || Ok(target.cpu_time_ns()?))
+                .context("governing the allocation probes")
         },
     );
-    if let Some(e) = failure {
-        return Err(e.context("governing the allocation probes"));
+    if let Some(e) = window.error.take() {
+        return Err(e);
     }
-    let last = match read() {
-        Ok(last) => last,
-        Err(_) if !target.is_alive() => {
-            ended_by = WindowEnd::TargetExited;
-            first.clone()
+    let elapsed = window.elapsed;
+    // Once the target ended, the last reading of the window is its last.
+    let last = if window.end.target_ended() {
+        previous.1.clone()
+    } else {
+        match read() {
+            Ok(last) => last,
+            Err(e) => match target.liveness() {
+                crate::target::Liveness::Alive => return Err(e),
+                gone => {
+                    window.ended(gone);
+                    previous.1.clone()
+                }
+            },
         }
-        Err(e) => return Err(e),
     };
     let samples = AllocSamples::read(&session, &symbols)?;
     let sampled_fraction = governed.governor.sampled_fraction();
@@ -153,11 +152,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     } else {
         output::print_text(&render(&report))?;
     }
-    Ok(if ended_by == WindowEnd::TargetExited {
-        3
-    } else {
-        0
-    })
+    Ok(window.announce_end(&target, "the sites cover what was observed until then"))
 }
 
 fn render(r: &AllocReport) -> String {

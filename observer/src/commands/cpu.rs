@@ -7,18 +7,17 @@ use anyhow::Context as _;
 
 use crate::{
     cli::CpuArgs,
-    cpu::{self, CpuSamples, CpuSplit, symbols::Symbolizer},
+    cpu::{self, CpuSamples, CpuSplit},
     format::percent,
-    output, privilege,
+    output,
     probes::ProbeSession,
-    target::TargetProcess,
-    window::{self, StopSignal, WindowEnd},
+    session::ProcessSession,
+    symbols::Symbolizer,
+    window,
 };
 
 pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
-    privilege::require_root("goscope cpu")?;
-    let stop = StopSignal::install()?;
-    let target = TargetProcess::open(args.pid)?;
+    let ProcessSession { target, stop } = ProcessSession::open("goscope cpu", args.pid)?;
     let bias = target.load_bias()?;
     let symbolizer = Symbolizer::new(&target.binary, bias);
     let session = ProbeSession::load(target.pid, None)
@@ -30,17 +29,18 @@ pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
     eprintln!(
         "goscope: attached to pid {} ({}); sampling CPU at {} Hz per CPU for {} s, Ctrl-C to stop early",
         target.pid,
-        target.exe.display(),
+        crate::target::display_path(&target.exe),
         args.hz,
         args.duration
     );
-    let (ended_by, elapsed) = window::observe(
+    let window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
         &stop,
         None,
-        |_| {},
+        |_| Ok(()),
     );
+    let elapsed = window.elapsed;
     let samples = CpuSamples::read(&session, &symbolizer)?;
     drop(session);
     let profile = samples
@@ -53,11 +53,7 @@ pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
     } else {
         output::print_text(&render(&split, &args.output))?;
     }
-    Ok(if ended_by == WindowEnd::TargetExited {
-        3
-    } else {
-        0
-    })
+    Ok(window.announce_end(&target, "the profile covers what was sampled until then"))
 }
 
 fn write_profile(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

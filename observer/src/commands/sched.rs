@@ -10,13 +10,12 @@ use serde::Serialize;
 
 use crate::{
     cli::SchedArgs,
-    commands::doctor::check_version,
     format::{count, duration_ns},
-    memory::{ProcessMemory, TargetMemory as _},
-    output, privilege,
-    runtime::{RuntimeLayout, RuntimeSnapshot, histogram::Percentiles, snapshot::SchedTrace},
-    target::TargetProcess,
-    window::{self, StopSignal, WindowEnd},
+    memory::TargetMemory as _,
+    output,
+    runtime::{histogram::Percentiles, snapshot::SchedTrace},
+    session::Session,
+    window,
 };
 
 #[derive(Debug, Serialize)]
@@ -76,20 +75,22 @@ fn monotonic_ns() -> i64 {
 }
 
 pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
-    privilege::require_root("goscope sched")?;
-    let stop = StopSignal::install()?;
-    let target = TargetProcess::open(args.pid)?;
-    check_version(&target, args.force_version)?;
-    let layout = RuntimeLayout::resolve(&target.binary, args.force_version)
-        .with_context(|| format!("pid {}", target.pid))?;
-    let bias = target.load_bias()?;
-    let memory = ProcessMemory::new(target.pid);
-    let init_time = match layout.globals.get("runtime_init_time") {
+    let Session {
+        target,
+        stop,
+        runtime,
+    } = Session::open("goscope sched", args.pid, args.force_version)?;
+    let (layout, bias, memory) = (&runtime.layout, runtime.bias, &runtime.memory);
+    let init_time = match layout
+        .globals
+        .optional(crate::runtime::globals::OptionalGlobal::RuntimeInitTime)
+    {
         Some(address) => memory.read_u64(address + bias).unwrap_or(0) as i64,
         None => 0,
     };
     let read = || {
-        RuntimeSnapshot::read(&memory, &layout, bias)
+        runtime
+            .read()
             .with_context(|| format!("reading the scheduler of pid {}", target.pid))
     };
     let mut previous = read()?;
@@ -97,22 +98,18 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
     eprintln!(
         "goscope: attached to pid {} ({}, {}); a line every {} ms, Ctrl-C to stop",
         target.pid,
-        target.exe.display(),
-        target.binary.build.go_version_string,
+        crate::target::display_path(&target.exe),
+        crate::format::escape_control(&target.binary.build.go_version_string),
         args.interval
     );
-    let mut failure: Option<anyhow::Error> = None;
     let interval = Duration::from_millis(args.interval);
-    let (ended_by, _) = window::observe(
+    let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
         &stop,
         Some(interval),
         |_| {
-            if failure.is_some() {
-                return;
-            }
-            let result = (|| -> anyhow::Result<()> {
+            {
                 let now = read()?;
                 let seconds = previous_at.elapsed().as_secs_f64();
                 previous_at = std::time::Instant::now();
@@ -146,23 +143,14 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
                 }
                 previous = now;
                 Ok(())
-            })();
-            if let Err(e) = result
-                && target.is_alive()
-            {
-                failure = Some(e);
             }
         },
     );
-    if let Some(e) = failure {
+    if let Some(e) = window.error.take() {
         if e.is::<output::BrokenPipe>() {
             return Ok(0);
         }
         return Err(e);
     }
-    Ok(if ended_by == WindowEnd::TargetExited {
-        3
-    } else {
-        0
-    })
+    Ok(window.announce_end(&target, "the lines above cover what was observed until then"))
 }

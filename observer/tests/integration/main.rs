@@ -10,6 +10,7 @@ mod bad_input;
 mod binary_maps;
 mod cpu;
 mod doctor;
+mod exec;
 mod gc;
 mod heatmap;
 mod inspect;

@@ -118,3 +118,40 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+/// Fails unless every executable mapping of `path` in process `pid` holds
+/// exactly the file's bytes (no breakpoint left, no instruction changed).
+pub fn assert_code_matches_file(pid: u32, path: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let file = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let inode = std::fs::metadata(path).unwrap().ino();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mut checked = 0;
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || !fields[1].contains('x') || fields[4].parse::<u64>().ok() != Some(inode) {
+            continue;
+        }
+        let (start, end) = fields[0].split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let offset = usize::try_from(u64::from_str_radix(fields[2], 16).unwrap()).unwrap();
+        let len = usize::try_from(end - start).unwrap().min(file.len() - offset);
+        let memory = read_process_memory(pid, start, len);
+        let differ = memory
+            .iter()
+            .zip(&file[offset..offset + len])
+            .position(|(m, f)| m != f);
+        assert_eq!(
+            differ,
+            None,
+            "pid {pid}: code at {:#x} differs from {} (memory {:#04x}, file {:#04x})",
+            start + differ.unwrap_or(0) as u64,
+            path.display(),
+            memory[differ.unwrap_or(0)],
+            file[offset + differ.unwrap_or(0)]
+        );
+        checked += len;
+    }
+    assert!(checked > 0, "pid {pid} maps no code of {}", path.display());
+}

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::figures::DoctorReport;
 use crate::{
+    report::DoctorReport,
     format::{bytes, count, duration_ns, percent},
     runtime::histogram::Percentiles,
     window::WindowEnd,
@@ -20,6 +20,7 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         WindowEnd::Elapsed => "",
         WindowEnd::Interrupted => ", stopped early",
         WindowEnd::TargetExited => ", TARGET EXITED inside the window",
+        WindowEnd::TargetExecd => ", TARGET EXEC'D another program inside the window",
     };
     let _ = writeln!(
         out,

@@ -14,9 +14,8 @@ pub use cycle::CycleRecord;
 
 use crate::{
     cli::GcArgs,
-    commands::doctor::check_version,
-    memory::{ProcessMemory, TargetMemory as _},
-    output, privilege,
+    memory::TargetMemory as _,
+    output,
     probe_points::{self, GC_CYCLE_END},
     probes::{
         GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession,
@@ -24,34 +23,35 @@ use crate::{
         calibrate,
         governor::{Action, Governor},
     },
-    runtime::RuntimeLayout,
-    target::TargetProcess,
-    window::{self, StopSignal, WindowEnd},
+    session::Session,
+    window,
 };
 
 /// How often the ring buffer of finished cycles is drained.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
 
 pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
-    privilege::require_root("goscope gc")?;
-    let stop = StopSignal::install()?;
-    let target = TargetProcess::open(args.pid)?;
-    check_version(&target, args.force_version)?;
+    let Session {
+        target,
+        stop,
+        runtime,
+    } = Session::open("goscope gc", args.pid, args.force_version)?;
     let context = || format!("pid {}", target.pid);
-    let layout =
-        RuntimeLayout::resolve(&target.binary, args.force_version).with_context(context)?;
-    let bias = target.load_bias()?;
+    let (layout, bias, memory) = (&*runtime.layout, runtime.bias, &runtime.memory);
     let g = &layout.globals;
+    use crate::runtime::globals::{OptionalGlobal, RequiredGlobal};
     let o = &layout.offsets;
     let work = g
-        .get("work")
+        .optional(OptionalGlobal::Work)
         .context("runtime.work not found: cannot read GC cycle records")?;
     let addresses = GcSnapshotAddresses {
         work: work + bias,
-        controller: g.required("gc_controller") + bias,
-        numgc: g.required("memstats") + o.heap.numgc + bias,
-        gc_cpu_fraction: g.required("memstats") + o.cycle.gc_cpu_fraction + bias,
-        init_time: g.get("runtime_init_time").map_or(0, |a| a + bias),
+        controller: g.required(RequiredGlobal::GcController) + bias,
+        numgc: g.required(RequiredGlobal::Memstats) + o.heap.numgc + bias,
+        gc_cpu_fraction: g.required(RequiredGlobal::Memstats) + o.cycle.gc_cpu_fraction + bias,
+        init_time: g
+            .optional(OptionalGlobal::RuntimeInitTime)
+            .map_or(0, |a| a + bias),
     };
     let cycle_point =
         probe_points::resolve(&target.binary, GC_CYCLE_END.name).with_context(context)?;
@@ -81,21 +81,19 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         )),
         None => None,
     };
-    let memory = ProcessMemory::new(target.pid);
     let mut last_cycle = memory
         .read_u32(addresses.numgc)
         .with_context(|| format!("reading memstats.numgc of pid {}", target.pid))?;
     eprintln!(
         "goscope: attached to pid {} ({}, {}); one line per GC cycle from cycle {}, Ctrl-C to stop",
         target.pid,
-        target.exe.display(),
-        target.binary.build.go_version_string,
+        crate::target::display_path(&target.exe),
+        crate::format::escape_control(&target.binary.build.go_version_string),
         last_cycle + 1
     );
     let mut assists = AssistReader::default();
     // Prime the cumulative histogram so the first cycle shows only its own.
     let _ = assists.drain(&mut session);
-    let mut failure: Option<anyhow::Error> = None;
     let mut printed = 0u64;
     // False from a detach until the first whole cycle after re-attaching.
     let mut assists_whole_cycle = assist_links.is_some();
@@ -150,25 +148,23 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         }
         Ok(())
     };
-    let (ended_by, elapsed) = window::observe(
+    let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
         &stop,
         Some(DRAIN_INTERVAL),
-        |_| {
-            if failure.is_none()
-                && let Err(e) = drain(&mut session)
-            {
-                failure = Some(e);
-            }
-        },
+        |_| drain(&mut session),
     );
-    if failure.is_none()
+    // Cycles that completed before the end are still in the ring buffer
+    // (after an exec, what is there may be the new program's: dropped).
+    if window.error.is_none()
+        && window.end != window::WindowEnd::TargetExecd
         && let Err(e) = drain(&mut session)
+        && target.is_alive()
     {
-        failure = Some(e);
+        window.error = Some(e);
     }
-    if let Some(e) = failure {
+    if let Some(e) = window.error.take() {
         if e.is::<output::BrokenPipe>() {
             return Ok(0);
         }
@@ -184,15 +180,12 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     }
     eprintln!(
         "goscope: {printed} GC cycle(s) in {:.1} s{}",
-        elapsed.as_secs_f64(),
-        match ended_by {
-            WindowEnd::TargetExited => "; the target exited",
-            _ => "",
+        window.elapsed.as_secs_f64(),
+        if window.end.target_ended() {
+            "; the target ended"
+        } else {
+            ""
         }
     );
-    Ok(if ended_by == WindowEnd::TargetExited {
-        3
-    } else {
-        0
-    })
+    Ok(window.announce_end(&target, "the cycles above are those it completed until then"))
 }

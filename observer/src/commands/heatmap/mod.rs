@@ -9,14 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use super::doctor::{EXIT_TARGET_EXITED, check_version};
-use crate::{
-    cli::HeatmapArgs,
-    privilege,
-    runtime::reader::RuntimeReader,
-    target::TargetProcess,
-    window::{self, StopSignal, WindowEnd},
-};
+use crate::{cli::HeatmapArgs, session::Session, window};
 
 /// Bytes allocated per size class in each interval.
 pub struct Heatmap {
@@ -60,11 +53,11 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
             args.output.display()
         ),
     };
-    privilege::require_root("goscope heatmap")?;
-    let stop = StopSignal::install()?;
-    let target = TargetProcess::open(args.pid)?;
-    check_version(&target, args.force_version)?;
-    let runtime = RuntimeReader::open(&target, args.force_version)?;
+    let Session {
+        target,
+        stop,
+        runtime,
+    } = Session::open("goscope heatmap", args.pid, args.force_version)?;
     let class_sizes = &runtime.class_sizes;
     let read = || runtime.read();
     let mut previous = read()?.alloc;
@@ -72,43 +65,42 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
     eprintln!(
         "goscope: attached to pid {} ({}); one column every {} ms for {} s, Ctrl-C to stop early",
         target.pid,
-        target.exe.display(),
+        crate::target::display_path(&target.exe),
         args.interval_ms,
         args.duration
     );
     let classes = previous.small_objects.len();
     let mut columns: Vec<(f64, Vec<u64>)> = Vec::new();
-    let mut failure = None;
-    let mut column = |at: Duration| match read() {
-        Ok(now) => {
-            let mut bytes: Vec<u64> = (1..classes)
-                .map(|c| {
-                    now.alloc.small_objects[c].wrapping_sub(previous.small_objects[c])
-                        * class_sizes.get(c).copied().unwrap_or(0)
-                })
-                .collect();
-            bytes.push(now.alloc.large_bytes.wrapping_sub(previous.large_bytes));
-            columns.push((at.as_secs_f64(), bytes));
-            previous = now.alloc;
-        }
-        Err(e) if target.is_alive() => {
-            failure.get_or_insert(e);
-        }
-        Err(_) => {}
+    let mut column = |at: Duration| -> anyhow::Result<()> {
+        let now = read()?;
+        let mut bytes: Vec<u64> = (1..classes)
+            .map(|c| {
+                now.alloc.small_objects[c].wrapping_sub(previous.small_objects[c])
+                    * class_sizes.get(c).copied().unwrap_or(0)
+            })
+            .collect();
+        bytes.push(now.alloc.large_bytes.wrapping_sub(previous.large_bytes));
+        columns.push((at.as_secs_f64(), bytes));
+        previous = now.alloc;
+        Ok(())
     };
-    let (mut ended_by, elapsed) = window::observe(
+    let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
         &stop,
         Some(Duration::from_millis(args.interval_ms)),
         &mut column,
     );
-    if ended_by != WindowEnd::TargetExited && target.is_alive() {
-        column(started.elapsed().max(elapsed));
-    } else {
-        ended_by = WindowEnd::TargetExited;
+    if window.error.is_none() && !window.end.target_ended() {
+        let at = started.elapsed().max(window.elapsed);
+        if let Err(e) = column(at) {
+            match target.liveness() {
+                crate::target::Liveness::Alive => window.error = Some(e),
+                gone => window.ended(gone),
+            }
+        }
     }
-    if let Some(e) = failure {
+    if let Some(e) = window.error.take() {
         return Err(e.context("a read failed inside the window"));
     }
     if columns.is_empty() {
@@ -122,8 +114,8 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
         title: format!(
             "Allocation by size class: pid {} {} ({})",
             target.pid,
-            target.exe.display(),
-            target.binary.build.go_version_string
+            crate::target::display_path(&target.exe),
+            crate::format::escape_control(&target.binary.build.go_version_string)
         ),
         rows,
         column_ends_s: columns.iter().map(|(t, _)| *t).collect(),
@@ -145,11 +137,7 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
         map.rows.len(),
         map.column_ends_s.len()
     );
-    Ok(if ended_by == WindowEnd::TargetExited {
-        EXIT_TARGET_EXITED
-    } else {
-        0
-    })
+    Ok(window.announce_end(&target, "the heatmap covers what was observed until then"))
 }
 
 impl Heatmap {

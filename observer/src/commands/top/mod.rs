@@ -15,12 +15,14 @@ use std::{
 use anyhow::Context as _;
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
-use super::doctor::{self, DoctorReport, Sample};
 use crate::{
+    attachment::{self, Sample},
     cli::TopArgs,
-    privilege,
     probes::governor,
-    window::{StopSignal, WindowEnd},
+    report::DoctorReport,
+    session::Session,
+    target::Liveness,
+    window::WindowEnd,
 };
 
 /// Seconds of history the sparklines keep.
@@ -69,16 +71,9 @@ fn push(history: &mut VecDeque<u64>, value: f64) {
 }
 
 pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
-    privilege::require_root("goscope top")?;
-    let stop = StopSignal::install()?;
-    let target = crate::target::TargetProcess::open(args.pid)?;
-    doctor::check_version(&target, args.force_version)?;
-    let attachment = doctor::attach(
-        target,
-        args.force_version,
-        args.overhead_budget,
-        !args.no_sites,
-    )?;
+    let session = Session::open("goscope top", args.pid, args.force_version)?;
+    let stop = session.stop.clone();
+    let attachment = attachment::attach(session, args.overhead_budget, !args.no_sites)?;
     let log_path = args
         .log
         .clone()
@@ -111,9 +106,9 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
     let mut next_sample = interval;
     let mut ended = None;
     terminal.draw(&state)?;
-    while ended.is_none() {
+    let mut quit = false;
+    while ended.is_none() && !quit {
         if stop.raised() {
-            ended = Some(WindowEnd::Interrupted);
             break;
         }
         if event::poll(governor::POLL)?
@@ -121,9 +116,9 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
             && key.kind != KeyEventKind::Release
         {
             match key.code {
-                KeyCode::Char('q') | KeyCode::Esc => ended = Some(WindowEnd::Interrupted),
+                KeyCode::Char('q') | KeyCode::Esc => quit = true,
                 KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                    ended = Some(WindowEnd::Interrupted)
+                    quit = true;
                 }
                 KeyCode::Char('1') => state.pane = Pane::Overview,
                 KeyCode::Char('2') => state.pane = Pane::SizeClasses,
@@ -140,8 +135,9 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
             }
             terminal.draw(&state)?;
         }
-        if !attachment.target().is_alive() {
-            ended = Some(WindowEnd::TargetExited);
+        let liveness = attachment.target().liveness();
+        if liveness != Liveness::Alive {
+            ended = Some(liveness);
             break;
         }
         if let Err(e) = attachment.govern() {
@@ -173,18 +169,28 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
                 }
                 previous = now;
             }
-            Err(e) if attachment.target().is_alive() => eprintln!("goscope top: {e:#}"),
-            Err(_) => ended = Some(WindowEnd::TargetExited),
+            Err(e) => match attachment.target().liveness() {
+                Liveness::Alive => eprintln!("goscope top: {e:#}"),
+                gone => ended = Some(gone),
+            },
         }
         terminal.draw(&state)?;
     }
     drop(terminal);
     drop(attachment);
     Ok(match ended {
-        Some(WindowEnd::TargetExited) => {
-            eprintln!("goscope top: pid {} exited", args.pid);
-            doctor::EXIT_TARGET_EXITED
+        Some(Liveness::Execd { path }) => {
+            eprintln!(
+                "goscope top: pid {} exec'd {} inside the window; no figures of the new program are reported",
+                args.pid,
+                crate::target::display_path(&path)
+            );
+            WindowEnd::TargetExecd.exit_status()
         }
-        _ => 0,
+        Some(_) => {
+            eprintln!("goscope top: pid {} exited", args.pid);
+            WindowEnd::TargetExited.exit_status()
+        }
+        None => WindowEnd::Interrupted.exit_status(),
     })
 }

@@ -10,7 +10,7 @@ use ratatui::{
 
 use super::{Pane, State};
 use crate::{
-    commands::doctor::DoctorReport,
+    report::DoctorReport,
     format::{bytes, count, duration_ns, percent},
     runtime::histogram::Percentiles,
 };

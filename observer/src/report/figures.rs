@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::Sample;
+use super::verdicts::{self, Verdict};
+
 use crate::{
+    attachment::Sample,
     cgroup::{Cgroups, CpuStat},
     cpu::CpuSplit,
     probe_points::ProbePoint,
@@ -17,7 +19,6 @@ use crate::{
     },
     runtime::{GlobalsSource, RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
     target::TargetProcess,
-    verdicts::{self, Verdict},
     window::WindowEnd,
 };
 

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
+use super::DoctorReport;
 use crate::{
-    commands::doctor::DoctorReport,
     format::{bytes, count, duration_ns, percent},
 };
 

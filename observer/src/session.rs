@@ -1,0 +1,95 @@
+//! Opening a target for any command, in one place: the root check, the
+//! stop signals, the pinned process (see `target`), the supported-version
+//! check and one `RuntimeReader` (layout, load bias, memory, size classes,
+//! resolved once). Commands start here and never open a target themselves.
+
+use crate::{
+    binary::version,
+    privilege,
+    runtime::reader::RuntimeReader,
+    target::TargetProcess,
+    window::StopSignal,
+};
+
+/// A pinned target with its runtime reader, ready for a window.
+pub struct Session {
+    pub target: TargetProcess,
+    pub stop: StopSignal,
+    pub runtime: RuntimeReader,
+}
+
+impl Session {
+    /// Opens `pid` for `command` (e.g. "goscope doctor"): needs root; the
+    /// signals are caught from here on, so Ctrl-C during attach still
+    /// detaches; refuses an unsupported Go version unless `force_version`.
+    pub fn open(command: &str, pid: u32, force_version: bool) -> anyhow::Result<Self> {
+        let ProcessSession { target, stop } = ProcessSession::open(command, pid)?;
+        check_version(&target, force_version)?;
+        let runtime = RuntimeReader::open(&target, force_version)
+            .map_err(|e| target.explain_attach_failure(e))?;
+        Ok(Self {
+            target,
+            stop,
+            runtime,
+        })
+    }
+
+    /// The line every observing command prints on stderr when its window
+    /// begins: "goscope: attached to pid N (PATH, goX.Y.Z); WHAT".
+    pub fn announce(&self, what: &str) {
+        announce(&self.target, what);
+    }
+}
+
+/// A pinned target for commands that do not read the Go runtime (the CPU
+/// sampler works on any version).
+pub struct ProcessSession {
+    pub target: TargetProcess,
+    pub stop: StopSignal,
+}
+
+impl ProcessSession {
+    pub fn open(command: &str, pid: u32) -> anyhow::Result<Self> {
+        privilege::require_root(command)?;
+        let stop = StopSignal::install()?;
+        let target = TargetProcess::open(pid)?;
+        Ok(Self { target, stop })
+    }
+
+    pub fn announce(&self, what: &str) {
+        announce(&self.target, what);
+    }
+}
+
+fn announce(target: &TargetProcess, what: &str) {
+    eprintln!(
+        "goscope: attached to pid {} ({}, {}); {what}",
+        target.pid,
+        crate::target::display_path(&target.exe),
+        crate::format::escape_control(&target.binary.build.go_version_string),
+    );
+}
+
+/// Refuses a Go version outside the supported range, or one whose layout
+/// could not be verified, unless forced.
+pub fn check_version(target: &TargetProcess, force: bool) -> anyhow::Result<()> {
+    let go = target.binary.go_version();
+    if force {
+        return Ok(());
+    }
+    let shown = crate::format::escape_control(&target.binary.build.go_version_string);
+    if !go.is_supported() {
+        anyhow::bail!(
+            "pid {} runs {shown}, outside the supported range {} (--force-version tries anyway)",
+            target.pid,
+            version::supported_range()
+        );
+    }
+    if !go.is_verified() {
+        anyhow::bail!(
+            "pid {} runs {shown}, a version goscope could not verify (no toolchain was available to check its runtime layout); --force-version tries anyway",
+            target.pid,
+        );
+    }
+    Ok(())
+}
