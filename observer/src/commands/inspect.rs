@@ -10,7 +10,7 @@ use crate::{
     cli::InspectArgs,
     output,
     probe_points::{self, PROBED_FUNCTIONS, ProbePoint},
-    runtime::{GlobalsSource, LayoutSource, RuntimeLayout, globals::GLOBALS},
+    runtime::{GlobalsSource, LayoutSource, RuntimeLayout, globals::Global},
     target::TargetProcess,
 };
 
@@ -59,12 +59,11 @@ fn layout_report(binary: &GoBinary) -> RuntimeLayoutReport {
         Ok(layout) => RuntimeLayoutReport {
             offsets: Some(layout.offsets_source),
             globals_source: Some(layout.globals_source),
-            globals: GLOBALS
-                .iter()
+            globals: Global::all()
                 .filter_map(|g| {
                     Some((
-                        g.key.to_string(),
-                        format!("{:#x}", layout.globals.get(g.key)?),
+                        g.key().to_string(),
+                        format!("{:#x}", layout.globals.address(g)?),
                     ))
                 })
                 .collect(),

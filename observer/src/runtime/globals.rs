@@ -5,6 +5,11 @@
 //! builds by `cargo xtask runtime-table` and checked against .symtab of
 //! other builds by the tests. A site whose function is missing or whose
 //! code differs gives an error, never a guessed address.
+//!
+//! The globals are a closed set: `RequiredGlobal` (a binary without one is
+//! refused at resolution) and `OptionalGlobal` (a binary without one lacks
+//! the figures it backs). `Globals::required` is therefore infallible and
+//! never 0, and a misspelt global does not compile.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +23,8 @@ use crate::binary::GoBinary;
 pub enum GlobalsError {
     #[error("{binary}: runtime global {name} not in .symtab")]
     NotInSymtab { binary: String, name: String },
+    #[error("{binary}: runtime global {name} has address 0 in .symtab")]
+    ZeroAddress { binary: String, name: String },
     #[error("{binary}: no reference site known for {name} in this Go version")]
     NoSite { binary: String, name: String },
     #[error("{binary}: reference site of {name} ({function} operand {index}) not found: {reason}")]
@@ -39,149 +46,264 @@ pub enum GlobalsSource {
     CodeReferences,
 }
 
-/// A runtime global goscope reads; `names` are its names across versions.
-#[derive(Clone, Copy, Debug)]
-pub struct GlobalSpec {
-    pub key: &'static str,
-    pub names: &'static [&'static str],
-    pub required: bool,
+/// Globals every runtime reading needs: a binary without one is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RequiredGlobal {
+    Memstats,
+    GcController,
+    Sched,
+    Allp,
+    Allglen,
+    Allm,
+    Gomaxprocs,
+    Ncgocall,
+    /// [_NumSizeClasses]uint16; moved to internal/runtime/gc in Go 1.25.
+    ClassToSize,
 }
 
-pub const GLOBALS: &[GlobalSpec] = &[
-    GlobalSpec {
-        key: "memstats",
-        names: &["runtime.memstats"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "gc_controller",
-        names: &["runtime.gcController"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "sched",
-        names: &["runtime.sched"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "work",
-        names: &["runtime.work"],
-        required: false,
-    },
-    GlobalSpec {
-        key: "allp",
-        names: &["runtime.allp"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "allglen",
-        names: &["runtime.allglen"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "allm",
-        names: &["runtime.allm"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "gomaxprocs",
-        names: &["runtime.gomaxprocs"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "ncpu",
-        names: &["runtime.numCPUStartup", "runtime.ncpu"],
-        required: false,
-    },
-    GlobalSpec {
-        key: "ncgocall",
-        names: &["runtime.ncgocall"],
-        required: true,
-    },
-    GlobalSpec {
-        key: "gcphase",
-        names: &["runtime.gcphase"],
-        required: false,
-    },
-    GlobalSpec {
-        key: "runtime_init_time",
-        names: &["runtime.runtimeInitTime"],
-        required: false,
-    },
-    // [_NumSizeClasses]uint16; moved to internal/runtime/gc in Go 1.25.
-    GlobalSpec {
-        key: "class_to_size",
-        names: &[
-            "runtime.class_to_size",
-            "internal/runtime/gc.SizeClassToSize",
-        ],
-        required: true,
-    },
-];
+/// Globals behind some figures only: a binary without one lacks those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OptionalGlobal {
+    Work,
+    /// runtime.ncpu, renamed runtime.numCPUStartup in Go 1.25.
+    Ncpu,
+    Gcphase,
+    RuntimeInitTime,
+    /// Head of the memory-profile bucket list (*bucket; an atomic pointer).
+    Mbuckets,
+    /// runtime.MemProfileRate (int): bytes per sampled allocation, 0 = off.
+    MemProfileRate,
+    /// bool set by the linker when nothing can read heap profiles.
+    DisableMemoryProfiling,
+    /// runtime.mProfCycle (mProfCycleHolder: atomic.Uint32, cycle << 1 | flushed).
+    MprofCycle,
+}
 
-/// Link-time addresses of the globals, by `GlobalSpec::key`.
-#[derive(Clone, Debug, Default)]
+/// Any runtime global goscope reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Global {
+    Required(RequiredGlobal),
+    Optional(OptionalGlobal),
+}
+
+impl RequiredGlobal {
+    pub const ALL: [Self; 9] = [
+        Self::Memstats,
+        Self::GcController,
+        Self::Sched,
+        Self::Allp,
+        Self::Allglen,
+        Self::Allm,
+        Self::Gomaxprocs,
+        Self::Ncgocall,
+        Self::ClassToSize,
+    ];
+}
+
+impl OptionalGlobal {
+    pub const ALL: [Self; 8] = [
+        Self::Work,
+        Self::Ncpu,
+        Self::Gcphase,
+        Self::RuntimeInitTime,
+        Self::Mbuckets,
+        Self::MemProfileRate,
+        Self::DisableMemoryProfiling,
+        Self::MprofCycle,
+    ];
+}
+
+impl Global {
+    /// Every global, required ones first.
+    pub fn all() -> impl Iterator<Item = Global> {
+        RequiredGlobal::ALL
+            .into_iter()
+            .map(Global::Required)
+            .chain(OptionalGlobal::ALL.into_iter().map(Global::Optional))
+    }
+
+    /// The global's key in version_table.json and `goscope inspect`: the one
+    /// place the JSON's strings map to globals.
+    pub fn key(self) -> &'static str {
+        use OptionalGlobal as O;
+        use RequiredGlobal as R;
+        match self {
+            Global::Required(r) => match r {
+                R::Memstats => "memstats",
+                R::GcController => "gc_controller",
+                R::Sched => "sched",
+                R::Allp => "allp",
+                R::Allglen => "allglen",
+                R::Allm => "allm",
+                R::Gomaxprocs => "gomaxprocs",
+                R::Ncgocall => "ncgocall",
+                R::ClassToSize => "class_to_size",
+            },
+            Global::Optional(o) => match o {
+                O::Work => "work",
+                O::Ncpu => "ncpu",
+                O::Gcphase => "gcphase",
+                O::RuntimeInitTime => "runtime_init_time",
+                O::Mbuckets => "mbuckets",
+                O::MemProfileRate => "mem_profile_rate",
+                O::DisableMemoryProfiling => "disable_memory_profiling",
+                O::MprofCycle => "mprof_cycle",
+            },
+        }
+    }
+
+    /// The global with this table key.
+    pub fn from_key(key: &str) -> Option<Global> {
+        Global::all().find(|g| g.key() == key)
+    }
+
+    /// Its symbol names across Go versions, in the order looked up.
+    pub fn names(self) -> &'static [&'static str] {
+        use OptionalGlobal as O;
+        use RequiredGlobal as R;
+        match self {
+            Global::Required(r) => match r {
+                R::Memstats => &["runtime.memstats"],
+                R::GcController => &["runtime.gcController"],
+                R::Sched => &["runtime.sched"],
+                R::Allp => &["runtime.allp"],
+                R::Allglen => &["runtime.allglen"],
+                R::Allm => &["runtime.allm"],
+                R::Gomaxprocs => &["runtime.gomaxprocs"],
+                R::Ncgocall => &["runtime.ncgocall"],
+                R::ClassToSize => &[
+                    "runtime.class_to_size",
+                    "internal/runtime/gc.SizeClassToSize",
+                ],
+            },
+            Global::Optional(o) => match o {
+                O::Work => &["runtime.work"],
+                O::Ncpu => &["runtime.numCPUStartup", "runtime.ncpu"],
+                O::Gcphase => &["runtime.gcphase"],
+                O::RuntimeInitTime => &["runtime.runtimeInitTime"],
+                O::Mbuckets => &["runtime.mbuckets"],
+                O::MemProfileRate => &["runtime.MemProfileRate"],
+                O::DisableMemoryProfiling => &["runtime.disableMemoryProfiling"],
+                O::MprofCycle => &["runtime.mProfCycle"],
+            },
+        }
+    }
+
+    /// The name used in messages.
+    pub fn name(self) -> &'static str {
+        self.names()[0]
+    }
+
+    pub fn is_required(self) -> bool {
+        matches!(self, Global::Required(_))
+    }
+}
+
+impl From<RequiredGlobal> for Global {
+    fn from(g: RequiredGlobal) -> Self {
+        Global::Required(g)
+    }
+}
+
+impl From<OptionalGlobal> for Global {
+    fn from(g: OptionalGlobal) -> Self {
+        Global::Optional(g)
+    }
+}
+
+/// Link-time addresses of the globals (add the load bias for PIE). Every
+/// required global is present and non-zero by construction.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Globals {
-    addresses: BTreeMap<&'static str, u64>,
+    required: [u64; RequiredGlobal::ALL.len()],
+    optional: [Option<u64>; OptionalGlobal::ALL.len()],
 }
 
 impl Globals {
-    pub fn get(&self, key: &str) -> Option<u64> {
-        self.addresses.get(key).copied()
+    pub fn required(&self, global: RequiredGlobal) -> u64 {
+        self.required[global as usize]
     }
 
-    /// A required global (present by construction).
-    pub fn required(&self, key: &str) -> u64 {
-        self.get(key).unwrap_or_default()
+    pub fn optional(&self, global: OptionalGlobal) -> Option<u64> {
+        self.optional[global as usize]
+    }
+
+    /// Any global's address (`None`: an optional global the binary lacks).
+    pub fn address(&self, global: Global) -> Option<u64> {
+        match global {
+            Global::Required(r) => Some(self.required(r)),
+            Global::Optional(o) => self.optional(o),
+        }
+    }
+
+    /// Builds the table from `find` (`Ok(None)`: not found); a required
+    /// global that is not found fails with `missing`'s error.
+    fn build(
+        mut find: impl FnMut(Global) -> Result<Option<u64>, GlobalsError>,
+        missing: impl Fn(Global) -> GlobalsError,
+    ) -> Result<Self, GlobalsError> {
+        let mut required = [0; RequiredGlobal::ALL.len()];
+        for r in RequiredGlobal::ALL {
+            required[r as usize] = find(r.into())?.ok_or_else(|| missing(r.into()))?;
+        }
+        let mut optional = [None; OptionalGlobal::ALL.len()];
+        for o in OptionalGlobal::ALL {
+            optional[o as usize] = find(o.into())?;
+        }
+        Ok(Self { required, optional })
     }
 
     pub fn from_symtab(binary: &GoBinary) -> Result<Self, GlobalsError> {
-        let mut addresses = BTreeMap::new();
-        for spec in GLOBALS {
-            match spec.names.iter().find_map(|n| binary.globals.get(n)) {
-                Some(symbol) => {
-                    addresses.insert(spec.key, symbol.address);
-                }
-                None if spec.required => {
-                    return Err(GlobalsError::NotInSymtab {
-                        binary: binary.path.display().to_string(),
-                        name: spec.names.join("|"),
-                    });
-                }
-                None => {}
-            }
-        }
-        Ok(Self { addresses })
+        let name = || binary.path.display().to_string();
+        Self::build(
+            |global| match global.names().iter().find_map(|n| binary.globals.get(n)) {
+                Some(symbol) if symbol.address == 0 => Err(GlobalsError::ZeroAddress {
+                    binary: name(),
+                    name: global.name().to_string(),
+                }),
+                Some(symbol) => Ok(Some(symbol.address)),
+                None => Ok(None),
+            },
+            |global| GlobalsError::NotInSymtab {
+                binary: name(),
+                name: global.names().join("|"),
+            },
+        )
     }
 
-    /// Recovers the globals from their reference sites (stripped binaries).
+    /// Recovers the globals from their reference sites (stripped binaries);
+    /// `sites` is keyed by `Global::key`. A required global whose site does
+    /// not verify fails; an optional one is then absent (its figures are
+    /// unavailable), never guessed.
     pub fn from_sites(
         binary: &GoBinary,
         sites: &BTreeMap<String, ReferenceSite>,
     ) -> Result<Self, GlobalsError> {
-        let mut addresses = BTreeMap::new();
-        for spec in GLOBALS {
-            let Some(site) = sites.get(spec.key) else {
-                if spec.required {
-                    return Err(GlobalsError::NoSite {
-                        binary: binary.path.display().to_string(),
-                        name: spec.names[0].to_string(),
-                    });
-                }
-                continue;
-            };
-            let address = site
-                .resolve(binary)
-                .map_err(|reason| GlobalsError::SiteMismatch {
-                    binary: binary.path.display().to_string(),
-                    name: spec.names[0].to_string(),
+        let name = || binary.path.display().to_string();
+        Self::build(
+            |global| {
+                let Some(site) = sites.get(global.key()) else {
+                    return Ok(None);
+                };
+                let mismatch = |reason| GlobalsError::SiteMismatch {
+                    binary: name(),
+                    name: global.name().to_string(),
                     function: site.function.clone(),
                     index: site.index,
                     reason,
-                })?;
-            addresses.insert(spec.key, address);
-        }
-        Ok(Self { addresses })
+                };
+                match site.resolve(binary) {
+                    Ok(address) if address != 0 => Ok(Some(address)),
+                    _ if !global.is_required() => Ok(None),
+                    Ok(_) => Err(mismatch("resolves to address 0".to_string())),
+                    Err(reason) => Err(mismatch(reason)),
+                }
+            },
+            |global| GlobalsError::NoSite {
+                binary: name(),
+                name: global.name().to_string(),
+            },
+        )
     }
 }
 
@@ -274,4 +396,34 @@ pub fn rip_relative_targets(entry: u64, code: &[u8]) -> Vec<u64> {
         }
     }
     targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_names_are_unique_and_round_trip() {
+        let globals: Vec<Global> = Global::all().collect();
+        assert_eq!(
+            globals.len(),
+            RequiredGlobal::ALL.len() + OptionalGlobal::ALL.len()
+        );
+        for (i, g) in globals.iter().enumerate() {
+            assert_eq!(Global::from_key(g.key()), Some(*g));
+            assert!(!g.names().is_empty());
+            for other in &globals[i + 1..] {
+                assert_ne!(g.key(), other.key());
+                assert!(g.names().iter().all(|n| !other.names().contains(n)));
+            }
+        }
+        // The arrays are indexed by discriminant.
+        for (i, r) in RequiredGlobal::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, o) in OptionalGlobal::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+        assert_eq!(Global::from_key("no_such_global"), None);
+    }
 }

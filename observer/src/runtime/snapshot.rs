@@ -5,6 +5,7 @@
 use thiserror::Error;
 
 use super::{
+    globals::{OptionalGlobal, RequiredGlobal},
     histogram::TimeHistogram,
     layout::{RuntimeLayout, TimeHistogramLayout},
 };
@@ -187,7 +188,7 @@ pub fn read_class_sizes(
     let reader = Reader { memory, bias };
     let raw = reader.bytes(
         "runtime.class_to_size",
-        layout.globals.required("class_to_size"),
+        layout.globals.required(RequiredGlobal::ClassToSize),
         layout.offsets.heap.size_classes * 2,
     )?;
     let sizes: Vec<u64> = raw
@@ -219,7 +220,11 @@ impl RuntimeSnapshot {
 
         // memstats: numgc and the three heapStats generations in one read.
         let h = &layout.offsets.heap;
-        let mstats = r.bytes("runtime.memstats", g.required("memstats"), h.mstats_size)?;
+        let mstats = r.bytes(
+            "runtime.memstats",
+            g.required(RequiredGlobal::Memstats),
+            h.mstats_size,
+        )?;
         let gc_cycles = le_u32(&mstats, h.numgc);
         let mut alloc = AllocCounters {
             small_objects: vec![0; h.size_classes as usize],
@@ -239,7 +244,7 @@ impl RuntimeSnapshot {
         let c = &layout.offsets.gc;
         let ctl = r.bytes(
             "runtime.gcController",
-            g.required("gc_controller"),
+            g.required(RequiredGlobal::GcController),
             c.controller_size,
         )?;
         let field = |offset: Option<u64>| offset.map(|o| le_u64(&ctl, o));
@@ -247,7 +252,7 @@ impl RuntimeSnapshot {
         let memory_limit = field(c.memory_limit).map(|v| v as i64);
         let heap_marked = le_u64(&ctl, c.heap_marked);
         let (heap_goal, goal_from_memory_limit) = heap_goal(&ctl, c, heap_marked);
-        let in_mark_phase = match g.get("gcphase") {
+        let in_mark_phase = match g.optional(OptionalGlobal::Gcphase) {
             Some(address) => r.global_u32("runtime.gcphase", address)? == GC_PHASE_MARK,
             None => false,
         };
@@ -258,32 +263,36 @@ impl RuntimeSnapshot {
                 0
             }
         };
-        let (gc_assist_cpu_ns, gc_total_cpu_ns) =
-            match (g.get("work"), c.cpu_stats_assist, c.cpu_stats_total) {
-                (Some(work), Some(assist), Some(total)) => {
-                    let assist_done = r.global_u64("runtime.work.cpuStats", work + assist)? as i64;
-                    let total_done = r.global_u64("runtime.work.cpuStats", work + total)? as i64;
-                    let marking = in_progress(c.assist_time)
-                        + in_progress(c.dedicated_mark_time)
-                        + in_progress(c.fractional_mark_time)
-                        + in_progress(c.idle_mark_time);
-                    (
-                        Some(assist_done + in_progress(c.assist_time)),
-                        Some(total_done + marking),
-                    )
-                }
-                _ => (None, None),
-            };
+        let (gc_assist_cpu_ns, gc_total_cpu_ns) = match (
+            g.optional(OptionalGlobal::Work),
+            c.cpu_stats_assist,
+            c.cpu_stats_total,
+        ) {
+            (Some(work), Some(assist), Some(total)) => {
+                let assist_done = r.global_u64("runtime.work.cpuStats", work + assist)? as i64;
+                let total_done = r.global_u64("runtime.work.cpuStats", work + total)? as i64;
+                let marking = in_progress(c.assist_time)
+                    + in_progress(c.dedicated_mark_time)
+                    + in_progress(c.fractional_mark_time)
+                    + in_progress(c.idle_mark_time);
+                (
+                    Some(assist_done + in_progress(c.assist_time)),
+                    Some(total_done + marking),
+                )
+            }
+            _ => (None, None),
+        };
 
         // The scheduler.
         let s = &layout.offsets.sched;
-        let sched = r.bytes("runtime.sched", g.required("sched"), s.size)?;
-        let gomaxprocs = r.global_u32("runtime.gomaxprocs", g.required("gomaxprocs"))? as i32;
-        let ncpu = match g.get("ncpu") {
+        let sched = r.bytes("runtime.sched", g.required(RequiredGlobal::Sched), s.size)?;
+        let gomaxprocs =
+            r.global_u32("runtime.gomaxprocs", g.required(RequiredGlobal::Gomaxprocs))? as i32;
+        let ncpu = match g.optional(OptionalGlobal::Ncpu) {
             Some(address) => Some(r.global_u32("runtime.ncpu", address)? as i32),
             None => None,
         };
-        let allp = r.bytes("runtime.allp", g.required("allp"), 16)?;
+        let allp = r.bytes("runtime.allp", g.required(RequiredGlobal::Allp), 16)?;
         let (allp_ptr, allp_len) = (le_u64(&allp, 0), le_u64(&allp, 8));
         if gomaxprocs < 1 || gomaxprocs as u64 > MAX_PS {
             return Err(SnapshotError::Implausible {
@@ -327,7 +336,7 @@ impl RuntimeSnapshot {
             // Before: goids handed out, minus those still cached by Ps.
             None => le_u64(&sched, s.goidgen).saturating_sub(unused_goids),
         };
-        let allglen = r.global_u64("runtime.allglen", g.required("allglen"))? as i64;
+        let allglen = r.global_u64("runtime.allglen", g.required(RequiredGlobal::Allglen))? as i64;
         let sched_free: i64 = s
             .gfree_counts
             .iter()
@@ -338,8 +347,9 @@ impl RuntimeSnapshot {
         let goroutines_user = (goroutines_all - ngsys).max(1);
 
         // cgo calls: runtime.ncgocall plus every M's own count.
-        let mut cgo_calls = r.global_u64("runtime.ncgocall", g.required("ncgocall"))?;
-        let mut m = r.global_u64("runtime.allm", g.required("allm"))?;
+        let mut cgo_calls =
+            r.global_u64("runtime.ncgocall", g.required(RequiredGlobal::Ncgocall))?;
+        let mut m = r.global_u64("runtime.allm", g.required(RequiredGlobal::Allm))?;
         let mut walked = 0;
         while m != 0 {
             walked += 1;
@@ -354,16 +364,24 @@ impl RuntimeSnapshot {
         }
 
         let sched_latency = match &s.time_to_run {
-            Some(h) => Some(r.histogram("runtime.sched.timeToRun", g.required("sched"), h)?),
+            Some(h) => Some(r.histogram(
+                "runtime.sched.timeToRun",
+                g.required(RequiredGlobal::Sched),
+                h,
+            )?),
             None => None,
         };
         let gc_pauses = match (&s.stw_total_gc, &h.pause_hist_in_mstats) {
-            (Some(hist), _) => {
-                Some(r.histogram("sched.stwTotalTimeGC", g.required("sched"), hist)?)
-            }
-            (None, Some(hist)) => {
-                Some(r.histogram("memstats.gcPauseDist", g.required("memstats"), hist)?)
-            }
+            (Some(hist), _) => Some(r.histogram(
+                "sched.stwTotalTimeGC",
+                g.required(RequiredGlobal::Sched),
+                hist,
+            )?),
+            (None, Some(hist)) => Some(r.histogram(
+                "memstats.gcPauseDist",
+                g.required(RequiredGlobal::Memstats),
+                hist,
+            )?),
             (None, None) => None,
         };
 

@@ -19,7 +19,7 @@ pub struct VersionEntry {
     /// nearest verified one): refused unless the user forces it.
     pub verified: bool,
     pub offsets: RuntimeOffsets,
-    /// Reference sites by global key (see `globals::GLOBALS`).
+    /// Reference sites by global key (`globals::Global::key`).
     pub globals: BTreeMap<String, ReferenceSite>,
 }
 
@@ -57,38 +57,39 @@ pub struct ReferenceBuilds<'a> {
 /// release): offsets from the first build's DWARF, and for each global the
 /// smallest runtime function whose reference resolves correctly in all.
 pub fn generate_entry(refs: &ReferenceBuilds<'_>) -> Result<VersionEntry, String> {
-    use super::globals::GLOBALS;
+    use super::globals::Global;
     let first = refs.builds.first().ok_or("no reference build")?;
     let offsets = RuntimeOffsets::from_dwarf(first).map_err(|e| e.to_string())?;
     let mut globals = BTreeMap::new();
-    for spec in GLOBALS {
+    for global in Global::all() {
         let located: Option<Vec<(&crate::binary::GoBinary, u64)>> = refs
             .builds
             .iter()
             .map(|b| {
-                spec.names
+                global
+                    .names()
                     .iter()
                     .find_map(|n| b.globals.get(n))
                     .map(|g| (*b, g.address))
             })
             .collect();
         let Some(located) = located else {
-            if spec.required {
+            if global.is_required() {
                 return Err(format!(
                     "{} missing from a reference build",
-                    spec.names.join("|")
+                    global.names().join("|")
                 ));
             }
             continue;
         };
-        let size = spec
-            .names
+        let size = global
+            .names()
             .iter()
             .find_map(|n| first.globals.get(n))
             .map_or(1, |g| g.size);
         let site = ReferenceSite::find(&located, size)
-            .ok_or_else(|| format!("no stable reference site for {}", spec.names[0]))?;
-        globals.insert(spec.key.to_string(), site);
+            .ok_or_else(|| format!("no stable reference site for {}", global.name()))?;
+        globals.insert(global.key().to_string(), site);
     }
     Ok(VersionEntry {
         generated_from: first.build.go_version_string.clone(),

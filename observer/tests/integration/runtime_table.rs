@@ -7,7 +7,7 @@ use goscope::{
     binary::GoBinary,
     runtime::{
         Globals,
-        globals::GLOBALS,
+        globals::Global,
         table::{self, ReferenceBuilds},
     },
 };
@@ -86,12 +86,12 @@ fn reference_sites_resolve_in_unseen_builds() {
         let recovered = Globals::from_sites(&pie, &entry.globals)
             .unwrap_or_else(|e| panic!("Go {version} PIE: {e}"));
         let truth = Globals::from_symtab(&pie).unwrap();
-        for spec in GLOBALS {
+        for global in Global::all() {
             assert_eq!(
-                recovered.get(spec.key),
-                truth.get(spec.key),
+                recovered.address(global),
+                truth.address(global),
                 "Go {version} PIE+cgo: {} recovered from code vs .symtab",
-                spec.names[0]
+                global.name()
             );
         }
     }
