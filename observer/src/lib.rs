@@ -3,6 +3,7 @@
 //! collection, verdicts and outputs.
 
 pub mod agent;
+pub mod attachment;
 pub mod binary;
 pub mod cgroup;
 pub mod cli;
@@ -11,10 +12,13 @@ pub mod cpu;
 pub mod format;
 pub mod memory;
 pub mod output;
+pub mod pprof;
 pub mod privilege;
 pub mod probe_points;
 pub mod probes;
+pub mod report;
 pub mod runtime;
+pub mod session;
+pub mod symbols;
 pub mod target;
-pub mod verdicts;
 pub mod window;

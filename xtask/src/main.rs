@@ -1,10 +1,12 @@
 //! Build helpers: `cargo xtask bench` measures what attaching goscope costs
 //! a target; `cargo xtask matrix` checks figures on every Go version;
-//! `cargo xtask workload` builds a Go test target.
+//! `cargo xtask workload` builds a Go test target; `cargo xtask
+//! pprof-proto` regenerates the pprof protobuf types.
 
 mod agent_bench;
 mod bench;
 mod matrix;
+mod pprof_proto;
 mod runtime_table;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,9 @@ enum Task {
     /// Regenerates the per-Go-version runtime table (offsets and global
     /// reference sites for binaries without DWARF or .symtab).
     RuntimeTable(runtime_table::RuntimeTableArgs),
+    /// Regenerates observer/src/pprof/generated.rs (prost types) from the
+    /// vendored observer/proto/profile.proto, with protox (no protoc).
+    PprofProto,
     /// Builds a Go workload from workloads/ and prints the binary's path.
     Workload {
         /// Go version (installed by scripts/setup.sh), e.g. 1.27 or 1.22.10.
@@ -55,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Task::AgentBench(args) => agent_bench::run(&args),
         Task::Matrix(args) => matrix::run(&args),
         Task::RuntimeTable(args) => runtime_table::run(&args),
+        Task::PprofProto => pprof_proto::run(),
         Task::Workload {
             go,
             name,

@@ -4,8 +4,6 @@
 //! allocation, scheduler, syscalls, cgo, other runtime and application.
 
 pub mod classify;
-pub mod pprof;
-pub mod symbols;
 
 use std::collections::BTreeMap;
 
@@ -21,9 +19,8 @@ use observer_common::CpuSampleKey;
 use serde::Serialize;
 
 pub use classify::CpuClass;
-use symbols::Symbolizer;
 
-use crate::{privilege, probes::ProbeSession};
+use crate::{pprof, privilege, probes::ProbeSession, symbols::Symbolizer};
 
 /// Default sampling rate per CPU (the bounded rate).
 pub const DEFAULT_HZ: u64 = 99;

@@ -18,11 +18,9 @@ use serde::Serialize;
 use super::{AttachedLink, ProbeSession};
 use crate::{
     binary::GoBinary,
-    cpu::{
-        pprof::{Location, Profile},
-        symbols::SourceSymbolizer,
-    },
+    pprof::{Location, Profile},
     probe_points::{self, ProbePoint},
+    symbols::SourceSymbolizer,
 };
 
 pub const REFILL_PROGRAM: &str = "alloc_refill";

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::{AttachedLink, ProbeSession};
 use crate::{
     binary::GoBinary,
-    cpu::symbols::Symbolizer,
     probe_points::{self, ProbePoint},
     runtime::histogram::{Percentiles, percentiles},
+    symbols::Symbolizer,
 };
 
 const CGOCALL: &str = "runtime.cgocall";

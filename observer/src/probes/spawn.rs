@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::{AttachedLink, ProbeSession};
 use crate::{
     binary::GoBinary,
-    cpu::symbols::Symbolizer,
     probe_points::{self, ProbePoint},
+    symbols::Symbolizer,
 };
 
 pub const SPAWN_PROGRAM: &str = "goroutine_spawn";

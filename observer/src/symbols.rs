@@ -1,7 +1,9 @@
-//! Address → function name for sampled stacks, from the binary's function
-//! table (.symtab or .gopclntab), so stripped binaries symbolize too.
+//! Address → function name, and address → source frames, for the stacks
+//! goscope samples (CPU samples, allocation sites, cgo and goroutine
+//! creation sites), from the binary's function table (.symtab or
+//! .gopclntab) and pclntab line tables, so stripped binaries symbolize too.
 
-use crate::binary::GoBinary;
+use crate::{binary::GoBinary, pprof};
 
 pub struct Symbolizer {
     /// (start, end, name) sorted by start.
@@ -56,7 +58,7 @@ impl SourceSymbolizer {
 
     /// The location of run-time `pc`; a return address is looked up at
     /// `pc - 1`, inside the call instruction.
-    pub fn location(&self, pc: u64, return_address: bool) -> super::pprof::Location {
+    pub fn location(&self, pc: u64, return_address: bool) -> pprof::Location {
         let lookup = if return_address {
             pc.saturating_sub(1)
         } else {
@@ -68,13 +70,13 @@ impl SourceSymbolizer {
         };
         if frames.is_empty() {
             let name = self.functions.function(lookup).unwrap_or("[unknown]");
-            return super::pprof::Location::named(pc, name);
+            return pprof::Location::named(pc, name);
         }
-        super::pprof::Location {
+        pprof::Location {
             pc,
             lines: frames
                 .into_iter()
-                .map(|f| super::pprof::SourceLine {
+                .map(|f| pprof::SourceLine {
                     function: f.function,
                     file: f.file,
                     line: f.line,
