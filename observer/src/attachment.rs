@@ -119,7 +119,7 @@ pub fn attach(session: Session, budget: f64, sites: bool) -> anyhow::Result<Atta
     let context = || format!("pid {}", target.pid);
     let bias = runtime.bias;
     let gc_point =
-        probe_points::resolve(&target.binary, GC_MARK_TERMINATION.name).with_context(context)?;
+        probe_points::resolve(&target.binary, GC_MARK_TERMINATION).with_context(context)?;
     let tracepoints = TracepointOffsets::from_tracefs();
     let mut probes = ProbeSession::load_with(
         target.pid,

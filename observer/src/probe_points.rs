@@ -48,13 +48,43 @@ pub const GC_ASSIST_WORK: RuntimeFunction = RuntimeFunction {
     purpose: "mark assists that scan",
 };
 
-/// Every function goscope may probe, for `goscope inspect`.
+/// Span refills: one hit per span's worth of small objects (spanClass in BL).
+pub const MCACHE_REFILL: RuntimeFunction = RuntimeFunction {
+    name: "runtime.(*mcache).refill",
+    purpose: "allocation sites (span refills)",
+};
+
+/// Large allocations (size in RBX).
+pub const MCACHE_ALLOC_LARGE: RuntimeFunction = RuntimeFunction {
+    name: "runtime.(*mcache).allocLarge",
+    purpose: "allocation sites (large objects)",
+};
+
+/// Goroutine creation: one hit per `go` statement.
+pub const NEWPROC: RuntimeFunction = RuntimeFunction {
+    name: "runtime.newproc",
+    purpose: "goroutine creation sites",
+};
+
+/// Calls into C (entry; every RET is probed too).
+pub const CGOCALL: RuntimeFunction = RuntimeFunction {
+    name: "runtime.cgocall",
+    purpose: "cgo call latency (and every RET)",
+};
+
+/// Every function goscope may probe: the one list `probes/*` take their
+/// functions from (`resolve` accepts nothing else) and `goscope inspect`
+/// shows.
 pub const PROBED_FUNCTIONS: &[RuntimeFunction] = &[
     GC_MARK_TERMINATION,
     GC_CYCLE_END,
     GC_ASSIST,
     GC_ASSIST_WORK,
     GC_PARK_ASSIST,
+    MCACHE_REFILL,
+    MCACHE_ALLOC_LARGE,
+    NEWPROC,
+    CGOCALL,
 ];
 
 #[derive(Debug, Error)]
@@ -93,7 +123,8 @@ pub struct ProbePoint {
 }
 
 /// Resolves `function` in `binary` by decoding its first instructions.
-pub fn resolve(binary: &GoBinary, function: &str) -> Result<ProbePoint, ProbePointError> {
+pub fn resolve(binary: &GoBinary, function: RuntimeFunction) -> Result<ProbePoint, ProbePointError> {
+    let function = function.name;
     let symbol = binary.functions.get(function).ok_or_else(|| {
         if let Some(reason) = &binary.pclntab_error {
             ProbePointError::Stripped {
@@ -135,8 +166,9 @@ pub fn resolve(binary: &GoBinary, function: &str) -> Result<ProbePoint, ProbePoi
 /// timing a call without uretprobes.
 pub fn return_points(
     binary: &GoBinary,
-    function: &str,
+    function: RuntimeFunction,
 ) -> Result<Vec<ProbePoint>, ProbePointError> {
+    let function = function.name;
     let symbol = binary
         .functions
         .get(function)

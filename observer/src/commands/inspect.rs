@@ -111,7 +111,7 @@ pub fn build_report(pid: Option<u32>, exe: &str, binary: &GoBinary) -> InspectRe
     let setting = |key: &str| build.setting(key).map(str::to_string);
     let probes: Vec<ProbeReport> = PROBED_FUNCTIONS
         .iter()
-        .map(|f| match probe_points::resolve(binary, f.name) {
+        .map(|f| match probe_points::resolve(binary, *f) {
             Ok(point) => ProbeReport {
                 function: f.name.to_string(),
                 purpose: f.purpose.to_string(),

@@ -20,9 +20,10 @@ use crate::{
     runtime::histogram::{Percentiles, percentiles},
 };
 
-const ASSIST_FUNCTION: &str = "runtime.gcAssistAlloc";
-const PARK_FUNCTION: &str = "runtime.gcParkAssist";
-const WORK_FUNCTION: &str = "runtime.gcAssistAlloc1";
+use probe_points::{
+    GC_ASSIST as ASSIST_FUNCTION, GC_ASSIST_WORK as WORK_FUNCTION,
+    GC_PARK_ASSIST as PARK_FUNCTION,
+};
 
 /// Where the assist probes go in one binary.
 pub struct AssistProbes {

@@ -22,7 +22,7 @@ pub struct SpawnProbe {
 impl SpawnProbe {
     pub fn resolve(binary: &GoBinary) -> anyhow::Result<Self> {
         Ok(Self {
-            point: probe_points::resolve(binary, "runtime.newproc")?,
+            point: probe_points::resolve(binary, probe_points::NEWPROC)?,
         })
     }
 

@@ -94,10 +94,10 @@ fn stripped_binaries_resolve_probe_points_through_the_pclntab() {
                 let stripped = GoBinary::open(&loadgen(version, &stripped)).unwrap();
                 assert!(!stripped.has_symtab);
                 let label = format!("Go {version} cgo={cgo} {buildmode:?}");
-                let point = goscope::probe_points::resolve(&stripped, "runtime.gcMarkTermination")
+                let point = goscope::probe_points::resolve(&stripped, goscope::probe_points::GC_MARK_TERMINATION)
                     .unwrap_or_else(|e| panic!("{label}: {e}"));
                 let reference =
-                    goscope::probe_points::resolve(&plain, "runtime.gcMarkTermination").unwrap();
+                    goscope::probe_points::resolve(&plain, goscope::probe_points::GC_MARK_TERMINATION).unwrap();
                 assert_eq!(
                     point.address, reference.address,
                     "{label}: stripped vs unstripped twin"
@@ -124,7 +124,7 @@ fn malformed_binaries_give_errors_not_panics() {
     cuts.extend([0, 1, 4, 16, 63, 64, 65]);
     for cut in cuts {
         let _ = GoBinary::parse(path, data[..cut].to_vec()).map(|b| {
-            let _ = goscope::probe_points::resolve(&b, "runtime.gcMarkTermination");
+            let _ = goscope::probe_points::resolve(&b, goscope::probe_points::GC_MARK_TERMINATION);
         });
     }
     // Flip bytes across the file, including the headers and the pclntab.
@@ -144,7 +144,7 @@ fn malformed_binaries_give_errors_not_panics() {
             corrupted[at] ^= (seed >> 32) as u8 | 1;
         }
         if let Ok(b) = GoBinary::parse(path, corrupted) {
-            let _ = goscope::probe_points::resolve(&b, "runtime.gcMarkTermination");
+            let _ = goscope::probe_points::resolve(&b, goscope::probe_points::GC_MARK_TERMINATION);
             // Line tables of a corrupted pclntab: errors or garbage, never
             // a panic or a hang.
             if let Ok(lines) = goscope::binary::lines::LineTable::parse(&b) {

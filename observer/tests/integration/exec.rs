@@ -79,7 +79,9 @@ fn heatmap_ends_on_exec() {
     }
     let from = loadgen("1.27", &BuildOptions::default());
     let to = loadgen("1.27", &cgo());
-    let mut target = Target::start(&from, &["-work", "idle"], &[]).unwrap();
+    // A mixed batch lasts far longer than a 100 ms column, so the heatmap
+    // has columns of the first program when it execs.
+    let mut target = Target::start(&from, &["-work", "mixed"], &[]).unwrap();
     let pid = target.pid.to_string();
     let dir = std::env::temp_dir().join(format!("goscope-exec-heatmap-{pid}"));
     std::fs::create_dir_all(&dir).unwrap();

@@ -66,13 +66,28 @@ fn reports_build_settings_and_decoded_probe_addresses() {
         assert_eq!(report["pie"], false);
         assert_eq!(report["goarch"], "amd64");
         assert_eq!(report["module_path"], "goscope.dev/workloads/loadgen");
-        let function = "runtime.gcMarkTermination";
-        let address = hex_address(&report["functions"][function]);
-        assert_eq!(
-            address,
-            objdump_after_prologue(version, &binary, function),
-            "Go {version}: probe address of {function} disagrees with go tool objdump"
-        );
+        // Every function any command probes is listed, with its decoded
+        // address; those with a stack check agree with go tool objdump.
+        for function in goscope::probe_points::PROBED_FUNCTIONS {
+            assert!(
+                report["functions"][function.name].is_string(),
+                "Go {version}: inspect does not list {}: {report}",
+                function.name
+            );
+        }
+        for function in [
+            "runtime.gcMarkTermination",
+            "runtime.(*mcache).refill",
+            "runtime.(*mcache).allocLarge",
+            "runtime.newproc",
+        ] {
+            let address = hex_address(&report["functions"][function]);
+            assert_eq!(
+                address,
+                objdump_after_prologue(version, &binary, function),
+                "Go {version}: probe address of {function} disagrees with go tool objdump"
+            );
+        }
     }
 }
 

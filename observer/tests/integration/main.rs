@@ -14,6 +14,7 @@ mod exec;
 mod gc;
 mod heatmap;
 mod inspect;
+mod layers;
 mod runtime_table;
 mod sched;
 mod top;

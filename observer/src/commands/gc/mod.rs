@@ -54,7 +54,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             .map_or(0, |a| a + bias),
     };
     let cycle_point =
-        probe_points::resolve(&target.binary, GC_CYCLE_END.name).with_context(context)?;
+        probe_points::resolve(&target.binary, GC_CYCLE_END).with_context(context)?;
     let assist_probes = if args.no_assists {
         None
     } else {

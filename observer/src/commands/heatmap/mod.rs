@@ -7,7 +7,7 @@ mod svg;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::{cli::HeatmapArgs, session::Session, window};
 
@@ -104,7 +104,8 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
         return Err(e.context("a read failed inside the window"));
     }
     if columns.is_empty() {
-        bail!("pid {} exited before the first column", target.pid);
+        window.announce_end(&target, "nothing was recorded");
+        bail!("pid {} ended before the first column; no heatmap written", target.pid);
     }
     let mut rows: Vec<String> = (1..classes)
         .map(|c| format!("{} B", class_sizes.get(c).copied().unwrap_or(0)))
@@ -129,8 +130,7 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
     } else {
         svg::svg(&map)
     };
-    std::fs::write(&args.output, document)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    crate::outfile::write(&args.output, document.as_bytes())?;
     eprintln!(
         "goscope: wrote {} ({} size classes × {} columns)",
         args.output.display(),
