@@ -76,7 +76,8 @@ pub struct TopArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=60_000))]
     pub interval_ms: u64,
     /// Where goscope's own messages go while the view is up (default
-    /// /tmp/goscope-top-PID.log).
+    /// $XDG_RUNTIME_DIR/goscope/top-PID.log, else /run/goscope/top-PID.log;
+    /// the directory is private, mode 0700). A symbolic link is refused.
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// Most of the target's CPU the per-call probes may cost, in percent

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod cpu;
 pub mod format;
 pub mod memory;
+pub mod outfile;
 pub mod output;
 pub mod pprof;
 pub mod privilege;

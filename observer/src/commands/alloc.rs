@@ -121,8 +121,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     let profile = samples
         .pprof(&exact, elapsed.as_nanos() as u64)
         .context("encoding the pprof profile")?;
-    std::fs::write(&args.output, profile)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    crate::outfile::write(&args.output, &profile)?;
     let total_bytes = exact.class_bytes.iter().sum::<u64>() + exact.large_bytes;
     let total_objects = exact
         .class_bytes

@@ -46,7 +46,7 @@ pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
     let profile = samples
         .pprof(args.hz, elapsed.as_nanos() as u64)
         .context("encoding the pprof profile")?;
-    write_profile(&args.output, &profile)?;
+    crate::outfile::write(&args.output, &profile)?;
     let split = samples.split();
     if args.json {
         output::print_json(&split)?;
@@ -54,10 +54,6 @@ pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
         output::print_text(&render(&split, &args.output))?;
     }
     Ok(window.announce_end(&target, "the profile covers what was sampled until then"))
-}
-
-fn write_profile(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn render(split: &CpuSplit, profile: &Path) -> String {

@@ -15,6 +15,7 @@ mod gc;
 mod heatmap;
 mod inspect;
 mod layers;
+mod outfile;
 mod runtime_table;
 mod sched;
 mod top;

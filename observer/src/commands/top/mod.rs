@@ -74,10 +74,11 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
     let session = Session::open("goscope top", args.pid, args.force_version)?;
     let stop = session.stop.clone();
     let attachment = attachment::attach(session, args.overhead_budget, !args.no_sites)?;
-    let log_path = args
-        .log
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("goscope-top-{}.log", args.pid)));
+    // Never through a link: $XDG_RUNTIME_DIR/goscope or /run/goscope (0700).
+    let (log_path, log) = match &args.log {
+        Some(path) => (path.clone(), crate::outfile::open_log(path)?),
+        None => crate::outfile::open_private_log(&format!("top-{}.log", args.pid))?,
+    };
     let started = Instant::now();
     let first = attachment.sample(Duration::ZERO)?;
     let t = attachment.target();
@@ -99,7 +100,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
         log: log_path.display().to_string(),
     };
     let interval = Duration::from_millis(args.interval_ms);
-    let mut terminal = terminal::Screen::enter(&log_path)
+    let mut terminal = terminal::Screen::enter(&log)
         .with_context(|| format!("setting up the terminal (log: {})", log_path.display()))?;
     eprintln!("goscope top: attached to pid {}", t.pid);
     let mut previous: Sample = attachment.sample(started.elapsed())?;

@@ -6,7 +6,6 @@ use std::{
     fs::File,
     io::{Stdout, stdout},
     os::fd::AsRawFd as _,
-    path::Path,
 };
 
 use crossterm::{
@@ -29,8 +28,9 @@ fn restore() {
 }
 
 impl Screen {
-    pub fn enter(log: &Path) -> anyhow::Result<Self> {
-        let log = File::options().create(true).append(true).open(log)?;
+    /// Takes over the terminal; stderr goes to `log` (opened by the
+    /// caller, see `outfile::open_log`) until drop.
+    pub fn enter(log: &File) -> anyhow::Result<Self> {
         // SAFETY: dup/dup2 on valid descriptors; the saved one is restored
         // on drop.
         let saved_stderr = unsafe { libc::dup(2) };
