@@ -6,7 +6,7 @@
 //! user stack, the return address at [RSP] and the span class or size.
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::{PerCpuHashMap, StackTrace},
     programs::{ProbeContext, tracing::StackIdContext},
@@ -56,7 +56,7 @@ fn record(ctx: &ProbeContext, span_class: u32, size: u64) {
 /// (*mcache).refill(c RAX, spc BL): spanClass is a uint8.
 #[uprobe]
 pub fn alloc_refill(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     // SAFETY: regs points at the saved user registers of this hit.
@@ -68,7 +68,7 @@ pub fn alloc_refill(ctx: ProbeContext) -> u32 {
 /// (*mcache).allocLarge(c RAX, size RBX, noscan CL).
 #[uprobe]
 pub fn alloc_large(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     // SAFETY: regs points at the saved user registers of this hit.

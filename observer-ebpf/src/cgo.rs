@@ -2,7 +2,7 @@
 //! RET in it, keyed by goroutine (R14). The call site is the return address
 //! at entry ([RSP], inside the `_Cfunc_` wrapper that names the C function).
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::ProbeContext,
@@ -43,7 +43,7 @@ fn fine_slot(ns: u64) -> u32 {
 
 #[uprobe]
 pub fn cgo_enter(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     // SAFETY: regs points at the saved user registers of this probe hit;
@@ -64,7 +64,7 @@ pub fn cgo_enter(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn cgo_exit(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     // SAFETY: regs points at the saved user registers of this probe hit.

@@ -2,7 +2,7 @@
 //! per-CPU slot named by the attach cookie when the target process hits it.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_attach_cookie},
+    helpers::generated::bpf_get_attach_cookie,
     macros::{map, uprobe},
     maps::PerCpuArray,
     programs::ProbeContext,
@@ -36,7 +36,7 @@ pub fn count(slot: observer_common::CounterSlot) {
 
 #[uprobe]
 pub fn count_hit(ctx: ProbeContext) -> u32 {
-    if !crate::target::is_target(bpf_get_current_pid_tgid()) {
+    if !crate::target::is_target() {
         return 0;
     }
     // SAFETY: the helper only reads the attach cookie of the running program.

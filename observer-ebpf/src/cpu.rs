@@ -3,7 +3,6 @@
 //! walked by the kernel) and counts the sample per stack.
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
-    helpers::bpf_get_current_pid_tgid,
     macros::{map, perf_event},
     maps::{PerCpuHashMap, StackTrace},
     programs::{PerfEventContext, tracing::StackIdContext},
@@ -19,7 +18,7 @@ static CPU_SAMPLES: PerCpuHashMap<CpuSampleKey, u64> = PerCpuHashMap::with_max_e
 
 #[perf_event]
 pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     let user_stack = ctx

@@ -7,7 +7,7 @@
 //! `assist_park` marks it as parked.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{map, uprobe},
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -56,7 +56,7 @@ fn current_g(ctx: &ProbeContext) -> u64 {
 
 #[uprobe]
 pub fn gc_cycle_end(_ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     let Some(mut entry) = GC_EVENTS.reserve::<GcCycleEvent>(0) else {
@@ -99,7 +99,7 @@ pub fn gc_cycle_end(_ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn assist_enter(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     let g = current_g(&ctx);
@@ -111,7 +111,7 @@ pub fn assist_enter(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn assist_park(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     let g = current_g(&ctx);
@@ -126,7 +126,7 @@ pub fn assist_park(ctx: ProbeContext) -> u32 {
 /// is the assisting goroutine): the assist does scan work.
 #[uprobe]
 pub fn assist_work(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     // SAFETY: regs points at the saved user registers of this probe hit.
@@ -140,7 +140,7 @@ pub fn assist_work(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn assist_exit(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     let g = current_g(&ctx);

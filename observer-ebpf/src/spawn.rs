@@ -2,7 +2,7 @@
 //! reads the return address at [RSP] (inside the function whose `go`
 //! statement ran) and counts per site.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::bpf_probe_read_user,
     macros::{map, uprobe},
     maps::PerCpuHashMap,
     programs::ProbeContext,
@@ -17,7 +17,7 @@ static SPAWN_SITES: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(40
 
 #[uprobe]
 pub fn goroutine_spawn(ctx: ProbeContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    if !is_target() {
         return 0;
     }
     count(CounterSlot::SpawnProbeHits);

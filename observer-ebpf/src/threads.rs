@@ -2,15 +2,29 @@
 //! kernel: run-queue latency (wakeup, or preemption while runnable, to
 //! on-CPU) as a log2 histogram, involuntary switches, threads created and
 //! exited. Tracepoint field offsets come from tracefs, set before load.
+//!
+//! The pids in tracepoint records (prev/next_pid, the woken pid, the child
+//! pid) are the initial PID namespace's thread ids, which goscope cannot
+//! see from inside a PID namespace. So the target's threads are kept by
+//! those ids, learned in the kernel: a task that `is_target` recognizes
+//! while it is current (switching out, forking, exiting) is added with its
+//! id from bpf_get_current_pid_tgid, and the threads it forks by their
+//! child pid. Userspace seeds the map from /proc/PID/task only when its
+//! ids are the initial namespace's.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use observer_common::{CounterSlot, Log2Histogram};
 
-use crate::{counters::counter, gc::log2, target::is_target};
+use crate::{
+    counters::counter,
+    gc::log2,
+    target::current_target_thread,
+};
 
 #[unsafe(no_mangle)]
 static SWITCH_PREV_PID: u32 = 24;
@@ -26,7 +40,8 @@ static FORK_CHILD_PID: u32 = 20;
 /// prev_state bits that mean "not runnable" (TASK_REPORT, idle included).
 const NOT_RUNNABLE_MASK: i64 = 0xff;
 
-/// The target's thread ids (seeded by userspace from /proc/PID/task).
+/// The target's thread ids in the initial PID namespace (learned here,
+/// seeded by userspace where /proc shows those ids).
 #[map]
 static TARGET_TIDS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
 /// Thread id → when it became runnable.
@@ -82,10 +97,16 @@ pub fn thread_switch(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let prev = prev as u32;
-    if state & NOT_RUNNABLE_MASK == 0 && is_target_tid(prev) {
-        bump(CounterSlot::InvoluntarySwitches);
-        let _ = RUNNABLE_SINCE.insert(&prev, &now, 0);
+    // `prev` is the current task: recognize it directly and remember its
+    // id for the wakeups and switches that name it later.
+    if let Some(tid) = current_target_thread()
+        && tid == prev as u32
+    {
+        let _ = TARGET_TIDS.insert(&tid, &1, u64::from(BPF_NOEXIST));
+        if state & NOT_RUNNABLE_MASK == 0 {
+            bump(CounterSlot::InvoluntarySwitches);
+            let _ = RUNNABLE_SINCE.insert(&tid, &now, 0);
+        }
     }
     let next = next as u32;
     // SAFETY: copy out of the map before deleting.
@@ -102,9 +123,10 @@ pub fn thread_switch(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn thread_fork(ctx: TracePointContext) -> u32 {
-    if !is_target(bpf_get_current_pid_tgid()) {
+    let Some(parent) = current_target_thread() else {
         return 0;
-    }
+    };
+    let _ = TARGET_TIDS.insert(&parent, &1, u64::from(BPF_NOEXIST));
     // SAFETY: reading a field of this tracepoint's record.
     if let Ok(child) = unsafe { ctx.read_at::<i32>(offset(&FORK_CHILD_PID)) } {
         let _ = TARGET_TIDS.insert(&(child as u32), &1, 0);
@@ -115,11 +137,9 @@ pub fn thread_fork(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn thread_exit(_ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target(pid_tgid) {
+    let Some(tid) = current_target_thread() else {
         return 0;
-    }
-    let tid = pid_tgid as u32;
+    };
     let _ = TARGET_TIDS.remove(&tid);
     let _ = RUNNABLE_SINCE.remove(&tid);
     bump(CounterSlot::ThreadsExited);

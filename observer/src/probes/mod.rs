@@ -79,10 +79,14 @@ impl ProbeSession {
             anyhow::bail!("this goscope was built with AYA_BUILD_SKIP=1 and has no eBPF programs");
         }
         let gc = gc.copied().unwrap_or_default();
-        let tgid = pid.get();
+        require_namespace_helper()?;
+        let namespace = threads::TargetPidNamespace::of(pid.get())
+            .with_context(|| format!("finding the PID namespace of pid {pid}"))?;
         let mut loader = EbpfLoader::new();
         loader
-            .override_global("TARGET_TGID", &tgid, true)
+            .override_global("TARGET_TGID", &namespace.tgid, true)
+            .override_global("TARGET_PIDNS_DEV", &namespace.dev, true)
+            .override_global("TARGET_PIDNS_INO", &namespace.inode, true)
             .override_global("WORK_ADDR", &gc.work, true)
             .override_global("CONTROLLER_ADDR", &gc.controller, true)
             .override_global("NUMGC_ADDR", &gc.numgc, true)
@@ -263,6 +267,33 @@ impl ProbeSession {
     pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+}
+
+/// Every program recognizes the target with bpf_get_ns_current_pid_tgid
+/// (Linux 5.7+): refuse clearly on a kernel without it rather than let the
+/// verifier name an unknown function.
+fn require_namespace_helper() -> anyhow::Result<()> {
+    use aya::{
+        programs::ProgramType,
+        sys::{BpfHelper, is_helper_supported},
+    };
+    for (program_type, kind) in [
+        (ProgramType::KProbe, "uprobe"),
+        (ProgramType::TracePoint, "tracepoint"),
+        (ProgramType::PerfEvent, "perf-event"),
+    ] {
+        // A probe that cannot decide leaves the verdict to the real load.
+        if let Ok(false) =
+            is_helper_supported(program_type, BpfHelper::BPF_FUNC_get_ns_current_pid_tgid)
+        {
+            anyhow::bail!(
+                "this kernel does not offer the BPF helper bpf_get_ns_current_pid_tgid to \
+                 {kind} programs (Linux 5.7 or later): goscope needs it to recognize the \
+                 target's threads in its PID namespace"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Program types whose `load` takes no arguments.

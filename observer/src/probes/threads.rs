@@ -2,8 +2,16 @@
 //! sched_wakeup(_new), sched_switch, sched_process_fork and
 //! sched_process_exit (no trap in the target, in-kernel aggregation) give
 //! run-queue latency, involuntary switches and thread churn.
+//!
+//! The kernel programs recognize the target in its own PID namespace
+//! (`TargetPidNamespace`), and keep its threads by the initial namespace's
+//! thread ids that tracepoint records carry, learning them as the threads
+//! run; this side seeds them from /proc only where /proc shows those ids.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::{HashMap, PerCpuArray};
@@ -78,9 +86,66 @@ impl TracepointOffsets {
     }
 }
 
+/// The inode of the initial PID namespace (`PROC_PID_INIT_INO`,
+/// include/linux/proc_ns.h).
+const INIT_PID_NAMESPACE_INODE: u64 = 0xEFFF_FFFC;
+
+/// How the kernel programs recognize the target: its PID namespace (the
+/// nsfs device and inode of /proc/PID/ns/pid) and its tgid there, for
+/// bpf_get_ns_current_pid_tgid. The target's own namespace, not goscope's:
+/// the helper matches a task's innermost namespace only, so this works
+/// from the host (a container's process), from inside the target's
+/// namespace (a debug container, `unshare --pid`) and in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetPidNamespace {
+    /// The nsfs device as the kernel encodes a dev_t (major << 20 | minor).
+    pub dev: u64,
+    pub inode: u64,
+    /// The target's tgid in that namespace (the last NSpid entry).
+    pub tgid: u32,
+}
+
+impl TargetPidNamespace {
+    /// Reads /proc/PID/ns/pid and the NSpid line of /proc/PID/status.
+    pub fn of(pid: u32) -> anyhow::Result<Self> {
+        let ns = format!("/proc/{pid}/ns/pid");
+        let meta = std::fs::metadata(&ns).with_context(|| format!("stat {ns}"))?;
+        let status_path = format!("/proc/{pid}/status");
+        let status = std::fs::read_to_string(&status_path)
+            .with_context(|| format!("reading {status_path}"))?;
+        let tgid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|ids| ids.split_whitespace().last())
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| anyhow!("{status_path} has no NSpid line"))?;
+        Ok(Self {
+            dev: kernel_dev(meta.dev()),
+            inode: meta.ino(),
+            tgid,
+        })
+    }
+}
+
+/// A dev_t as stat reports it, in the kernel's internal encoding (what
+/// bpf_get_ns_current_pid_tgid compares).
+fn kernel_dev(dev: u64) -> u64 {
+    (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
+}
+
+/// True when thread ids under /proc are the initial PID namespace's (the
+/// ids scheduler tracepoints carry): goscope itself runs in that
+/// namespace, so /proc/self resolving means /proc is that namespace's.
+fn proc_shows_initial_namespace_ids() -> bool {
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INIT_PID_NAMESPACE_INODE)
+}
+
 /// Seeds the target's thread ids and attaches the scheduler tracepoints.
+/// Inside a PID namespace /proc shows that namespace's ids: the map is not
+/// seeded and the kernel learns each thread the first time it is switched
+/// out (a thread asleep at attach misses its first wakeup's latency).
 pub fn attach(session: &mut ProbeSession, pid: u32) -> anyhow::Result<()> {
-    {
+    if proc_shows_initial_namespace_ids() {
         let map = session
             .ebpf_mut()
             .map_mut("TARGET_TIDS")
