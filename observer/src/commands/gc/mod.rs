@@ -29,6 +29,10 @@ use crate::{
 
 /// How often the ring buffer of finished cycles is drained.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(5);
+/// How long a window whose probe reported no cycle waits for the one the
+/// runtime may have counted but not yet finished (counted in mark
+/// termination, reported after the world restarts).
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(500);
 
 pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     let Session {
@@ -94,7 +98,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     let mut assists = AssistReader::default();
     // Prime the cumulative histogram so the first cycle shows only its own.
     let _ = assists.drain(&mut session);
-    let mut printed = 0u64;
+    let first_cycle = last_cycle;
+    let printed = std::cell::Cell::new(0u64);
     // False from a detach until the first whole cycle after re-attaching.
     let mut assists_whole_cycle = assist_links.is_some();
     let mut drain = |session: &mut ProbeSession| -> anyhow::Result<()> {
@@ -129,7 +134,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             } else {
                 output::print_text(&format!("{}\n", record.gctrace_line()))?;
             }
-            printed += 1;
+            printed.set(printed.get() + 1);
         }
         if let (Some(g), Some(probes)) = (governor.as_mut(), assist_probes.as_ref()) {
             match g.tick(target.cpu_time_ns()?) {
@@ -170,6 +175,30 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         }
         return Err(e);
     }
+    // The runtime counted cycles that the probe never reported: the kernel
+    // program does not see the target. Fail rather than print no cycles.
+    if printed.get() == 0 && !window.end.target_ended() {
+        let counted = || {
+            memory
+                .read_u32(addresses.numgc)
+                .map_or(0, |n| n.saturating_sub(first_cycle))
+        };
+        let deadline = std::time::Instant::now() + IN_FLIGHT_GRACE;
+        while printed.get() == 0 && counted() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(DRAIN_INTERVAL);
+            drain(&mut session)?;
+        }
+        let counted = counted();
+        if printed.get() == 0 && counted > 0 {
+            anyhow::bail!(
+                "pid {}: memstats.numgc moved from {first_cycle} to {} ({counted} GC cycle(s)) in the {:.1} s window but the GC probe at {} reported none: goscope's kernel programs did not see the target",
+                target.pid,
+                first_cycle + counted,
+                window.elapsed.as_secs_f64(),
+                cycle_point.function
+            );
+        }
+    }
     if let Some(g) = &governor {
         eprintln!(
             "goscope: assist probes attached {:.0}% of the window (overhead budget {} of the target's CPU, {:.1} µs per probe hit here)",
@@ -179,7 +208,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         );
     }
     eprintln!(
-        "goscope: {printed} GC cycle(s) in {:.1} s{}",
+        "goscope: {} GC cycle(s) in {:.1} s{}",
+        printed.get(),
         window.elapsed.as_secs_f64(),
         if window.end.target_ended() {
             "; the target ended"
