@@ -63,6 +63,19 @@ pub struct Attachment {
     source_symbols: SourceSymbolizer,
 }
 
+impl Sample {
+    /// This reading as the figure table reads it.
+    pub fn table_inputs<'a>(&'a self, class_sizes: &'a [u64]) -> crate::report::table::Inputs<'a> {
+        crate::report::table::Inputs {
+            runtime: &self.runtime,
+            class_sizes,
+            cpu_ns: self.cpu_ns,
+            threads: self.threads,
+            cpu_stat: self.cpu_stat,
+        }
+    }
+}
+
 impl Attachment {
     pub fn target(&self) -> &TargetProcess {
         &self.target

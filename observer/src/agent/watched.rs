@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::exposition::{Exposition, Labels};
 use crate::{
+    report::table,
     cgroup::{Cgroups, CpuStat},
     runtime::{
         RuntimeLayout, RuntimeSnapshot,
@@ -98,43 +99,52 @@ impl Watched {
         })
     }
 
-    /// Writes the reading's series.
+    /// Writes the reading's series: every figure of the figure table that
+    /// has a Prometheus name, then the distributions.
     pub fn export(&self, r: &Reading, out: &mut Exposition) {
         let l = &self.labels;
         let rt = &r.runtime;
         let a = &rt.alloc;
-        let (objects, bytes) = a.totals(&self.runtime.class_sizes);
+        let class_sizes = &self.runtime.class_sizes;
         out.gauge(
             "goscope_target_info",
             "A watched Go process (always 1).",
             l,
             1.0,
         );
-        out.counter(
-            "goscope_alloc_bytes_total",
-            "Heap bytes allocated (size-class rounded), as /gc/heap/allocs:bytes.",
-            l,
-            bytes as f64,
-        );
-        out.counter(
-            "goscope_alloc_objects_total",
-            "Heap objects allocated (tiny objects excluded), as /gc/heap/allocs:objects.",
-            l,
-            objects as f64,
-        );
-        out.counter(
-            "goscope_alloc_tiny_objects_total",
-            "Tiny objects combined into 16-byte blocks, as /gc/heap/tiny/allocs:objects.",
-            l,
-            a.tiny_objects as f64,
-        );
+        let inputs = table::Inputs {
+            runtime: rt,
+            class_sizes,
+            cpu_ns: r.cpu_ns,
+            threads: r.threads,
+            cpu_stat: r.cpu_stat,
+        };
+        for figure in table::FIGURES {
+            let (Some((name, help)), Some(value)) = (figure.prometheus, (figure.read)(&inputs))
+            else {
+                continue;
+            };
+            match figure.kind {
+                table::Kind::Counter => out.counter(name, help, l, value),
+                table::Kind::Gauge => out.gauge(name, help, l, value),
+            }
+        }
+        if let Some(quota) = self.cgroups.cpu_quota() {
+            out.gauge(
+                "goscope_cpu_quota_cores",
+                "CFS CPU quota of the process's cgroup, in CPUs.",
+                l,
+                quota,
+            );
+        }
         // One observation per allocated object, valued at its size class.
+        let (_, bytes) = a.totals(class_sizes);
         let mut buckets: Vec<(f64, u64)> = a
             .small_objects
             .iter()
             .enumerate()
             .skip(1)
-            .map(|(class, n)| (self.runtime.class_sizes.get(class).copied().unwrap_or(0) as f64, *n))
+            .map(|(class, n)| (class_sizes.get(class).copied().unwrap_or(0) as f64, *n))
             .collect();
         buckets.push((f64::INFINITY, a.large_objects));
         out.histogram(
@@ -144,137 +154,23 @@ impl Watched {
             &buckets,
             bytes as f64,
         );
+        const CLASS_BYTES_HELP: &str = "Heap bytes allocated per size class (size label; \"large\" above 32 KiB): the allocation heatmap.";
         for (class, n) in a.small_objects.iter().enumerate().skip(1) {
-            let size = self.runtime.class_sizes.get(class).copied().unwrap_or(0);
+            let size = class_sizes.get(class).copied().unwrap_or(0);
             let labels = l.with("size", &size.to_string());
             out.counter(
                 "goscope_alloc_class_bytes_total",
-                "Heap bytes allocated per size class (size label; \"large\" above 32 KiB): the allocation heatmap.",
+                CLASS_BYTES_HELP,
                 &labels,
-                (n * size) as f64,
+                n.wrapping_mul(size) as f64,
             );
         }
-        let large = l.with("size", "large");
         out.counter(
             "goscope_alloc_class_bytes_total",
-            "Heap bytes allocated per size class (size label; \"large\" above 32 KiB): the allocation heatmap.",
-            &large,
+            CLASS_BYTES_HELP,
+            &l.with("size", "large"),
             a.large_bytes as f64,
         );
-        out.counter(
-            "goscope_gc_cycles_total",
-            "Completed GC cycles, as /gc/cycles/total:gc-cycles.",
-            l,
-            f64::from(rt.gc_cycles),
-        );
-        if let Some(ns) = rt.gc_total_cpu_ns {
-            out.counter(
-                "goscope_gc_cpu_seconds_total",
-                "CPU spent in the GC, as /cpu/classes/gc/total:cpu-seconds.",
-                l,
-                ns as f64 / 1e9,
-            );
-        }
-        if let Some(ns) = rt.gc_assist_cpu_ns {
-            out.counter(
-                "goscope_gc_assist_cpu_seconds_total",
-                "CPU goroutines spent mark-assisting, as /cpu/classes/gc/mark/assist:cpu-seconds.",
-                l,
-                ns as f64 / 1e9,
-            );
-        }
-        out.gauge(
-            "goscope_heap_live_bytes",
-            "Heap marked live by the last GC, as /gc/heap/live:bytes.",
-            l,
-            rt.heap_marked as f64,
-        );
-        if let Some(goal) = rt.heap_goal {
-            out.gauge(
-                "goscope_heap_goal_bytes",
-                "Heap size the GC aims for, as /gc/heap/goal:bytes.",
-                l,
-                goal as f64,
-            );
-        }
-        out.gauge(
-            "goscope_gogc_percent",
-            "GOGC (negative when GC is off).",
-            l,
-            f64::from(rt.gc_percent),
-        );
-        if let Some(limit) = rt.memory_limit {
-            out.gauge(
-                "goscope_gomemlimit_bytes",
-                "GOMEMLIMIT, as /gc/gomemlimit:bytes (math.MaxInt64 when unset).",
-                l,
-                limit as f64,
-            );
-        }
-        out.counter(
-            "goscope_goroutines_created_total",
-            "Goroutines created, as /sched/goroutines-created:goroutines.",
-            l,
-            rt.goroutines_created as f64,
-        );
-        out.gauge(
-            "goscope_goroutines",
-            "Live goroutines, as runtime.NumGoroutine counts them.",
-            l,
-            rt.goroutines_user as f64,
-        );
-        out.gauge(
-            "goscope_gomaxprocs",
-            "GOMAXPROCS.",
-            l,
-            f64::from(rt.gomaxprocs),
-        );
-        out.gauge(
-            "goscope_os_threads",
-            "OS threads of the process.",
-            l,
-            r.threads as f64,
-        );
-        out.counter(
-            "goscope_cgo_calls_total",
-            "Calls from Go to C, as /cgo/go-to-c-calls:calls.",
-            l,
-            rt.cgo_calls as f64,
-        );
-        out.counter(
-            "goscope_process_cpu_seconds_total",
-            "User and system CPU of the process.",
-            l,
-            r.cpu_ns as f64 / 1e9,
-        );
-        if let Some(quota) = self.cgroups.cpu_quota() {
-            out.gauge(
-                "goscope_cpu_quota_cores",
-                "CFS CPU quota of the process's cgroup, in CPUs.",
-                l,
-                quota,
-            );
-        }
-        if let Some(stat) = r.cpu_stat {
-            out.counter(
-                "goscope_cfs_periods_total",
-                "CFS enforcement periods of the process's cgroup.",
-                l,
-                stat.periods as f64,
-            );
-            out.counter(
-                "goscope_cfs_throttled_periods_total",
-                "CFS periods in which the process's cgroup was throttled.",
-                l,
-                stat.throttled_periods as f64,
-            );
-            out.counter(
-                "goscope_cfs_throttled_seconds_total",
-                "Time the process's cgroup spent throttled.",
-                l,
-                stat.throttled_ns as f64 / 1e9,
-            );
-        }
         if let Some(h) = &rt.sched_latency {
             export_time_histogram(
                 out,

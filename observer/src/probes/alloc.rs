@@ -25,8 +25,7 @@ use crate::{
 
 pub const REFILL_PROGRAM: &str = "alloc_refill";
 pub const LARGE_PROGRAM: &str = "alloc_large";
-const REFILL: &str = "runtime.(*mcache).refill";
-const ALLOC_LARGE: &str = "runtime.(*mcache).allocLarge";
+use probe_points::{MCACHE_ALLOC_LARGE as ALLOC_LARGE, MCACHE_REFILL as REFILL};
 /// The runtime's page size: large objects are page rounded.
 const PAGE: u64 = 8192;
 
@@ -301,20 +300,12 @@ impl ExactAllocation {
         last: &crate::runtime::snapshot::AllocCounters,
         class_sizes: &[u64],
     ) -> Self {
-        let class_bytes = last
-            .small_objects
-            .iter()
-            .zip(&first.small_objects)
-            .enumerate()
-            .map(|(class, (end, start))| {
-                end.wrapping_sub(*start) * class_sizes.get(class).copied().unwrap_or(0)
-            })
-            .collect();
+        let delta = last.since(first, class_sizes);
         Self {
-            class_bytes,
+            class_bytes: delta.class_bytes,
             class_sizes: class_sizes.to_vec(),
-            large_bytes: last.large_bytes.wrapping_sub(first.large_bytes),
-            large_objects: last.large_objects.wrapping_sub(first.large_objects),
+            large_bytes: delta.large_bytes,
+            large_objects: delta.large_objects,
         }
     }
 }

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::verdicts::{self, Verdict};
+use super::{
+    table,
+    verdicts::{self, Verdict},
+};
 
 use crate::{
     attachment::Sample,
@@ -37,6 +40,9 @@ pub struct DoctorReport {
     pub cpu: Option<CpuSplit>,
     pub process: ProcessFigures,
     pub verdicts: Vec<Verdict>,
+    /// Every figure of the figure table over the window, by key
+    /// (`report::table`).
+    pub figures: BTreeMap<&'static str, table::FigureValue>,
     /// Where each figure came from (shown with --verbose).
     pub sources: BTreeMap<String, String>,
 }
@@ -200,37 +206,27 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
     let (a, b) = (&inputs.first.runtime, &inputs.last.runtime);
     let window_s = (inputs.last.at - inputs.first.at).as_secs_f64();
 
-    let small: Vec<u64> = b
-        .alloc
-        .small_objects
+    let allocated = b.alloc.since(&a.alloc, inputs.class_sizes);
+    let mut by_size: Vec<SizeClassFigures> = allocated
+        .class_objects
         .iter()
-        .zip(&a.alloc.small_objects)
-        .map(|(end, start)| end.wrapping_sub(*start))
-        .collect();
-    let mut by_size: Vec<SizeClassFigures> = small
-        .iter()
+        .zip(&allocated.class_bytes)
         .enumerate()
         .skip(1)
-        .map(|(class, &objects)| {
-            let size = inputs.class_sizes.get(class).copied().unwrap_or(0);
-            SizeClassFigures {
-                size_class: class,
-                size: Some(size),
-                objects,
-                bytes: objects * size,
-            }
+        .map(|(class, (&objects, &bytes))| SizeClassFigures {
+            size_class: class,
+            size: Some(inputs.class_sizes.get(class).copied().unwrap_or(0)),
+            objects,
+            bytes,
         })
         .collect();
-    let large_objects = b.alloc.large_objects.wrapping_sub(a.alloc.large_objects);
-    let large_bytes = b.alloc.large_bytes.wrapping_sub(a.alloc.large_bytes);
     by_size.push(SizeClassFigures {
         size_class: 0,
         size: None,
-        objects: large_objects,
-        bytes: large_bytes,
+        objects: allocated.large_objects,
+        bytes: allocated.large_bytes,
     });
-    let objects = by_size.iter().map(|c| c.objects).sum::<u64>();
-    let bytes = by_size.iter().map(|c| c.bytes).sum::<u64>();
+    let (objects, bytes) = allocated.totals();
 
     let cpu_ns = inputs.last.cpu_ns.saturating_sub(inputs.first.cpu_ns);
     let share = |ns: Option<i64>| {
@@ -305,7 +301,7 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
         alloc: AllocFigures {
             objects,
             bytes,
-            tiny_objects: b.alloc.tiny_objects.wrapping_sub(a.alloc.tiny_objects),
+            tiny_objects: allocated.tiny_objects,
             objects_per_s: rate(objects as f64, window_s),
             bytes_per_s: rate(bytes as f64, window_s),
             by_size,
@@ -360,6 +356,11 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
             cpu_cores: rate(cpu_ns as f64 / 1e9, window_s),
         },
         verdicts: Vec::new(),
+        figures: table::window(
+            &inputs.first.table_inputs(inputs.class_sizes),
+            &inputs.last.table_inputs(inputs.class_sizes),
+            window_s,
+        ),
         sources: report_sources,
     };
     report.verdicts = verdicts::judge(&report);

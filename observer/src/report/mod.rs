@@ -3,6 +3,7 @@
 //! (`verdicts`), and the text helpers every output shares.
 
 pub mod figures;
+pub mod table;
 pub mod verdicts;
 
 pub use figures::{DoctorReport, GcFigures};

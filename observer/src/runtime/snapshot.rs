@@ -51,7 +51,62 @@ pub struct AllocCounters {
     pub small_objects: Vec<u64>,
 }
 
+/// What was allocated between two readings: the one place per-class deltas
+/// and rates are computed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AllocDelta {
+    /// Objects per size class (index = size class; class 0 unused).
+    pub class_objects: Vec<u64>,
+    /// Bytes per size class (objects × class size).
+    pub class_bytes: Vec<u64>,
+    pub large_objects: u64,
+    pub large_bytes: u64,
+    pub tiny_objects: u64,
+}
+
+impl AllocDelta {
+    /// Objects and bytes as /gc/heap/allocs counts them (tiny excluded).
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.class_objects.iter().sum::<u64>() + self.large_objects,
+            self.class_bytes.iter().sum::<u64>() + self.large_bytes,
+        )
+    }
+
+    /// `value` per second over `seconds` (0 for an empty window).
+    pub fn per_s(value: u64, seconds: f64) -> f64 {
+        if seconds > 0.0 {
+            value as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
 impl AllocCounters {
+    /// The allocation since an `earlier` reading (counters wrap as the
+    /// runtime's do).
+    pub fn since(&self, earlier: &AllocCounters, class_sizes: &[u64]) -> AllocDelta {
+        let class_objects: Vec<u64> = self
+            .small_objects
+            .iter()
+            .zip(&earlier.small_objects)
+            .map(|(end, start)| end.wrapping_sub(*start))
+            .collect();
+        let class_bytes = class_objects
+            .iter()
+            .enumerate()
+            .map(|(class, n)| n.wrapping_mul(class_sizes.get(class).copied().unwrap_or(0)))
+            .collect();
+        AllocDelta {
+            class_objects,
+            class_bytes,
+            large_objects: self.large_objects.wrapping_sub(earlier.large_objects),
+            large_bytes: self.large_bytes.wrapping_sub(earlier.large_bytes),
+            tiny_objects: self.tiny_objects.wrapping_sub(earlier.tiny_objects),
+        }
+    }
+
     /// Objects and bytes as /gc/heap/allocs:objects and :bytes count them
     /// (bytes rounded up to the size class; tiny objects excluded).
     pub fn totals(&self, class_sizes: &[u64]) -> (u64, u64) {
@@ -76,6 +131,9 @@ pub struct RuntimeSnapshot {
     pub heap_live: u64,
     pub heap_marked: u64,
     pub heap_goal: Option<u64>,
+    /// Heap bytes freed by the sweeper so far (gcController.totalFree), as
+    /// /gc/heap/frees:bytes counts them.
+    pub heap_frees_bytes: Option<u64>,
     /// True when GOMEMLIMIT, not GOGC, set the current goal.
     pub goal_from_memory_limit: bool,
     /// Cumulative CPU ns, as /cpu/classes/gc/mark/assist and gc/total.
@@ -406,6 +464,7 @@ impl RuntimeSnapshot {
             heap_live: le_u64(&ctl, c.heap_live),
             heap_marked,
             heap_goal,
+            heap_frees_bytes: field(c.total_free),
             goal_from_memory_limit,
             gc_assist_cpu_ns,
             gc_total_cpu_ns,

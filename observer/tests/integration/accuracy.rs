@@ -157,7 +157,41 @@ fn doctor_agrees_with_runtime_metrics_on_every_ci_version_and_build_shape() {
     }
 }
 
+/// Every figure of the figure table that declares a runtime/metrics twin
+/// agrees with it: counters as window deltas, gauges at the end.
+fn assert_figure_table_agrees(version: &str, report: &Value, truth: &WorkloadResult) {
+    use goscope::report::table::{Agreement, FIGURES, Kind};
+    let mut checked = 0;
+    for figure in FIGURES {
+        let Some((metric, agreement)) = figure.runtime_metric else {
+            continue;
+        };
+        if !truth.has(metric) {
+            continue; // this Go version does not export it
+        }
+        let want = match figure.kind {
+            Kind::Counter => truth.delta(metric).unwrap(),
+            Kind::Gauge => truth.end(metric).unwrap(),
+        };
+        let got = report["figures"][figure.key]["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("Go {version}: figures.{} missing: {}", figure.key, report["figures"]));
+        let tolerance = match agreement {
+            Agreement::Exact => 0.0,
+            Agreement::Within { fraction, floor } => (want.abs() * fraction).max(floor),
+        };
+        assert!(
+            (got - want).abs() <= tolerance,
+            "Go {version}: figure {} = {got} vs {metric} = {want} (tolerance {tolerance})",
+            figure.key
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "Go {version}: only {checked} figures had a runtime/metrics twin");
+}
+
 fn assert_agreement(version: &str, report: &Value, truth: &WorkloadResult) {
+    assert_figure_table_agrees(version, report, truth);
     {
         let report = report.clone();
         let delta = |m: &str| truth.delta(m).unwrap();

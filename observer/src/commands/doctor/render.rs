@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    report::DoctorReport,
+    report::{DoctorReport, table},
     format::{bytes, count, duration_ns, percent},
     runtime::histogram::Percentiles,
     window::WindowEnd,
@@ -259,6 +259,22 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         let _ = writeln!(out, "  {:<5} {}", v.severity.label(), v.message);
     }
     if verbose {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "FIGURES (the window; counters with their rate)");
+        for figure in table::FIGURES {
+            let Some(value) = r.figures.get(figure.key) else {
+                continue;
+            };
+            let twin = figure
+                .runtime_metric
+                .map_or(String::new(), |(metric, _)| format!("  = {metric}"));
+            let _ = writeln!(
+                out,
+                "  {:<36} {:>26}{twin}",
+                figure.label,
+                figure.render_value(value)
+            );
+        }
         let _ = writeln!(out);
         let _ = writeln!(out, "SOURCES");
         for (figure, source) in &r.sources {

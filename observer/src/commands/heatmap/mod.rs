@@ -73,13 +73,11 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
     let mut columns: Vec<(f64, Vec<u64>)> = Vec::new();
     let mut column = |at: Duration| -> anyhow::Result<()> {
         let now = read()?;
+        let allocated = now.alloc.since(&previous, class_sizes);
         let mut bytes: Vec<u64> = (1..classes)
-            .map(|c| {
-                now.alloc.small_objects[c].wrapping_sub(previous.small_objects[c])
-                    * class_sizes.get(c).copied().unwrap_or(0)
-            })
+            .map(|c| allocated.class_bytes.get(c).copied().unwrap_or(0))
             .collect();
-        bytes.push(now.alloc.large_bytes.wrapping_sub(previous.large_bytes));
+        bytes.push(allocated.large_bytes);
         columns.push((at.as_secs_f64(), bytes));
         previous = now.alloc;
         Ok(())

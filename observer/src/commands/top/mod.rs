@@ -34,16 +34,18 @@ pub enum Pane {
     Overview,
     SizeClasses,
     Sites,
+    Figures,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 3] = [Pane::Overview, Pane::SizeClasses, Pane::Sites];
+    pub const ALL: [Pane; 4] = [Pane::Overview, Pane::SizeClasses, Pane::Sites, Pane::Figures];
 
     pub fn title(self) -> &'static str {
         match self {
             Pane::Overview => "1 Overview",
             Pane::SizeClasses => "2 Size classes",
             Pane::Sites => "3 Sites",
+            Pane::Figures => "4 Figures",
         }
     }
 }
@@ -124,6 +126,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
                 KeyCode::Char('1') => state.pane = Pane::Overview,
                 KeyCode::Char('2') => state.pane = Pane::SizeClasses,
                 KeyCode::Char('3') => state.pane = Pane::Sites,
+                KeyCode::Char('4') => state.pane = Pane::Figures,
                 KeyCode::Tab | KeyCode::Right => {
                     let i = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
                     state.pane = Pane::ALL[(i + 1) % Pane::ALL.len()];

@@ -10,7 +10,7 @@ use ratatui::{
 
 use super::{Pane, State};
 use crate::{
-    report::DoctorReport,
+    report::{DoctorReport, table},
     format::{bytes, count, duration_ns, percent},
     runtime::histogram::Percentiles,
 };
@@ -30,7 +30,7 @@ pub fn draw(frame: &mut Frame, state: &State) {
     frame.render_widget(tabs, header);
     frame.render_widget(
         Paragraph::new(format!(
-            " q quit · 1/2/3 or Tab: panes · up {:.0} s · log {}",
+            " q quit · 1-4 or Tab: panes · up {:.0} s · log {}",
             state.started.elapsed().as_secs_f64(),
             state.log
         ))
@@ -48,7 +48,45 @@ pub fn draw(frame: &mut Frame, state: &State) {
         Pane::Overview => overview(frame, body, state, last, total),
         Pane::SizeClasses => size_classes(frame, body, last),
         Pane::Sites => sites(frame, body, total),
+        Pane::Figures => figures(frame, body, last, total),
     }
+}
+
+/// Every figure of the figure table: the last interval and since attach.
+fn figures(frame: &mut Frame, area: Rect, last: &DoctorReport, total: &DoctorReport) {
+    let rows: Vec<Row> = table::FIGURES
+        .iter()
+        .map(|f| {
+            let cell = |r: &DoctorReport| {
+                r.figures
+                    .get(f.key)
+                    .map_or("-".to_string(), |v| f.render_value(v))
+            };
+            Row::new(vec![
+                f.label.to_string(),
+                cell(last),
+                cell(total),
+                f.runtime_metric.map_or(String::new(), |(m, _)| m.to_string()),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(34),
+                Constraint::Length(28),
+                Constraint::Length(28),
+                Constraint::Min(20),
+            ],
+        )
+        .header(
+            Row::new(vec!["figure", "last interval", "since attach", "runtime/metrics"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(Block::bordered().title(" figures (counters: window total and rate) ")),
+        area,
+    );
 }
 
 fn pct(p: Option<Percentiles>) -> String {
