@@ -15,7 +15,7 @@ use crate::{
     symbols::Symbolizer,
 };
 
-const CGOCALL: &str = "runtime.cgocall";
+use probe_points::CGOCALL;
 pub const CGO_ENTER_PROGRAM: &str = "cgo_enter";
 pub const CGO_EXIT_PROGRAM: &str = "cgo_exit";
 
