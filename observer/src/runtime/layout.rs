@@ -86,6 +86,40 @@ pub struct RuntimeOffsets {
     pub p: PLayout,
     pub m: MLayout,
     pub cycle: CycleLayout,
+    /// The memory-profile buckets (runtime/mprof.go); `None` when the
+    /// binary's DWARF lacks them (and in table entries generated before
+    /// goscope read them).
+    #[serde(default)]
+    pub mem_profile: Option<MemProfileLayout>,
+}
+
+/// runtime.bucket (a header followed by `nstk` PCs and a memRecord) and
+/// runtime.memRecord{active memRecordCycle; future [3]memRecordCycle}.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemProfileLayout {
+    /// Size of the bucket header (unsafe.Sizeof(bucket{})): the stack
+    /// starts there.
+    pub bucket_size: u64,
+    pub allnext: u64,
+    pub typ: u64,
+    pub size: u64,
+    pub nstk: u64,
+    /// Size of runtime.memRecord.
+    pub record_size: u64,
+    pub active: u64,
+    pub future: u64,
+    /// Length of memRecord.future (3 in every version).
+    pub future_cycles: u64,
+    /// Size of runtime.memRecordCycle.
+    pub cycle_size: u64,
+    pub allocs: u64,
+    pub frees: u64,
+    /// memRecordCycle.alloc_bytes/free_bytes; absent from Go 1.27, where
+    /// bytes are counts × bucket.size.
+    pub alloc_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+    /// mProfCycleHolder.value (atomic.Uint32: cycle << 1 | flushed).
+    pub mprof_cycle_value: u64,
 }
 
 /// What gctrace prints of a finished cycle: runtime.work fields, the
@@ -251,6 +285,40 @@ impl Resolver<'_> {
                 .types
                 .field("runtime.timeHistogram", "overflow")?
                 .offset,
+        })
+    }
+}
+
+impl Resolver<'_> {
+    /// The memory-profile bucket layout, `None` unless every part of it is
+    /// in the DWARF with the expected shape.
+    fn mem_profile(&self) -> Option<MemProfileLayout> {
+        const BUCKET: &str = "runtime.bucket";
+        const RECORD: &str = "runtime.memRecord";
+        const CYCLE: &str = "runtime.memRecordCycle";
+        let t = &self.types;
+        let at = |outer: &str, path: &str| t.field(outer, path).map(|f| f.offset);
+        let future = t.field(RECORD, "future")?;
+        let cycle_size = t.struct_size(CYCLE)?;
+        if t.array_element_size(future) != Some(cycle_size) {
+            return None;
+        }
+        Some(MemProfileLayout {
+            bucket_size: t.struct_size(BUCKET)?,
+            allnext: at(BUCKET, "allnext")?,
+            typ: at(BUCKET, "typ")?,
+            size: at(BUCKET, "size")?,
+            nstk: at(BUCKET, "nstk")?,
+            record_size: t.struct_size(RECORD)?,
+            active: at(RECORD, "active")?,
+            future: future.offset,
+            future_cycles: t.array_len(future)?,
+            cycle_size,
+            allocs: at(CYCLE, "allocs")?,
+            frees: at(CYCLE, "frees")?,
+            alloc_bytes: at(CYCLE, "alloc_bytes"),
+            free_bytes: at(CYCLE, "free_bytes"),
+            mprof_cycle_value: at("runtime.mProfCycleHolder", "value")?,
         })
     }
 }
@@ -441,6 +509,7 @@ impl RuntimeOffsets {
             p,
             m,
             cycle,
+            mem_profile: r.mem_profile(),
         })
     }
 }

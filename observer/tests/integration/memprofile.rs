@@ -1,0 +1,301 @@
+//! The runtime's own heap profile read from outside (runtime::memprofile)
+//! against the profile the target writes of itself with runtime/pprof:
+//! workloads/memprof allocates from two known functions, publishes them
+//! with two GCs, stops the GC and writes its heap profile (debug=1 text,
+//! raw counts, and the proto, scaled values) before saying ready. The same
+//! buckets must come out of its memory with equal counts and bytes, the
+//! scaled figures must equal the proto's, and the two functions must be the
+//! sites. Reading another process's memory needs root.
+
+use std::{collections::HashMap, io::Read as _, path::Path};
+
+use goscope::{
+    pprof::generated as proto,
+    runtime::{
+        GlobalsSource, LayoutSource, RuntimeLayout,
+        memprofile::{MemProfile, MemProfileReader, allocation_site},
+    },
+    symbols::SourceSymbolizer,
+    target::TargetProcess,
+};
+use prost::Message as _;
+use testkit::{BuildOptions, Target};
+
+/// Go versions whose plain build is checked; the first two also stripped.
+const VERSIONS: &[&str] = &["1.22", "1.27", "1.21", "1.24", "1.25"];
+const STRIPPED: &[&str] = &["1.22", "1.27"];
+
+/// (in-use objects, in-use bytes, allocated objects, allocated bytes) of
+/// one record, as the debug=1 text prints them.
+type Counts = [i64; 4];
+
+/// runtime/pprof's debug=1 heap profile: the rate and each record's
+/// counts and stack.
+struct TextProfile {
+    rate: i64,
+    records: Vec<(Vec<u64>, Counts)>,
+}
+
+fn parse_text(text: &str) -> TextProfile {
+    let mut lines = text.lines();
+    let header = lines.next().expect("empty heap profile");
+    // heap profile: 43: 1073664 [116: 4400640] @ heap/1048576
+    let rate = header
+        .rsplit_once("@ heap/")
+        .and_then(|(_, r)| r.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("heap profile header {header:?}"))
+        / 2;
+    let mut records = Vec::new();
+    for line in lines {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some((counts, stack)) = line.split_once(" @ ") else {
+            continue;
+        };
+        let numbers: Vec<i64> = counts
+            .split(|c: char| !c.is_ascii_digit() && c != '-')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let Ok(counts) = <Counts>::try_from(numbers) else {
+            continue;
+        };
+        let stack = stack
+            .split_whitespace()
+            .map(|pc| u64::from_str_radix(pc.trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        records.push((stack, counts));
+    }
+    TextProfile { rate, records }
+}
+
+fn read_proto(path: &Path) -> proto::Profile {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    proto::Profile::decode(bytes.as_slice()).unwrap()
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn check(version: &str, options: &BuildOptions, stripped: bool) {
+    let what = format!("Go {version}{}", if stripped { " stripped" } else { "" });
+    let binary = testkit::build_workload(version, "memprof", options)
+        .unwrap_or_else(|e| panic!("building memprof with {what}: {e:#}"));
+    let dir = std::env::temp_dir().join(format!("goscope-memprof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tag = options.ldflags.is_some() as u8;
+    let text_path = dir.join(format!("heap-{version}-{tag}.txt"));
+    let proto_path = dir.join(format!("heap-{version}-{tag}.pb.gz"));
+    let target = Target::start(
+        &binary,
+        &[text_path.to_str().unwrap(), proto_path.to_str().unwrap()],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+
+    let process = TargetProcess::open(target.pid).unwrap();
+    let layout = RuntimeLayout::resolve(&process.binary, false).unwrap();
+    if stripped {
+        assert_eq!(layout.offsets_source, LayoutSource::VersionTable, "{what}");
+        assert_eq!(
+            layout.globals_source,
+            GlobalsSource::CodeReferences,
+            "{what}"
+        );
+    } else {
+        assert_eq!(layout.offsets_source, LayoutSource::Dwarf, "{what}");
+    }
+    let bias = process.load_bias().unwrap();
+    let reader = MemProfileReader::new(&layout, bias).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let profile: MemProfile = reader
+        .read(&process.memory())
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = parse_text(&std::fs::read_to_string(&text_path).unwrap());
+    let pb = read_proto(&proto_path);
+    drop(target);
+
+    assert!(profile.enabled(), "{what}: {profile:?}");
+    assert_eq!(profile.disabled, Some(false), "{what}");
+    assert_eq!(profile.rate, text.rate, "{what}: MemProfileRate");
+    assert_eq!(profile.rate, pb.period, "{what}: the proto's period");
+    assert!(
+        !profile.unpublished,
+        "{what}: two GCs published the profile"
+    );
+    assert_eq!(profile.counts_only, version == "1.27", "{what}");
+
+    // The same buckets (stack and counts). Buckets created after the
+    // target's own walk (by writing the profile) have nothing published.
+    let ours: Vec<(Vec<u64>, Counts)> = profile
+        .records
+        .iter()
+        .filter(|r| r.allocs != 0 || r.frees != 0)
+        .map(|r| {
+            (
+                r.stack.clone(),
+                [
+                    r.in_use_objects(),
+                    r.in_use_bytes(),
+                    r.allocs as i64,
+                    r.alloc_bytes as i64,
+                ],
+            )
+        })
+        .collect();
+    let theirs: Vec<(Vec<u64>, Counts)> = text
+        .records
+        .iter()
+        .filter(|(_, c)| c[2] != 0)
+        .cloned()
+        .collect();
+    assert!(theirs.len() >= 3, "{what}: target profile has {theirs:?}");
+    assert_eq!(
+        sorted(ours),
+        sorted(theirs),
+        "{what}: buckets read from memory vs the target's own heap profile"
+    );
+
+    // runtime/pprof's scaled figures: the proto's sample values.
+    let scaled: Vec<Vec<i64>> = profile
+        .records
+        .iter()
+        .filter(|r| r.allocs != 0)
+        .map(|r| {
+            let s = r.heap_sample(profile.rate);
+            vec![
+                s.alloc_objects,
+                s.alloc_space,
+                s.inuse_objects,
+                s.inuse_space,
+            ]
+        })
+        .collect();
+    let sampled: Vec<Vec<i64>> = pb
+        .sample
+        .iter()
+        .filter(|s| s.value.first() != Some(&0))
+        .map(|s| s.value.clone())
+        .collect();
+    assert_eq!(
+        sorted(scaled),
+        sorted(sampled),
+        "{what}: heap_sample vs the proto's alloc_objects/alloc_space/inuse_objects/inuse_space"
+    );
+
+    // Sites: the first frame outside the runtime, symbolized from the
+    // binary (pclntab, so stripped builds too).
+    let symbols = SourceSymbolizer::new(&process.binary, bias);
+    let mut bytes_by_site: HashMap<String, u64> = HashMap::new();
+    for r in &profile.records {
+        let site = allocation_site(&r.stack, |pc| {
+            symbols
+                .location(pc, true)
+                .lines
+                .into_iter()
+                .map(|l| l.function)
+                .collect::<Vec<_>>()
+        });
+        if let Some(function) = site.and_then(|s| s.function) {
+            *bytes_by_site.entry(function).or_default() += r.alloc_bytes;
+        }
+    }
+    for function in ["main.allocSmall", "main.allocLarge"] {
+        assert!(
+            bytes_by_site.get(function).copied().unwrap_or(0) > 0,
+            "{what}: no allocation attributed to {function}: {bytes_by_site:?}"
+        );
+    }
+    assert!(
+        bytes_by_site.keys().all(|f| !f.starts_with("runtime.")),
+        "{what}: a runtime frame named as a site: {bytes_by_site:?}"
+    );
+    eprintln!(
+        "{what}: {} buckets, {} published, equal to the target's profile; sites {bytes_by_site:?}",
+        profile.records.len(),
+        profile.records.iter().filter(|r| r.allocs != 0).count()
+    );
+    let _ = std::fs::remove_file(&text_path);
+    let _ = std::fs::remove_file(&proto_path);
+}
+
+#[test]
+fn heap_profile_read_from_memory_equals_the_targets_own() {
+    if !testkit::require_root_or_skip("memprofile") {
+        return;
+    }
+    for version in VERSIONS {
+        if testkit::go_binary(version).is_err() {
+            eprintln!("SKIP Go {version}: not installed");
+            continue;
+        }
+        check(version, &BuildOptions::default(), false);
+        if STRIPPED.contains(version) {
+            let options = BuildOptions {
+                ldflags: Some("-s -w".into()),
+                ..Default::default()
+            };
+            check(version, &options, true);
+        }
+    }
+}
+
+/// Walks while the target adds buckets and publishes cycles: every read
+/// ends (bounded), as a profile or as "mProfCycle kept moving", never as a
+/// bad pointer, a loop or a hang.
+#[test]
+fn reading_while_the_target_allocates_and_collects() {
+    if !testkit::require_root_or_skip("memprofile") {
+        return;
+    }
+    for version in STRIPPED {
+        let binary = testkit::build_workload(version, "memprof", &BuildOptions::default())
+            .unwrap_or_else(|e| panic!("building memprof with Go {version}: {e:#}"));
+        let dir =
+            std::env::temp_dir().join(format!("goscope-memprof-churn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (text, pb) = (dir.join("heap.txt"), dir.join("heap.pb.gz"));
+        let target = Target::start(
+            &binary,
+            &[text.to_str().unwrap(), pb.to_str().unwrap()],
+            &[("MEMPROF_CHURN", "1")],
+        )
+        .unwrap();
+        let process = TargetProcess::open(target.pid).unwrap();
+        let layout = RuntimeLayout::resolve(&process.binary, false).unwrap();
+        let reader = MemProfileReader::new(&layout, process.load_bias().unwrap()).unwrap();
+        let memory = process.memory();
+        let (mut read, mut moving, mut cycles) = (0, 0, std::collections::BTreeSet::new());
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(3) {
+            match reader.read(&memory) {
+                Ok(profile) => {
+                    read += 1;
+                    cycles.insert(profile.cycle);
+                    assert!(
+                        profile.records.iter().all(|r| !r.stack.is_empty()),
+                        "Go {version}: a bucket without a stack"
+                    );
+                }
+                Err(goscope::runtime::MemProfileError::Unstable { .. }) => moving += 1,
+                Err(e) => panic!("Go {version}: reading while the target allocates: {e}"),
+            }
+        }
+        drop(target);
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!(
+            "Go {version} churning: {read} reads, {moving} with mProfCycle moving, {} cycles seen",
+            cycles.len()
+        );
+        assert!(read > 0, "Go {version}: no read completed");
+        assert!(
+            cycles.len() > 1,
+            "Go {version}: the target published no new cycle"
+        );
+    }
+}
