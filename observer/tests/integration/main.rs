@@ -15,6 +15,7 @@ mod gc;
 mod heatmap;
 mod inspect;
 mod layers;
+mod memprofile;
 mod outfile;
 mod runtime_table;
 mod sched;
