@@ -6,9 +6,7 @@
 //! parks and resumes on another thread is still one assist;
 //! `assist_park` marks it as parked.
 use aya_ebpf::{
-    helpers::{
-        bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
-    },
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
     macros::{map, uprobe},
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,

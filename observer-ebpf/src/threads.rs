@@ -20,11 +20,7 @@ use aya_ebpf::{
 };
 use observer_common::{CounterSlot, Log2Histogram};
 
-use crate::{
-    counters::counter,
-    gc::log2,
-    target::current_target_thread,
-};
+use crate::{counters::counter, gc::log2, target::current_target_thread};
 
 #[unsafe(no_mangle)]
 static SWITCH_PREV_PID: u32 = 24;

@@ -17,6 +17,7 @@ mod inspect;
 mod layers;
 mod memprofile;
 mod outfile;
+mod pidns;
 mod runtime_table;
 mod sched;
 mod top;
