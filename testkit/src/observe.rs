@@ -1,6 +1,7 @@
-//! One observed batch: a workload started, a goscope command attached, one
-//! batch run, goscope stopped with Ctrl-C; returns what goscope printed and
-//! the target's own runtime/metrics deltas for the same batch.
+//! One observed batch: a workload started, a goscope command attached, the
+//! target's baseline taken after that (so goscope's window contains the
+//! target's), one batch run, goscope stopped with Ctrl-C; returns what
+//! goscope printed and the target's own runtime/metrics deltas.
 
 use std::path::Path;
 
@@ -25,6 +26,7 @@ pub fn around_batch(
     args.extend_from_slice(extra);
     let mut goscope = Goscope::start(&args)?;
     goscope.wait_attached()?;
+    target.baseline()?;
     let truth = target.run_batch()?;
     let finished = goscope.interrupt()?;
     target.quit()?;

@@ -206,6 +206,16 @@ impl Target {
         }
     }
 
+    /// Makes the target take its next batch's baseline now (no GC) and
+    /// waits until it has: an observer attached before this call has a
+    /// window that contains the target's.
+    pub fn baseline(&mut self) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("target stdin closed")?;
+        writeln!(stdin, "baseline")?;
+        stdin.flush()?;
+        self.wait_line("baseline", READY_TIMEOUT).map(|_| ())
+    }
+
     /// Runs one batch and returns what the target measured of itself.
     pub fn run_batch(&mut self) -> anyhow::Result<WorkloadResult> {
         let stdin = self.stdin.as_mut().context("target stdin closed")?;

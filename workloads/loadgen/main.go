@@ -7,6 +7,7 @@
 //
 //	stdout: "ready <pid> <goversion>" once the baseline metrics are taken
 //	stdin:  "run"  -> runs one batch, then prints "result <json>"
+//	stdin:  "baseline" -> takes the next result's baseline now, prints "baseline"
 //	stdin:  "exec PATH ARGS..." -> execve(PATH, [PATH ARGS...]) in place (same pid)
 //	stdin:  "quit" or EOF -> exits 0
 //
@@ -71,6 +72,13 @@ func main() {
 			after := snapshot()
 			printResult(before, after, elapsed)
 			before = after
+		case "baseline":
+			// Rebase the next batch's deltas here, without a GC (the
+			// target is idle since its last one, so its mcaches hold next
+			// to nothing): an observer that attached before this line has
+			// a window that contains the target's.
+			before = readMetrics()
+			fmt.Println("baseline")
 		case "quit":
 			runtime.KeepAlive(live)
 			return
@@ -147,6 +155,11 @@ func startCPUProfile(path string) func() {
 // snapshot flushes every mcache (runtime.GC) and reads all metrics.
 func snapshot() []metrics.Sample {
 	runtime.GC()
+	return readMetrics()
+}
+
+// readMetrics reads all metrics without a GC first.
+func readMetrics() []metrics.Sample {
 	descs := metrics.All()
 	samples := make([]metrics.Sample, len(descs))
 	for i := range descs {

@@ -117,11 +117,4 @@ fn cpu_split_agrees_with_the_targets_own_profile() {
         mine * 100.0,
         theirs * 100.0
     );
-    let classes: f64 = split["by_class"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(|v| v.as_f64())
-        .sum();
-    assert!((classes - 1.0).abs() < 1e-6, "{split}");
 }

