@@ -7,7 +7,7 @@ set -euo pipefail
 
 # The versions CI covers; `GOSCOPE_GO_VERSIONS=all` installs every one the
 # version matrix (cargo xtask matrix) runs, Debian's Go 1.19 included.
-CI_GO_VERSIONS="1.21.13 1.22.10 1.24.11 1.25.5 1.27.3"
+CI_GO_VERSIONS="1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3"
 ALL_GO_VERSIONS="1.21.13 1.22.10 1.23.9 1.24.11 1.25.5 1.26.6 1.27.3"
 GO_VERSIONS=${GOSCOPE_GO_VERSIONS:-$CI_GO_VERSIONS}
 WITH_DEBIAN_GO119=0

@@ -46,6 +46,23 @@ pub fn go_binary(version: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The Go minor versions CI covers ("1.21", ...), oldest first: the
+/// `CI_GO_VERSIONS` line of scripts/setup.sh, the one list a new Go release
+/// is added to.
+pub fn ci_go_versions() -> Vec<String> {
+    let setup = crate::workspace_root().join("scripts/setup.sh");
+    let text = std::fs::read_to_string(&setup)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", setup.display()));
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CI_GO_VERSIONS="))
+        .unwrap_or_else(|| panic!("{} has no CI_GO_VERSIONS line", setup.display()));
+    line.trim_matches('"')
+        .split_whitespace()
+        .map(|full| full.splitn(3, '.').take(2).collect::<Vec<_>>().join("."))
+        .collect()
+}
+
 /// Full versions installed under the toolchain root.
 pub fn installed_go_versions() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(toolchain_root()) else {

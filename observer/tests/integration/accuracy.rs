@@ -9,8 +9,6 @@ use testkit::{BuildOptions, WorkloadResult, require_root_or_skip};
 
 use crate::util::{cgo, loadgen};
 
-/// Versions the accuracy tests cover in CI.
-const VERSIONS: &[&str] = &["1.21", "1.22", "1.24", "1.25", "1.27"];
 const COUNT_TOLERANCE: f64 = 0.01;
 /// Largest ratio between neighbouring bucket bounds of timeHistogram.
 const ONE_BUCKET: f64 = 1.26;
@@ -147,7 +145,7 @@ fn doctor_agrees_with_runtime_metrics_on_every_ci_version_and_build_shape() {
     ) {
         return;
     }
-    for version in VERSIONS {
+    for version in &testkit::ci_go_versions() {
         for (shape, options) in build_variants() {
             let binary = loadgen(version, &options);
             let (report, truth) = testkit::observe::doctor_around_batch(&binary, "mixed", &[])
