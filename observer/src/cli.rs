@@ -50,9 +50,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct HeatmapArgs {
-    /// The process to observe.
-    #[arg(long, short)]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// How long to record, in seconds; Ctrl-C stops earlier and still writes.
     #[arg(long, short, default_value_t = 30.0, value_parser = parse_duration)]
     pub duration: f64,
@@ -62,16 +61,12 @@ pub struct HeatmapArgs {
     /// Output file: .svg or .html.
     #[arg(long, short)]
     pub output: PathBuf,
-    /// Attach even to a Go version outside the verified range.
-    #[arg(long)]
-    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
-    /// The process to watch.
-    #[arg(long, short)]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Milliseconds between refreshes.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(200..=60_000))]
     pub interval_ms: u64,
@@ -82,21 +77,18 @@ pub struct TopArgs {
     pub log: Option<PathBuf>,
     /// Most of the target's CPU the per-call probes may cost, in percent
     /// (or "off").
-    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
-    pub overhead_budget: f64,
+    #[arg(long, default_value = "1")]
+    pub overhead_budget: OverheadBudget,
     /// Counts from memory only: no per-call probes.
     #[arg(long)]
     pub no_sites: bool,
-    /// Attach even to a Go version outside the verified range.
-    #[arg(long)]
-    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Address to serve /metrics on; loopback unless you name another.
     #[arg(long, default_value = "127.0.0.1:9464")]
-    pub listen: String,
+    pub listen: std::net::SocketAddr,
     /// Milliseconds between scans of /proc for new Go processes.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
     pub scan_interval_ms: u64,
@@ -110,9 +102,8 @@ pub struct AgentArgs {
 
 #[derive(Debug, Args)]
 pub struct AllocArgs {
-    /// The process to observe.
-    #[arg(long, short)]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Sampling window in seconds; Ctrl-C ends it early.
     #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
     pub duration: f64,
@@ -121,11 +112,8 @@ pub struct AllocArgs {
     pub output: PathBuf,
     /// Most of the target's CPU the allocation probes may cost, in percent;
     /// above it they run in sampled windows.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
-    pub overhead_budget: f64,
-    /// Attach even to a Go version outside the verified range.
-    #[arg(long)]
-    pub force_version: bool,
+    #[arg(long, default_value = "1")]
+    pub overhead_budget: OverheadBudget,
     /// Print the sites as JSON.
     #[arg(long)]
     pub json: bool,
@@ -152,9 +140,8 @@ pub struct CpuArgs {
 
 #[derive(Debug, Args)]
 pub struct SchedArgs {
-    /// The process to observe.
-    #[arg(long, short)]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Milliseconds between lines.
     #[arg(long, short, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub interval: u64,
@@ -164,16 +151,12 @@ pub struct SchedArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
-    /// Attach even to a Go version outside the verified range.
-    #[arg(long)]
-    pub force_version: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// The process to observe.
-    #[arg(long, short)]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// How long to watch, in seconds; Ctrl-C stops earlier.
     #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
     pub duration: f64,
@@ -185,11 +168,8 @@ pub struct GcArgs {
     pub no_assists: bool,
     /// Most of the target's CPU the assist probes may cost, in percent;
     /// above it they are attached only part of the time (sampled windows).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
-    pub overhead_budget: f64,
-    /// Attach even to a Go version outside the verified range.
-    #[arg(long)]
-    pub force_version: bool,
+    #[arg(long, default_value = "1")]
+    pub overhead_budget: OverheadBudget,
 }
 
 #[derive(Debug, Args)]
@@ -203,9 +183,8 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// The process to observe.
-    #[arg(long, short)]
-    pub pid: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Length of the observation window in seconds; Ctrl-C ends it early and
     /// still prints the report.
     #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
@@ -216,33 +195,63 @@ pub struct DoctorArgs {
     /// Also show where each figure came from (probe, DWARF, version table).
     #[arg(long, short)]
     pub verbose: bool,
-    /// Attach even to a Go version outside the verified range.
-    #[arg(long)]
-    pub force_version: bool,
     /// Most of the target's CPU the high-frequency probes (allocation
     /// sites, cgo latency, goroutine creation sites) may cost, in percent;
     /// above it they run in sampled windows.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
-    pub overhead_budget: f64,
+    #[arg(long, default_value = "1")]
+    pub overhead_budget: OverheadBudget,
     /// Skip the per-call probes (allocation sites, cgo latency, goroutine
     /// creation sites): counts from memory only.
     #[arg(long)]
     pub no_sites: bool,
 }
 
-/// A percentage in (0, 100], or "off" (no governing: every probe stays
-/// attached whatever it costs).
-fn parse_budget(text: &str) -> Result<f64, String> {
-    if text == "off" {
-        return Ok(f64::INFINITY);
+/// The target every observing command takes (flattened into each).
+#[derive(Clone, Copy, Debug, Args)]
+pub struct TargetArgs {
+    /// The process to observe.
+    #[arg(long, short)]
+    pub pid: u32,
+    /// Attach even to a Go version outside the verified range.
+    #[arg(long)]
+    pub force_version: bool,
+}
+
+/// How much of the target's CPU per-call probes may cost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OverheadBudget {
+    /// A percentage of the target's CPU, in (0, 100].
+    Percent(f64),
+    /// No governing: every probe stays attached whatever it costs.
+    Off,
+}
+
+impl OverheadBudget {
+    /// The budget as the governor takes it (infinite when off).
+    pub fn percent(self) -> f64 {
+        match self {
+            Self::Percent(p) => p,
+            Self::Off => f64::INFINITY,
+        }
     }
-    let percent: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a percentage (or \"off\")"))?;
-    if percent.is_finite() && percent > 0.0 && percent <= 100.0 {
-        Ok(percent)
-    } else {
-        Err(format!("{text}% is outside 0 < budget <= 100"))
+}
+
+impl std::str::FromStr for OverheadBudget {
+    type Err = String;
+
+    /// A percentage in (0, 100], or "off".
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(Self::Off);
+        }
+        let percent: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a percentage (or \"off\")"))?;
+        if percent.is_finite() && percent > 0.0 && percent <= 100.0 {
+            Ok(Self::Percent(percent))
+        } else {
+            Err(format!("{text}% is outside 0 < budget <= 100"))
+        }
     }
 }
 

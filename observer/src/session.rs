@@ -5,6 +5,7 @@
 
 use crate::{
     binary::version,
+    cli::TargetArgs,
     privilege,
     runtime::reader::RuntimeReader,
     target::TargetProcess,
@@ -19,10 +20,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens `pid` for `command` (e.g. "goscope doctor"): needs root; the
+    /// Opens `--pid` for `command` (e.g. "goscope doctor"): needs root; the
     /// signals are caught from here on, so Ctrl-C during attach still
     /// detaches; refuses an unsupported Go version unless `force_version`.
-    pub fn open(command: &str, pid: u32, force_version: bool) -> anyhow::Result<Self> {
+    pub fn open(command: &str, args: TargetArgs) -> anyhow::Result<Self> {
+        let TargetArgs { pid, force_version } = args;
         let ProcessSession { target, stop } = ProcessSession::open(command, pid)?;
         check_version(&target, force_version)?;
         let runtime = RuntimeReader::open(&target, force_version)

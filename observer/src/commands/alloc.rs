@@ -44,7 +44,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         target,
         stop,
         runtime,
-    } = Session::open("goscope alloc", args.pid, args.force_version)?;
+    } = Session::open("goscope alloc", args.target)?;
     let context = || format!("pid {}", target.pid);
     let class_sizes = &runtime.class_sizes;
     let bias = runtime.bias;
@@ -62,7 +62,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         &mut session,
         &target.exe_handle,
         pid,
-        Governor::detached(args.overhead_budget, cost, target.cpu_time_ns()?),
+        Governor::detached(args.overhead_budget.percent(), cost, target.cpu_time_ns()?),
     )
     .map_err(|e| target.explain_attach_failure(e))?;
     eprintln!(

@@ -21,9 +21,9 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs doctor; returns the process exit status.
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
-    let session = Session::open("goscope doctor", args.pid, args.force_version)?;
+    let session = Session::open("goscope doctor", args.target)?;
     let stop = session.stop.clone();
-    let attachment = attachment::attach(session, args.overhead_budget, !args.no_sites)?;
+    let attachment = attachment::attach(session, args.overhead_budget.percent(), !args.no_sites)?;
     let target = attachment.target();
 
     let started = Instant::now();

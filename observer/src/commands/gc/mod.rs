@@ -39,7 +39,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         target,
         stop,
         runtime,
-    } = Session::open("goscope gc", args.pid, args.force_version)?;
+    } = Session::open("goscope gc", args.target)?;
     let context = || format!("pid {}", target.pid);
     let (layout, bias, memory) = (&*runtime.layout, runtime.bias, &runtime.memory);
     let g = &layout.globals;
@@ -78,7 +78,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     // The governor keeps the assist probes within the overhead budget.
     let mut governor = match &assist_probes {
         Some(_) => Some(Governor::new(
-            args.overhead_budget,
+            args.overhead_budget.percent(),
             calibrate::probe_hit_cost_ns(&mut session)
                 .context("calibrating the cost of a probe hit")?,
             target.cpu_time_ns()?,
@@ -203,7 +203,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         eprintln!(
             "goscope: assist probes attached {:.0}% of the window (overhead budget {} of the target's CPU, {:.1} µs per probe hit here)",
             g.sampled_fraction() * 100.0,
-            crate::format::budget(args.overhead_budget),
+            crate::format::budget(args.overhead_budget.percent()),
             g.cost_ns() / 1000.0
         );
     }

@@ -57,7 +57,7 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
         target,
         stop,
         runtime,
-    } = Session::open("goscope heatmap", args.pid, args.force_version)?;
+    } = Session::open("goscope heatmap", args.target)?;
     let class_sizes = &runtime.class_sizes;
     let read = || runtime.read();
     let mut previous = read()?.alloc;

@@ -73,13 +73,13 @@ fn push(history: &mut VecDeque<u64>, value: f64) {
 }
 
 pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
-    let session = Session::open("goscope top", args.pid, args.force_version)?;
+    let session = Session::open("goscope top", args.target)?;
     let stop = session.stop.clone();
-    let attachment = attachment::attach(session, args.overhead_budget, !args.no_sites)?;
+    let attachment = attachment::attach(session, args.overhead_budget.percent(), !args.no_sites)?;
     // Never through a link: $XDG_RUNTIME_DIR/goscope or /run/goscope (0700).
     let (log_path, log) = match &args.log {
         Some(path) => (path.clone(), crate::outfile::open_log(path)?),
-        None => crate::outfile::open_private_log(&format!("top-{}.log", args.pid))?,
+        None => crate::outfile::open_private_log(&format!("top-{}.log", args.target.pid))?,
     };
     let started = Instant::now();
     let first = attachment.sample(Duration::ZERO)?;
@@ -186,13 +186,13 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
         Some(Liveness::Execd { path }) => {
             eprintln!(
                 "goscope top: pid {} exec'd {} inside the window; no figures of the new program are reported",
-                args.pid,
+                args.target.pid,
                 crate::target::display_path(&path)
             );
             WindowEnd::TargetExecd.exit_status()
         }
         Some(_) => {
-            eprintln!("goscope top: pid {} exited", args.pid);
+            eprintln!("goscope top: pid {} exited", args.target.pid);
             WindowEnd::TargetExited.exit_status()
         }
         None => WindowEnd::Interrupted.exit_status(),
