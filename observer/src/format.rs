@@ -50,6 +50,19 @@ pub fn budget(percent: f64) -> String {
     }
 }
 
+/// GOGC as the runtime's GODEBUG would name it: "100", or "off".
+pub fn gogc(percent: Option<i32>) -> String {
+    percent.map_or_else(|| "off".to_string(), |p| p.to_string())
+}
+
+/// GOMEMLIMIT: "48.00 MB", or "off" when unset (math.MaxInt64 or absent).
+pub fn gomemlimit(limit: Option<i64>) -> String {
+    match limit {
+        Some(l) if l != i64::MAX && l >= 0 => bytes(l as f64),
+        _ => "off".into(),
+    }
+}
+
 /// 12.3%.
 pub fn percent(fraction: f64) -> String {
     format!("{:.1}%", fraction * 100.0)

@@ -1,12 +1,13 @@
 //! Verdicts: judgements on the collected figures that name the numbers
-//! behind them and the fix. Thresholds are named constants; every verdict
-//! quotes the figures that triggered it.
+//! behind them and the fix, as a list of small rules (one function each,
+//! its thresholds named constants), in the style of tokio-console's
+//! warnings. Every verdict quotes the figures that triggered it.
 
 use serde::Serialize;
 
 use super::DoctorReport;
 use crate::{
-    format::{bytes, count, duration_ns, percent},
+    format::{self, bytes, count, duration_ns, percent},
 };
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,235 +71,316 @@ fn severity(value: f64, warn: f64, crit: f64) -> Option<Severity> {
     }
 }
 
+/// The figures every rule's message quotes, rendered once.
+struct Context {
+    gogc: String,
+    live: String,
+    goal: String,
+    alloc_rate: String,
+    /// "; most bytes go to 48 B objects" (or empty).
+    top_class: String,
+}
+
+impl Context {
+    fn of(r: &DoctorReport) -> Self {
+        let g = &r.gc;
+        Self {
+            gogc: format::gogc(g.gogc),
+            live: bytes(g.heap_live_bytes as f64),
+            goal: g.heap_goal_bytes.map_or("?".into(), |b| bytes(b as f64)),
+            alloc_rate: bytes(r.alloc.bytes_per_s),
+            top_class: r
+                .alloc
+                .by_size
+                .iter()
+                .max_by_key(|c| c.bytes)
+                .filter(|c| c.bytes > 0)
+                .map(|c| match c.size {
+                    Some(size) => format!("; most bytes go to {size} B objects"),
+                    None => "; most bytes go to large objects".to_string(),
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// One verdict rule: looks at the report, says something or nothing.
+type Rule = fn(&DoctorReport, &Context) -> Option<Verdict>;
+
+/// Every rule, in the order they are tried (the output is sorted by
+/// severity afterwards).
+const RULES: &[Rule] = &[
+    gc_cpu,
+    mark_assist,
+    gc_frequency,
+    memory_limit_goal,
+    gc_off,
+    container_memory,
+    runtime_cpu,
+    gomaxprocs_over_quota,
+    cfs_throttling,
+    gomaxprocs_over_cpus,
+    sched_latency,
+    goroutine_growth,
+    cgo_slow,
+    cgo_rate,
+];
+
 pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
-    let mut v = Vec::new();
+    let context = Context::of(r);
+    let mut v: Vec<Verdict> = RULES.iter().filter_map(|rule| rule(r, &context)).collect();
+    v.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v
+}
+
+fn gc_cpu(r: &DoctorReport, c: &Context) -> Option<Verdict> {
     let g = &r.gc;
-    let gogc = g.gogc.map_or("off".to_string(), |p| p.to_string());
-    let live = bytes(g.heap_live_bytes as f64);
-    let goal = g.heap_goal_bytes.map_or("?".into(), |b| bytes(b as f64));
-    let alloc_rate = bytes(r.alloc.bytes_per_s);
-    let top_class = r
-        .alloc
-        .by_size
-        .iter()
-        .max_by_key(|c| c.bytes)
-        .filter(|c| c.bytes > 0)
-        .map(|c| match c.size {
-            Some(size) => format!("; most bytes go to {size} B objects"),
-            None => "; most bytes go to large objects".to_string(),
-        })
-        .unwrap_or_default();
+    let share = g.gc_cpu_share?;
+    let severity = severity(share, GC_CPU_WARN, GC_CPU_CRIT)?;
+    let Context { gogc, live, goal, alloc_rate, top_class } = c;
+    Some(Verdict {
+        id: "gc_cpu",
+        severity,
+        message: format!(
+            "GC takes {} of the process's CPU ({:.1} cycles/s at {alloc_rate}/s allocated{top_class}): allocate less, or raise GOGC (now {gogc}) or set GOMEMLIMIT so the heap may grow past its goal {goal} (live {live})",
+            percent(share),
+            g.cycles_per_s
+        ),
+    })
+}
 
-    if let Some(share) = g.gc_cpu_share
-        && let Some(severity) = severity(share, GC_CPU_WARN, GC_CPU_CRIT)
-    {
-        v.push(Verdict {
-                id: "gc_cpu",
-                severity,
-                message: format!(
-                    "GC takes {} of the process's CPU ({:.1} cycles/s at {alloc_rate}/s allocated{top_class}): allocate less, or raise GOGC (now {gogc}) or set GOMEMLIMIT so the heap may grow past its goal {goal} (live {live})",
-                    percent(share),
-                    g.cycles_per_s
-                ),
-            });
-    }
-    if let Some(share) = g.assist_cpu_share
-        && let Some(severity) = severity(share, ASSIST_WARN, ASSIST_CRIT)
-    {
-        v.push(Verdict {
-                id: "mark_assist",
-                severity,
-                message: format!(
-                    "goroutines spend {} of the process's CPU in GC mark assist, paying for the GC on the request path: give the pacer headroom (GOGC {gogc} -> higher, or a GOMEMLIMIT well above the live heap {live}) or cut the {alloc_rate}/s allocation rate",
-                    percent(share)
-                ),
-            });
-    }
-    if g.cycles_per_s >= GC_RATE_WARN {
-        v.push(Verdict {
-            id: "gc_frequency",
-            severity: Severity::Warn,
-            message: format!(
-                "GC runs {:.1} times per second ({} cycles in the window; live heap {live}, goal {goal}): a small live heap with GOGC {gogc} gives a small goal; raise GOGC or set GOMEMLIMIT to trade memory for fewer cycles",
-                g.cycles_per_s, g.cycles
-            ),
-        });
-    }
-    if g.goal_set_by_memory_limit {
-        let limit = g.memory_limit_bytes.map_or("?".into(), |l| bytes(l as f64));
-        v.push(Verdict {
-            id: "memory_limit_goal",
-            severity: Severity::Warn,
-            message: format!(
-                "GOMEMLIMIT {limit}, not GOGC {gogc}, sets the heap goal ({goal}, live {live}): the heap is pressed against the limit and the GC runs {:.1} times/s; raise the limit or shrink the live heap before the GC thrashes",
-                g.cycles_per_s
-            ),
-        });
-    }
-    if g.gogc.is_none() && g.memory_limit_bytes.is_none() {
-        v.push(Verdict {
-            id: "gc_off",
-            severity: Severity::Warn,
-            message: format!(
-                "GOGC=off and no GOMEMLIMIT: the heap (live {live}) grows without bound; set GOMEMLIMIT"
-            ),
-        });
-    }
+fn mark_assist(r: &DoctorReport, c: &Context) -> Option<Verdict> {
+    let share = r.gc.assist_cpu_share?;
+    let severity = severity(share, ASSIST_WARN, ASSIST_CRIT)?;
+    let Context { gogc, live, alloc_rate, .. } = c;
+    Some(Verdict {
+        id: "mark_assist",
+        severity,
+        message: format!(
+            "goroutines spend {} of the process's CPU in GC mark assist, paying for the GC on the request path: give the pacer headroom (GOGC {gogc} -> higher, or a GOMEMLIMIT well above the live heap {live}) or cut the {alloc_rate}/s allocation rate",
+            percent(share)
+        ),
+    })
+}
 
-    if let Some(container) = g.container_memory_limit_bytes {
-        let container_text = bytes(container as f64);
-        let suggested = bytes(container as f64 * 0.9);
-        match (g.memory_limit_bytes, g.heap_goal_bytes) {
-            (Some(limit), _) if limit as u64 > container => v.push(Verdict {
-                id: "memory_limit_above_container",
-                severity: Severity::Warn,
-                message: format!(
-                    "GOMEMLIMIT {} is above the container's memory limit {container_text}: the kernel kills the process before the GC reacts; set GOMEMLIMIT to about {suggested}",
-                    bytes(limit as f64)
-                ),
-            }),
-            (None, Some(heap_goal)) if heap_goal as f64 >= container as f64 * CONTAINER_GOAL_WARN => v.push(Verdict {
+fn gc_frequency(r: &DoctorReport, c: &Context) -> Option<Verdict> {
+    let g = &r.gc;
+    if g.cycles_per_s < GC_RATE_WARN {
+        return None;
+    }
+    let Context { gogc, live, goal, .. } = c;
+    Some(Verdict {
+        id: "gc_frequency",
+        severity: Severity::Warn,
+        message: format!(
+            "GC runs {:.1} times per second ({} cycles in the window; live heap {live}, goal {goal}): a small live heap with GOGC {gogc} gives a small goal; raise GOGC or set GOMEMLIMIT to trade memory for fewer cycles",
+            g.cycles_per_s, g.cycles
+        ),
+    })
+}
+
+fn memory_limit_goal(r: &DoctorReport, c: &Context) -> Option<Verdict> {
+    let g = &r.gc;
+    if !g.goal_set_by_memory_limit {
+        return None;
+    }
+    let limit = format::gomemlimit(g.memory_limit_bytes);
+    let Context { gogc, live, goal, .. } = c;
+    Some(Verdict {
+        id: "memory_limit_goal",
+        severity: Severity::Warn,
+        message: format!(
+            "GOMEMLIMIT {limit}, not GOGC {gogc}, sets the heap goal ({goal}, live {live}): the heap is pressed against the limit and the GC runs {:.1} times/s; raise the limit or shrink the live heap before the GC thrashes",
+            g.cycles_per_s
+        ),
+    })
+}
+
+fn gc_off(r: &DoctorReport, c: &Context) -> Option<Verdict> {
+    let g = &r.gc;
+    if g.gogc.is_some() || g.memory_limit_bytes.is_some() {
+        return None;
+    }
+    let live = &c.live;
+    Some(Verdict {
+        id: "gc_off",
+        severity: Severity::Warn,
+        message: format!(
+            "GOGC=off and no GOMEMLIMIT: the heap (live {live}) grows without bound; set GOMEMLIMIT"
+        ),
+    })
+}
+
+fn container_memory(r: &DoctorReport, c: &Context) -> Option<Verdict> {
+    let g = &r.gc;
+    let container = g.container_memory_limit_bytes?;
+    let container_text = bytes(container as f64);
+    let suggested = bytes(container as f64 * 0.9);
+    match (g.memory_limit_bytes, g.heap_goal_bytes) {
+        (Some(limit), _) if limit as u64 > container => Some(Verdict {
+            id: "memory_limit_above_container",
+            severity: Severity::Warn,
+            message: format!(
+                "GOMEMLIMIT {} is above the container's memory limit {container_text}: the kernel kills the process before the GC reacts; set GOMEMLIMIT to about {suggested}",
+                format::gomemlimit(Some(limit))
+            ),
+        }),
+        (None, Some(heap_goal)) if heap_goal as f64 >= container as f64 * CONTAINER_GOAL_WARN => {
+            Some(Verdict {
                 id: "heap_goal_near_container_limit",
                 severity: Severity::Crit,
                 message: format!(
-                    "the heap goal {goal} is {} of the container's memory limit {container_text} and no GOMEMLIMIT is set: the OOM killer will act before the GC; set GOMEMLIMIT to about {suggested}",
+                    "the heap goal {} is {} of the container's memory limit {container_text} and no GOMEMLIMIT is set: the OOM killer will act before the GC; set GOMEMLIMIT to about {suggested}",
+                    c.goal,
                     percent(heap_goal as f64 / container as f64)
                 ),
-            }),
-            _ => {}
+            })
         }
+        _ => None,
     }
+}
 
-    if let Some(cpu) = &r.cpu
-        && let Some(share) = cpu
-            .runtime_share
-            .filter(|s| *s >= RUNTIME_CPU_WARN && cpu.samples >= MIN_CPU_SAMPLES)
-    {
-        let mut parts: Vec<_> = cpu
-            .by_class
-            .iter()
-            .filter(|(c, s)| c.is_runtime() && **s > 0.0)
-            .collect();
-        parts.sort_by(|a, b| b.1.total_cmp(a.1));
-        let parts: Vec<String> = parts
-            .iter()
-            .map(|(c, s)| format!("{} {}", c.label(), percent(**s)))
-            .collect();
-        v.push(Verdict {
-                id: "runtime_cpu",
-                severity: Severity::Warn,
-                message: format!(
-                    "the Go runtime takes {} of the process's CPU ({}): the application gets the rest; see the GC and allocation verdicts for the fix",
-                    percent(share),
-                    parts.join(", ")
-                ),
-            });
-    }
+fn runtime_cpu(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let cpu = r.cpu.as_ref()?;
+    let share = cpu
+        .runtime_share
+        .filter(|s| *s >= RUNTIME_CPU_WARN && cpu.samples >= MIN_CPU_SAMPLES)?;
+    let mut parts: Vec<_> = cpu
+        .by_class
+        .iter()
+        .filter(|(c, s)| c.is_runtime() && **s > 0.0)
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(a.1));
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(c, s)| format!("{} {}", c.label(), percent(**s)))
+        .collect();
+    Some(Verdict {
+        id: "runtime_cpu",
+        severity: Severity::Warn,
+        message: format!(
+            "the Go runtime takes {} of the process's CPU ({}): the application gets the rest; see the GC and allocation verdicts for the fix",
+            percent(share),
+            parts.join(", ")
+        ),
+    })
+}
 
-    let s = &r.sched;
+fn gomaxprocs_over_quota(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let (s, c) = (&r.sched, &r.cfs);
+    let quota = c.quota_cpus.filter(|q| f64::from(s.gomaxprocs) > q.ceil())?;
+    Some(Verdict {
+        id: "gomaxprocs_over_quota",
+        severity: Severity::Warn,
+        message: format!(
+            "GOMAXPROCS {} exceeds the CPU quota of {quota:.2} CPUs ({} of {} CFS periods throttled in the window): the runtime runs more threads than it may use and gets throttled; set GOMAXPROCS={}, use go.uber.org/automaxprocs, or build with Go 1.25+ whose default follows the quota",
+            s.gomaxprocs,
+            c.throttled_periods,
+            c.periods,
+            quota.ceil().max(1.0)
+        ),
+    })
+}
+
+fn cfs_throttling(r: &DoctorReport, _: &Context) -> Option<Verdict> {
     let c = &r.cfs;
-    if let Some(quota) = c.quota_cpus
-        && f64::from(s.gomaxprocs) > quota.ceil()
-    {
-        v.push(Verdict {
-                id: "gomaxprocs_over_quota",
-                severity: Severity::Warn,
-                message: format!(
-                    "GOMAXPROCS {} exceeds the CPU quota of {quota:.2} CPUs ({} of {} CFS periods throttled in the window): the runtime runs more threads than it may use and gets throttled; set GOMAXPROCS={}, use go.uber.org/automaxprocs, or build with Go 1.25+ whose default follows the quota",
-                    s.gomaxprocs,
-                    c.throttled_periods,
-                    c.periods,
-                    quota.ceil().max(1.0)
-                ),
-            });
+    if c.periods == 0 {
+        return None;
     }
-    if c.periods > 0 {
-        let share = c.throttled_periods as f64 / c.periods as f64;
-        if share >= THROTTLE_WARN {
-            v.push(Verdict {
-                id: "cfs_throttling",
-                severity: if share >= THROTTLE_CRIT { Severity::Crit } else { Severity::Warn },
-                message: format!(
-                    "CFS throttled the process in {} of {} periods ({}), for {} in total: latency spikes of up to a period follow; raise the CPU limit or lower GOMAXPROCS (now {})",
-                    c.throttled_periods,
-                    c.periods,
-                    percent(share),
-                    duration_ns(c.throttled_ns as f64),
-                    s.gomaxprocs
-                ),
-            });
-        }
-    }
-    if let Some(ncpu) = s.ncpu
-        && s.gomaxprocs > ncpu
-    {
-        v.push(Verdict {
-            id: "gomaxprocs_over_cpus",
-            severity: Severity::Warn,
-            message: format!(
-                "GOMAXPROCS {} exceeds the {ncpu} CPUs: set GOMAXPROCS={ncpu} (or unset it)",
-                s.gomaxprocs
-            ),
-        });
-    }
-    if let Some(p) = s.latency_ns
-        && let Some(severity) = severity(p.p99, SCHED_P99_WARN, SCHED_P99_CRIT)
-    {
-        v.push(Verdict {
-                id: "sched_latency",
-                severity,
-                message: format!(
-                    "runnable goroutines wait p99 {} (p50 {}) before they run, with {:.2} cores busy and GOMAXPROCS {}: the process is CPU-saturated or throttled; add CPU, cut work, or check GOMAXPROCS against the CPU quota",
-                    duration_ns(p.p99),
-                    duration_ns(p.p50),
-                    r.process.cpu_cores,
-                    s.gomaxprocs
-                ),
-            });
-    }
+    let share = c.throttled_periods as f64 / c.periods as f64;
+    let severity = severity(share, THROTTLE_WARN, THROTTLE_CRIT)?;
+    Some(Verdict {
+        id: "cfs_throttling",
+        severity,
+        message: format!(
+            "CFS throttled the process in {} of {} periods ({}), for {} in total: latency spikes of up to a period follow; raise the CPU limit or lower GOMAXPROCS (now {})",
+            c.throttled_periods,
+            c.periods,
+            percent(share),
+            duration_ns(c.throttled_ns as f64),
+            r.sched.gomaxprocs
+        ),
+    })
+}
+
+fn gomaxprocs_over_cpus(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let s = &r.sched;
+    let ncpu = s.ncpu.filter(|n| s.gomaxprocs > *n)?;
+    Some(Verdict {
+        id: "gomaxprocs_over_cpus",
+        severity: Severity::Warn,
+        message: format!(
+            "GOMAXPROCS {} exceeds the {ncpu} CPUs: set GOMAXPROCS={ncpu} (or unset it)",
+            s.gomaxprocs
+        ),
+    })
+}
+
+fn sched_latency(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let p = r.sched.latency_ns?;
+    let severity = severity(p.p99, SCHED_P99_WARN, SCHED_P99_CRIT)?;
+    Some(Verdict {
+        id: "sched_latency",
+        severity,
+        message: format!(
+            "runnable goroutines wait p99 {} (p50 {}) before they run, with {:.2} cores busy and GOMAXPROCS {}: the process is CPU-saturated or throttled; add CPU, cut work, or check GOMAXPROCS against the CPU quota",
+            duration_ns(p.p99),
+            duration_ns(p.p50),
+            r.process.cpu_cores,
+            r.sched.gomaxprocs
+        ),
+    })
+}
+
+fn goroutine_growth(r: &DoctorReport, _: &Context) -> Option<Verdict> {
     let go = &r.goroutines;
     let growth = go.live - go.live_at_start;
-    if growth >= GOROUTINE_GROWTH_MIN && growth * 2 >= go.live_at_start {
-        v.push(Verdict {
-            id: "goroutine_growth",
-            severity: Severity::Warn,
-            message: format!(
-                "live goroutines grew from {} to {} in {:.0} s: a leak if it continues; take a goroutine profile",
-                go.live_at_start, go.live, r.window_s
-            ),
-        });
+    if growth < GOROUTINE_GROWTH_MIN || growth * 2 < go.live_at_start {
+        return None;
     }
-    if let Some(p) = r.cgo.latency_ns.filter(|p| p.p99 >= CGO_SLOW_P99_NS) {
-        let site = r
-            .cgo
-            .sites
-            .first()
-            .map_or(String::new(), |s| format!(", mostly {}", s.function));
-        let threads = match r.sched.threads_created {
-            Some(n) if n > 0 => format!("; {n} OS threads were created in the window"),
-            _ => String::new(),
-        };
-        v.push(Verdict {
-            id: "cgo_slow",
-            severity: Severity::Warn,
-            message: format!(
-                "cgo calls take p50 {} p99 {}{site}: each call holds an OS thread for its whole duration ({} calls/s){threads}; move slow C work off the request path or bound its concurrency",
-                duration_ns(p.p50),
-                duration_ns(p.p99),
-                count(r.cgo.calls_per_s)
-            ),
-        });
+    Some(Verdict {
+        id: "goroutine_growth",
+        severity: Severity::Warn,
+        message: format!(
+            "live goroutines grew from {} to {} in {:.0} s: a leak if it continues; take a goroutine profile",
+            go.live_at_start, go.live, r.window_s
+        ),
+    })
+}
+
+fn cgo_slow(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let p = r.cgo.latency_ns.filter(|p| p.p99 >= CGO_SLOW_P99_NS)?;
+    let site = r
+        .cgo
+        .sites
+        .first()
+        .map_or(String::new(), |s| format!(", mostly {}", s.function));
+    let threads = match r.sched.threads_created {
+        Some(n) if n > 0 => format!("; {n} OS threads were created in the window"),
+        _ => String::new(),
+    };
+    Some(Verdict {
+        id: "cgo_slow",
+        severity: Severity::Warn,
+        message: format!(
+            "cgo calls take p50 {} p99 {}{site}: each call holds an OS thread for its whole duration ({} calls/s){threads}; move slow C work off the request path or bound its concurrency",
+            duration_ns(p.p50),
+            duration_ns(p.p99),
+            count(r.cgo.calls_per_s)
+        ),
+    })
+}
+
+fn cgo_rate(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    if r.cgo.calls_per_s < CGO_RATE_INFO {
+        return None;
     }
-    if r.cgo.calls_per_s >= CGO_RATE_INFO {
-        v.push(Verdict {
-            id: "cgo_rate",
-            severity: Severity::Info,
-            message: format!(
-                "{} cgo calls/s: each call costs far more than a Go call; batch work per call",
-                count(r.cgo.calls_per_s)
-            ),
-        });
-    }
-    v.sort_by(|a, b| b.severity.cmp(&a.severity));
-    v
+    Some(Verdict {
+        id: "cgo_rate",
+        severity: Severity::Info,
+        message: format!(
+            "{} cgo calls/s: each call costs far more than a Go call; batch work per call",
+            count(r.cgo.calls_per_s)
+        ),
+    })
 }

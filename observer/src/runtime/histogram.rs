@@ -26,6 +26,20 @@ pub struct Percentiles {
     pub count: u64,
 }
 
+/// "p50 12.0 µs  p99 3.40 ms  max 8.39 ms": a latency distribution in text.
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::format::duration_ns;
+        write!(
+            f,
+            "p50 {}  p99 {}  max {}",
+            duration_ns(self.p50),
+            duration_ns(self.p99),
+            duration_ns(self.max)
+        )
+    }
+}
+
 impl TimeHistogram {
     pub fn new(underflow: u64, counts: Vec<u64>, overflow: u64) -> Self {
         let mut all = Vec::with_capacity(counts.len() + 2);

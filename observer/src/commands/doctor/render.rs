@@ -123,10 +123,8 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
 
     let g = &r.gc;
     let _ = writeln!(out);
-    let gogc = g.gogc.map_or("off".to_string(), |v| v.to_string());
-    let limit = g
-        .memory_limit_bytes
-        .map_or("off".to_string(), |l| bytes(l as f64));
+    let gogc = crate::format::gogc(g.gogc);
+    let limit = crate::format::gomemlimit(g.memory_limit_bytes);
     let _ = writeln!(
         out,
         "GC          {:.2} cycles/s ({} in window)  GOGC {gogc}  GOMEMLIMIT {limit}",
@@ -198,10 +196,7 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
     if let Some(p) = s.os_runq_latency_ns {
         let _ = writeln!(
             out,
-            "  OS run-queue latency p50 {}  p99 {}  max {}; {} involuntary switches; threads +{} -{}",
-            duration_ns(p.p50),
-            duration_ns(p.p99),
-            duration_ns(p.max),
+            "  OS run-queue latency {p}; {} involuntary switches; threads +{} -{}",
             s.involuntary_switches.unwrap_or(0),
             s.threads_created.unwrap_or(0),
             s.threads_exited.unwrap_or(0)
@@ -228,10 +223,7 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         let sampled = r.cgo.latency_sampled_fraction.unwrap_or(1.0);
         let _ = writeln!(
             out,
-            "  call latency p50 {}  p99 {}  max {}  ({} calls timed{})",
-            duration_ns(p.p50),
-            duration_ns(p.p99),
-            duration_ns(p.max),
+            "  call latency {p}  ({} calls timed{})",
             p.count,
             if sampled < 0.999 {
                 format!(", probes attached {} of the window", percent(sampled))
@@ -298,13 +290,7 @@ fn short_position(position: &str) -> String {
 
 fn percentiles(p: Option<Percentiles>) -> String {
     match p {
-        Some(p) => format!(
-            "p50 {}  p99 {}  max {}  ({} events)",
-            duration_ns(p.p50),
-            duration_ns(p.p99),
-            duration_ns(p.max),
-            p.count
-        ),
+        Some(p) => format!("{p}  ({} events)", p.count),
         None => "none in window".to_string(),
     }
 }

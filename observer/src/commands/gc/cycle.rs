@@ -162,10 +162,8 @@ impl CycleRecord {
                 self.assist_credit_steals
             ));
         }
-        let gogc = self.gogc.map_or("off".into(), |v| v.to_string());
-        let limit = self
-            .memory_limit_bytes
-            .map_or("off".into(), |l| crate::format::bytes(l as f64));
+        let gogc = crate::format::gogc(self.gogc);
+        let limit = crate::format::gomemlimit(self.memory_limit_bytes);
         line.push_str(&format!(" | GOGC {gogc} GOMEMLIMIT {limit}"));
         if self.memory_limit_sets_goal {
             line.push_str(" (limit sets the goal)");

@@ -161,9 +161,8 @@ fn overview(frame: &mut Frame, area: Rect, state: &State, r: &DoctorReport, tota
             Line::from(format!(
                 "{:.1} cycles/s   GOGC {}   GOMEMLIMIT {}",
                 g.cycles_per_s,
-                g.gogc.map_or("off".into(), |v| v.to_string()),
-                g.memory_limit_bytes
-                    .map_or("off".into(), |v| bytes(v as f64))
+                crate::format::gogc(g.gogc),
+                crate::format::gomemlimit(g.memory_limit_bytes)
             )),
             Line::from(format!(
                 "GC CPU {}   mark assist {}",
