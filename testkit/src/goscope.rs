@@ -33,8 +33,18 @@ pub struct Finished {
 
 impl Goscope {
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_pinned(args, &[])
+    }
+
+    /// Like `start`, with goscope and all its threads restricted to `cpus`
+    /// (none: no restriction).
+    pub fn start_pinned(args: &[&str], cpus: &[usize]) -> anyhow::Result<Self> {
         let binary = crate::goscope_binary();
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if !cpus.is_empty() {
+            crate::target::pin_to_cpus(&mut command, cpus)?;
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -95,6 +95,38 @@ impl WorkloadResult {
     }
 }
 
+/// Restricts the process `cmd` starts, and every thread it creates, to
+/// the CPUs in `cpus` (sched_setaffinity between fork and exec), e.g. to
+/// keep a benchmark's target and goscope off each other's CPU. A Go
+/// program sizes GOMAXPROCS from this set unless GOMAXPROCS is given.
+pub fn pin_to_cpus<'a>(cmd: &'a mut Command, cpus: &[usize]) -> anyhow::Result<&'a mut Command> {
+    use std::os::unix::process::CommandExt as _;
+    anyhow::ensure!(!cpus.is_empty(), "no CPU to pin to");
+    // SAFETY: cpu_set_t is a plain bit set; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let capacity = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    for &cpu in cpus {
+        anyhow::ensure!(
+            cpu < capacity,
+            "CPU {cpu} is beyond the affinity mask ({capacity} CPUs)"
+        );
+        // SAFETY: `cpu` is within the set (checked above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    let hook = move || {
+        // SAFETY: one async-signal-safe system call on a set we own.
+        let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the hook allocates nothing and only calls sched_setaffinity,
+    // which is async-signal-safe, so it may run between fork and exec.
+    Ok(unsafe { cmd.pre_exec(hook) })
+}
+
 /// A running workload process.
 pub struct Target {
     child: Child,

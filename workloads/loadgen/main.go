@@ -120,6 +120,8 @@ func runBatch(kind string, scale int) {
 			gcPressure()
 			spawnGoroutines()
 			cgoCalls()
+		case "service":
+			serviceBatch()
 		case "cgo-slow":
 			atomic.StoreInt64(&cgoMedianNs, int64(cgoSlowCalls()))
 		case "idle":
