@@ -2,7 +2,10 @@
 //! host (found by build info, attached as they start, dropped as they
 //! exit) and serves what doctor reports as Prometheus metrics on /metrics.
 //! It reads the targets' memory and /proc only, so the targets pay nothing;
-//! it exports its own CPU and memory use.
+//! it exports its own CPU and memory use. Discovery and reading the
+//! targets run on their own threads; the HTTP server (one thread, tokio)
+//! only hands out renderings, so no client and no slow scan stalls a
+//! scrape.
 
 mod exposition;
 mod http;
@@ -10,12 +13,20 @@ mod registry;
 mod watched;
 
 use std::{
-    net::TcpListener,
-    sync::{Arc, Mutex},
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::watch,
+};
 
 use crate::{cli::AgentArgs, privilege, window::StopSignal};
 use exposition::{Exposition, Labels};
@@ -38,9 +49,24 @@ fn own_usage() -> (f64, f64) {
     (cpu, rss_pages * page)
 }
 
-/// Renders /metrics: every target, then the agent's own figures.
-fn scrape(registry: &Mutex<Registry>, started: Instant) -> String {
-    let begun = Instant::now();
+/// A scrape waits at most this long for a rendering begun after it
+/// arrived; past it (a slow scan holds the registry) it gets the latest.
+const FRESH_WAIT: Duration = Duration::from_millis(500);
+/// How often the renderer looks at the stop signal while idle.
+const RENDERER_POLL: Duration = Duration::from_millis(100);
+/// File descriptors the agent asks for (connections plus targets).
+const WANTED_FILES: libc::rlim_t = 4096;
+
+/// The targets' series and the registry's counters, rendered once for
+/// every scrape that asked before it began.
+struct Rendering {
+    /// The last scrape request this rendering answers.
+    seq: u64,
+    text: String,
+}
+
+/// Renders every target, the number watched and what was skipped.
+fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
     let mut out = Exposition::default();
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
     let read_errors = registry.export(&mut out);
@@ -66,42 +92,148 @@ fn scrape(registry: &Mutex<Registry>, started: Instant) -> String {
         &none,
         read_errors as f64,
     );
-    let (cpu, rss) = own_usage();
-    out.counter(
-        "goscope_agent_cpu_seconds_total",
-        "CPU the agent itself used.",
-        &none,
-        cpu,
-    );
-    out.gauge(
-        "goscope_agent_resident_memory_bytes",
-        "The agent's resident memory.",
-        &none,
-        rss,
-    );
-    out.gauge(
-        "goscope_agent_uptime_seconds",
-        "Seconds since the agent started.",
-        &none,
-        started.elapsed().as_secs_f64(),
-    );
-    out.gauge(
-        "goscope_agent_scrape_duration_seconds",
-        "How long rendering this scrape took.",
-        &none,
-        begun.elapsed().as_secs_f64(),
-    );
-    out.render()
+    Rendering {
+        seq,
+        text: out.render(),
+    }
 }
+
+/// What /metrics serves. The targets are read by the renderer thread, off
+/// the request path: a scrape asks for a rendering and waits for it at
+/// most `FRESH_WAIT`, concurrent scrapes share one, and none waits on
+/// discovery for longer than that.
+pub struct Metrics {
+    latest: watch::Receiver<Arc<Rendering>>,
+    requested: AtomicU64,
+    doorbell: SyncSender<()>,
+    started: Instant,
+}
+
+impl Metrics {
+    /// Every target (as of the freshest rendering), then the agent's own
+    /// figures (as of now).
+    pub async fn scrape(&self) -> String {
+        let begun = Instant::now();
+        let seq = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        // Full means a rendering is already due, and it will see `seq`.
+        let _ = self.doorbell.try_send(());
+        let mut latest = self.latest.clone();
+        let fresh = tokio::time::timeout(FRESH_WAIT, latest.wait_for(|r| r.seq >= seq))
+            .await
+            .ok()
+            .and_then(|r| r.ok().map(|r| Arc::clone(&r)));
+        let rendering = fresh.unwrap_or_else(|| Arc::clone(&latest.borrow()));
+        let mut out = Exposition::default();
+        let none = Labels::default();
+        let (cpu, rss) = own_usage();
+        out.counter(
+            "goscope_agent_cpu_seconds_total",
+            "CPU the agent itself used.",
+            &none,
+            cpu,
+        );
+        out.gauge(
+            "goscope_agent_resident_memory_bytes",
+            "The agent's resident memory.",
+            &none,
+            rss,
+        );
+        out.gauge(
+            "goscope_agent_uptime_seconds",
+            "Seconds since the agent started.",
+            &none,
+            self.started.elapsed().as_secs_f64(),
+        );
+        out.gauge(
+            "goscope_agent_scrape_duration_seconds",
+            "How long rendering this scrape took.",
+            &none,
+            begun.elapsed().as_secs_f64(),
+        );
+        let own = out.render();
+        let mut text = String::with_capacity(rendering.text.len() + own.len());
+        text.push_str(&rendering.text);
+        text.push_str(&own);
+        text
+    }
+}
+
+/// Renders whenever a scrape rings, until `stop`.
+fn render_on_request(
+    registry: &Mutex<Registry>,
+    requested: &AtomicU64,
+    doorbell: &Receiver<()>,
+    publish: &watch::Sender<Arc<Rendering>>,
+    stop: &StopSignal,
+) {
+    while !stop.raised() {
+        match doorbell.recv_timeout(RENDERER_POLL) {
+            Ok(()) => {
+                // Every scrape counted so far rang before this point.
+                let seq = requested.load(Ordering::SeqCst);
+                publish.send_replace(Arc::new(render_registry(registry, seq)));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Raises the soft open-files limit towards `WANTED_FILES` (bounded by the
+/// hard limit), so the connection cap, not the limit, bounds connections.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted = WANTED_FILES.min(limit.rlim_max);
+    if limit.rlim_cur < wanted {
+        limit.rlim_cur = wanted;
+        // SAFETY: setrlimit reads the struct we pass. Failing leaves the
+        // limit as it was, which is still correct, only tighter.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
+}
+
+/// Binds the listening socket (a port in use is an error naming it).
+fn listen(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .with_context(|| format!("cannot listen on {address}: creating a socket"))?;
+    socket
+        .set_reuseaddr(true)
+        .with_context(|| format!("cannot listen on {address}: setting SO_REUSEADDR"))?;
+    socket
+        .bind(address)
+        .with_context(|| format!("cannot listen on {address}"))?;
+    socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// How long stopping waits for the server's runtime to wind down.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+/// Pending connections the kernel queues before the agent accepts them.
+const LISTEN_BACKLOG: u32 = 1024;
 
 pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     privilege::require_root("goscope agent")?;
     let stop = StopSignal::install()?;
-    let listener = TcpListener::bind(&args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    listener
-        .set_nonblocking(true)
-        .context("making the listener non-blocking")?;
+    raise_file_limit();
+    // One thread serves every connection; the targets are read elsewhere.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the HTTP server's runtime")?;
+    let listener = runtime.block_on(async { listen(args.listen) })?;
     let started = Instant::now();
     let registry = Arc::new(Mutex::new(Registry::new(
         args.max_targets,
@@ -110,11 +242,11 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     )));
     eprintln!(
         "goscope agent: serving http://{}/metrics; scanning for Go processes every {} ms",
-        listener
-            .local_addr()
-            .map_or(args.listen.clone(), |a| a.to_string()),
+        listener.local_addr().unwrap_or(args.listen),
         args.scan_interval_ms
     );
+    // Before the first scan: nothing watched yet, which is the truth.
+    let (publish, latest) = watch::channel(Arc::new(render_registry(&registry, 0)));
     let scanner = {
         let registry = Arc::clone(&registry);
         let interval = Duration::from_millis(args.scan_interval_ms);
@@ -132,20 +264,27 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
             })
             .context("starting the discovery thread")?
     };
-    while !stop.raised() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let body = || scrape(&registry, started);
-                if let Err(e) = http::serve(stream, body) {
-                    eprintln!("goscope agent: a request failed: {e}");
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => eprintln!("goscope agent: accept failed: {e}"),
-        }
-    }
+    let (doorbell, rung) = mpsc::sync_channel(1);
+    let metrics = Arc::new(Metrics {
+        latest,
+        requested: AtomicU64::new(0),
+        doorbell,
+        started,
+    });
+    let renderer = {
+        let metrics = Arc::clone(&metrics);
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("renderer".into())
+            .spawn(move || {
+                render_on_request(&registry, &metrics.requested, &rung, &publish, &stop);
+            })
+            .context("starting the renderer thread")?
+    };
+    runtime.block_on(http::serve(listener, Arc::clone(&metrics), stop.clone()));
+    // Connections still open are cut here.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    let _ = renderer.join();
     let _ = scanner.join();
     eprintln!("goscope agent: stopped");
     Ok(0)

@@ -5,6 +5,7 @@
 
 mod accuracy;
 mod agent;
+mod agent_hostile;
 mod alloc;
 mod bad_input;
 mod binary_maps;
