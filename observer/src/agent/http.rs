@@ -48,7 +48,7 @@ const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const INDEX: &str =
     "<html><body><h1>goscope agent</h1><a href=\"/metrics\">/metrics</a></body></html>\n";
 
-/// Serves `listener` until `stop` is raised.
+/// Serves `listener` until `stop` is raised (or the renderer is gone).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: StopSignal) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut builder = http1::Builder::new();
@@ -61,7 +61,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: StopSigna
     let builder = Arc::new(builder);
     let mut stop_poll = tokio::time::interval(STOP_POLL);
     let mut last_accept_log: Option<Instant> = None;
-    while !stop.raised() {
+    while !stop.raised() && metrics.renderer_alive() {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop_poll.tick() => continue,

@@ -102,7 +102,7 @@ fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
 /// the request path: a scrape asks for a rendering and waits for it at
 /// most `FRESH_WAIT`, concurrent scrapes share one, and none waits on
 /// discovery for longer than that.
-pub struct Metrics {
+struct Metrics {
     latest: watch::Receiver<Arc<Rendering>>,
     requested: AtomicU64,
     doorbell: SyncSender<()>,
@@ -112,7 +112,7 @@ pub struct Metrics {
 impl Metrics {
     /// Every target (as of the freshest rendering), then the agent's own
     /// figures (as of now).
-    pub async fn scrape(&self) -> String {
+    async fn scrape(&self) -> String {
         let begun = Instant::now();
         let seq = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         // Full means a rendering is already due, and it will see `seq`.
@@ -156,6 +156,11 @@ impl Metrics {
         text.push_str(&own);
         text
     }
+
+    /// Whether the renderer thread still runs (it ends only on stop).
+    fn renderer_alive(&self) -> bool {
+        self.latest.has_changed().is_ok()
+    }
 }
 
 /// Renders whenever a scrape rings, until `stop`.
@@ -169,7 +174,8 @@ fn render_on_request(
     while !stop.raised() {
         match doorbell.recv_timeout(RENDERER_POLL) {
             Ok(()) => {
-                // Every scrape counted so far rang before this point.
+                // Answers every scrape counted so far (each counts itself
+                // before it rings).
                 let seq = requested.load(Ordering::SeqCst);
                 publish.send_replace(Arc::new(render_registry(registry, seq)));
             }
@@ -284,7 +290,20 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     runtime.block_on(http::serve(listener, Arc::clone(&metrics), stop.clone()));
     // Connections still open are cut here.
     runtime.shutdown_timeout(SHUTDOWN_WAIT);
-    let _ = renderer.join();
+    let renderer_ended = renderer.join();
+    if !stop.raised() {
+        // The server stops early only when the renderer is gone: scrapes
+        // would be stale from now on.
+        let why = match renderer_ended {
+            Err(panic) => panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+            Ok(()) => "no reason given".into(),
+        };
+        anyhow::bail!("the thread reading the targets stopped ({why}); the agent stops too");
+    }
     let _ = scanner.join();
     eprintln!("goscope agent: stopped");
     Ok(0)
