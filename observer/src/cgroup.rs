@@ -120,10 +120,7 @@ impl Cgroups {
             .iter()
             .filter_map(|dir| {
                 if let Ok(text) = std::fs::read_to_string(dir.join("cpu.max")) {
-                    let mut parts = text.split_whitespace();
-                    let quota: f64 = parts.next()?.parse().ok()?;
-                    let period: f64 = parts.next()?.parse().ok()?;
-                    return (period > 0.0).then(|| quota / period);
+                    return parse_cpu_max(&text);
                 }
                 let quota: i64 = read_number(&dir.join("cpu.cfs_quota_us"))?;
                 let period: i64 = read_number(&dir.join("cpu.cfs_period_us"))?;
@@ -136,6 +133,23 @@ impl Cgroups {
     pub fn cpu_stat(&self) -> Option<CpuStat> {
         let dir = self.cpu.first()?;
         let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+        Some(CpuStat::parse(&text))
+    }
+
+    /// The process's own cpu cgroup directory.
+    pub fn cpu_dir(&self) -> Option<&Path> {
+        self.cpu.first().map(PathBuf::as_path)
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.v2
+    }
+}
+
+impl CpuStat {
+    /// Parses a cpu.stat file (v1 `throttled_time` in ns, v2
+    /// `throttled_usec`); unknown and malformed lines are skipped.
+    pub fn parse(text: &str) -> Self {
         let mut stat = CpuStat::default();
         for line in text.lines() {
             let mut kv = line.split_whitespace();
@@ -148,21 +162,21 @@ impl Cgroups {
                 "nr_periods" => stat.periods = value,
                 "nr_throttled" => stat.throttled_periods = value,
                 "throttled_time" => stat.throttled_ns = value,
-                "throttled_usec" => stat.throttled_ns = value * 1000,
+                "throttled_usec" => stat.throttled_ns = value.saturating_mul(1000),
                 _ => {}
             }
         }
-        Some(stat)
+        stat
     }
+}
 
-    /// The process's own cpu cgroup directory.
-    pub fn cpu_dir(&self) -> Option<&Path> {
-        self.cpu.first().map(PathBuf::as_path)
-    }
-
-    pub fn is_v2(&self) -> bool {
-        self.v2
-    }
+/// The quota in CPUs of a v2 cpu.max file (`QUOTA PERIOD`; `max`: none).
+pub fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut parts = text.split_whitespace();
+    let quota: f64 = parts.next()?.parse().ok()?;
+    let period: f64 = parts.next()?.parse().ok()?;
+    let finite = quota.is_finite() && period.is_finite();
+    (finite && period > 0.0 && quota >= 0.0).then(|| quota / period)
 }
 
 fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {

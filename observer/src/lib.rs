@@ -10,6 +10,8 @@ pub mod cli;
 pub mod commands;
 pub mod cpu;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memory;
 pub mod outfile;
 pub mod output;

@@ -17,7 +17,20 @@ pub enum MemoryError {
     },
     #[error("process {pid} is gone (exited or exec'd another program)")]
     Gone { pid: u32 },
+    #[error(
+        "refusing to read {len} bytes at {address:#x}: over the {limit}-byte limit of one read (a length from the target or its binary is implausible)"
+    )]
+    TooLarge {
+        address: u64,
+        len: usize,
+        limit: usize,
+    },
 }
+
+/// Largest buffer one `read_vec` allocates. Lengths come from the target's
+/// DWARF or memory; the runtime structures goscope reads are kilobytes, and
+/// the largest tables (allp, allgs, a profile bucket) stay far below this.
+pub const MAX_READ_BYTES: usize = 64 << 20;
 
 /// Read-only access to a Go process's address space.
 pub trait TargetMemory {
@@ -35,7 +48,16 @@ pub trait TargetMemory {
         Ok(u32::from_le_bytes(b))
     }
 
+    /// Reads `len` bytes into a new buffer; a `len` over `MAX_READ_BYTES`
+    /// is refused before anything is allocated.
     fn read_vec(&self, address: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+        if len > MAX_READ_BYTES {
+            return Err(MemoryError::TooLarge {
+                address,
+                len,
+                limit: MAX_READ_BYTES,
+            });
+        }
         let mut buf = vec![0; len];
         self.read(address, &mut buf)?;
         Ok(buf)
@@ -73,14 +95,12 @@ impl ProcessMemory {
         use std::os::unix::fs::FileExt as _;
         let mut done = 0;
         while done < buf.len() {
-            let at = address
-                .checked_add(done as u64)
-                .ok_or(MemoryError::Read {
-                    pid: self.pid,
-                    address,
-                    len: buf.len(),
-                    reason: "address range wraps".into(),
-                })?;
+            let at = address.checked_add(done as u64).ok_or(MemoryError::Read {
+                pid: self.pid,
+                address,
+                len: buf.len(),
+                reason: "address range wraps".into(),
+            })?;
             match mem.read_at(&mut buf[done..], at) {
                 // The address space the file was opened on is gone.
                 Ok(0) => return Err(MemoryError::Gone { pid: self.pid }),
@@ -171,7 +191,8 @@ impl TargetMemory for SnapshotMemory {
             .next_back()
             .ok_or_else(missing)?;
         let offset = usize::try_from(address - start).map_err(|_| missing())?;
-        let src = bytes.get(offset..offset + buf.len()).ok_or_else(missing)?;
+        let end = offset.checked_add(buf.len()).ok_or_else(missing)?;
+        let src = bytes.get(offset..end).ok_or_else(missing)?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -197,5 +218,25 @@ mod tests {
         assert_eq!(memory.read_u32(0x1004).unwrap(), 2);
         assert!(memory.read_u64(0x1004).is_err());
         assert!(memory.read_u32(0x10).is_err());
+    }
+
+    #[test]
+    fn read_vec_refuses_implausible_lengths_before_allocating() {
+        let memory = SnapshotMemory::default();
+        let len = 1usize << 40;
+        let err = memory.read_vec(0x1000, len).unwrap_err();
+        assert_eq!(
+            err,
+            MemoryError::TooLarge {
+                address: 0x1000,
+                len,
+                limit: MAX_READ_BYTES
+            }
+        );
+        assert!(err.to_string().contains(&len.to_string()), "{err}");
+        // An offset near the end of the address space does not wrap.
+        let mut memory = SnapshotMemory::default();
+        memory.insert(0, vec![0; 4]);
+        assert!(memory.read_u64(u64::MAX - 2).is_err());
     }
 }

@@ -41,11 +41,15 @@ pub enum TargetError {
     },
     #[error("process {pid} exited while goscope was attaching")]
     ExitedDuringAttach { pid: u32 },
-    #[error("pid {pid} exec'd {path} while goscope was attaching; nothing was attached to the new program")]
+    #[error(
+        "pid {pid} exec'd {path} while goscope was attaching; nothing was attached to the new program"
+    )]
     ExecdDuringAttach { pid: u32, path: String },
     #[error("pid {pid}: its executable {exe} is not a regular file; refusing to read it")]
     NotRegularFile { pid: u32, exe: String },
-    #[error("pid {pid}: its executable {exe} is {size} bytes, over the {limit}-byte limit (GOSCOPE_MAX_EXECUTABLE_BYTES)")]
+    #[error(
+        "pid {pid}: its executable {exe} is {size} bytes, over the {limit}-byte limit (GOSCOPE_MAX_EXECUTABLE_BYTES)"
+    )]
     ExecutableTooLarge {
         pid: u32,
         exe: String,
@@ -65,7 +69,9 @@ pub enum Liveness {
     /// The process ended (or is a zombie).
     Exited,
     /// The same process now runs another program (execve), at this path.
-    Execd { path: PathBuf },
+    Execd {
+        path: PathBuf,
+    },
 }
 
 /// A live process and its Go executable, pinned: a pidfd for the process,
@@ -425,7 +431,11 @@ fn open_mem(pid: u32) -> Result<File, TargetError> {
 
 /// The load bias of `binary` in `pid`: 0 unless PIE, else the start of the
 /// mapping of the executable's inode at file offset 0.
-fn load_bias(pid: u32, binary: &GoBinary, exe_meta: &std::fs::Metadata) -> Result<u64, TargetError> {
+fn load_bias(
+    pid: u32,
+    binary: &GoBinary,
+    exe_meta: &std::fs::Metadata,
+) -> Result<u64, TargetError> {
     if !binary.pie {
         return Ok(0);
     }
@@ -436,26 +446,31 @@ fn load_bias(pid: u32, binary: &GoBinary, exe_meta: &std::fs::Metadata) -> Resul
     };
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(proc_err)?;
     let first_load = binary.first_load_vaddr().unwrap_or(0);
-    maps.lines()
-        .find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let range = fields.next()?;
-            let _perms = fields.next()?;
-            let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-            let _dev = fields.next()?;
-            let inode: u64 = fields.next()?.parse().ok()?;
-            if offset != 0 || inode != exe_meta.ino() {
-                return None;
-            }
-            let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
-            start.checked_sub(first_load)
-        })
-        .ok_or_else(|| {
-            proc_err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "no mapping of the executable at file offset 0",
-            ))
-        })
+    bias_from_maps(&maps, exe_meta.ino(), first_load).ok_or_else(|| {
+        proc_err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no mapping of the executable at file offset 0",
+        ))
+    })
+}
+
+/// The load bias from the text of /proc/PID/maps: the start of the first
+/// mapping of inode `inode` at file offset 0, minus `first_load` (the
+/// binary's lowest PT_LOAD address); `None` when there is none.
+pub fn bias_from_maps(maps: &str, inode: u64, first_load: u64) -> Option<u64> {
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let _perms = fields.next()?;
+        let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+        let _dev = fields.next()?;
+        let mapped: u64 = fields.next()?.parse().ok()?;
+        if offset != 0 || mapped != inode {
+            return None;
+        }
+        let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
+        start.checked_sub(first_load)
+    })
 }
 
 fn proc_dir_exists(pid: u32) -> bool {
@@ -464,7 +479,7 @@ fn proc_dir_exists(pid: u32) -> bool {
 
 /// The 1-based field `n` of a /proc/PID/stat line (the command name in
 /// parentheses may contain spaces).
-fn stat_field(stat: &str, n: usize) -> Option<&str> {
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     after_comm.split_whitespace().nth(n.checked_sub(3)?)
 }
@@ -479,6 +494,21 @@ mod tests {
         assert_eq!(stat_field(line, 3), Some("S"));
         assert_eq!(stat_field(line, 22), Some("12345"));
         assert_eq!(stat_field("garbage", 3), None);
+    }
+
+    #[test]
+    fn the_bias_is_the_mapping_of_the_inode_at_offset_zero() {
+        let maps = "\
+55d0c0000000-55d0c0100000 r--p 00001000 08:01 77 /srv/app
+55d0c0100000-55d0c0200000 r-xp 00000000 08:01 78 /srv/other
+55d0c0200000-55d0c0300000 r--p 00000000 08:01 77 /srv/app
+garbage line
+";
+        assert_eq!(bias_from_maps(maps, 77, 0), Some(0x55d0_c020_0000));
+        assert_eq!(bias_from_maps(maps, 77, 0x1000), Some(0x55d0_c01f_f000));
+        assert_eq!(bias_from_maps(maps, 79, 0), None);
+        // A start below the first PT_LOAD address does not wrap.
+        assert_eq!(bias_from_maps(maps, 78, u64::MAX), None);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! type with its size, members and offsets, so that runtime fields can be
 //! found by name path (`gFree.n`) whatever the Go version laid them out as.
 
-use std::{borrow::Cow, collections::HashMap};
+use std::{borrow::Cow, collections::HashMap, io::Read as _};
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian};
-use object::{Object as _, ObjectSection as _};
+use object::{CompressionFormat, Object as _, ObjectSection as _};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -14,12 +14,115 @@ pub enum DwarfError {
     Absent,
     #[error("DWARF section {section}: {reason}")]
     Section { section: String, reason: String },
+    #[error("DWARF section {section} decompresses to {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        section: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("malformed DWARF: {0}")]
     Malformed(#[from] gimli::Error),
 }
 
 /// Typedef chains longer than this are treated as broken.
 const MAX_TYPEDEF_CHAIN: usize = 8;
+
+/// Largest decompressed DWARF section accepted (a Go binary's .debug_info
+/// is tens of MiB at most). The size written in the section's compression
+/// header is checked against it and never trusted further: decoding stops
+/// at the written size, and a section whose data decodes to more or less
+/// is refused.
+pub const MAX_DECOMPRESSED_SECTION: u64 = 256 << 20;
+
+/// The bytes of a DWARF section, decompressed (SHF_COMPRESSED or GNU
+/// `.zdebug_`) with the output capped at `limit` bytes.
+pub fn section_bytes<'d>(
+    section: &object::Section<'d, '_>,
+    name: &str,
+    limit: u64,
+) -> Result<Cow<'d, [u8]>, DwarfError> {
+    let error = |reason: String| DwarfError::Section {
+        section: name.to_string(),
+        reason,
+    };
+    let compressed = section
+        .compressed_data()
+        .map_err(|e| error(e.to_string()))?;
+    decompress_bounded(
+        compressed.format,
+        compressed.data,
+        compressed.uncompressed_size,
+        name,
+        limit,
+    )
+}
+
+/// Decodes `data` (of `format`) that claims to decompress to `size` bytes:
+/// refused when `size` is over `limit`, and when the data decodes to
+/// anything but exactly `size` bytes (decoding stops one byte past it).
+pub fn decompress_bounded<'d>(
+    format: CompressionFormat,
+    data: &'d [u8],
+    size: u64,
+    name: &str,
+    limit: u64,
+) -> Result<Cow<'d, [u8]>, DwarfError> {
+    let error = |reason: String| DwarfError::Section {
+        section: name.to_string(),
+        reason,
+    };
+    if format == CompressionFormat::None {
+        return Ok(Cow::Borrowed(data));
+    }
+    if size > limit {
+        return Err(DwarfError::TooLarge {
+            section: name.to_string(),
+            size,
+            limit,
+        });
+    }
+    // Grown as data arrives (a lying header costs nothing up front).
+    let mut out = Vec::with_capacity(size.min(1 << 20) as usize);
+    match format {
+        CompressionFormat::Zlib => {
+            flate2::read::ZlibDecoder::new(data)
+                .take(size + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| error(format!("invalid zlib data: {e}")))?;
+        }
+        CompressionFormat::Zstandard => {
+            let mut input = data;
+            while !input.is_empty() && out.len() as u64 <= size {
+                let decoder = match ruzstd::StreamingDecoder::new(&mut input) {
+                    Ok(decoder) => decoder,
+                    Err(ruzstd::frame_decoder::FrameDecoderError::ReadFrameHeaderError(
+                        ruzstd::frame::ReadFrameHeaderError::SkipFrame { length, .. },
+                    )) => {
+                        input = input
+                            .get(length as usize..)
+                            .ok_or_else(|| error("truncated zstd skippable frame".into()))?;
+                        continue;
+                    }
+                    Err(e) => return Err(error(format!("invalid zstd data: {e}"))),
+                };
+                let room = size + 1 - out.len() as u64;
+                decoder
+                    .take(room)
+                    .read_to_end(&mut out)
+                    .map_err(|e| error(format!("invalid zstd data: {e}")))?;
+            }
+        }
+        other => return Err(error(format!("unsupported compression {other:?}"))),
+    }
+    if out.len() as u64 != size {
+        return Err(error(format!(
+            "decompresses to {}{} bytes, not the {size} its header says",
+            out.len(),
+            if out.len() as u64 > size { "+" } else { "" },
+        )));
+    }
+    Ok(Cow::Owned(out))
+}
 
 /// A type, identified by its .debug_info offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,12 +185,7 @@ impl DwarfTypes {
         }
         let load_section = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, DwarfError> {
             match file.section_by_name(id.name()) {
-                Some(section) => section
-                    .uncompressed_data()
-                    .map_err(|e| DwarfError::Section {
-                        section: id.name().to_string(),
-                        reason: e.to_string(),
-                    }),
+                Some(section) => section_bytes(&section, id.name(), MAX_DECOMPRESSED_SECTION),
                 None => Ok(Cow::Borrowed(&[])),
             }
         };
@@ -174,7 +272,8 @@ impl DwarfTypes {
                             .attr_value(gimli::DW_AT_upper_bound)?
                             .and_then(|v| v.udata_value())
                         {
-                            count = upper + 1;
+                            // A bound of u64::MAX stays implausible, not 0.
+                            count = upper.saturating_add(1);
                         }
                     }
                     self.types.insert(
@@ -237,7 +336,7 @@ impl DwarfTypes {
                         .strip_suffix(part)
                         .is_some_and(|prefix| prefix.ends_with('.'))
             })?;
-            offset += member.offset;
+            offset = member.offset.checked_add(offset)?;
             type_id = member.type_id;
             if let Some(next) = member.type_id {
                 current = next;
@@ -292,5 +391,137 @@ fn type_ref(
             .map(|o| TypeId(o.0)),
         AttributeValue::DebugInfoRef(offset) => Some(TypeId(offset.0)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::fuzzing::synth::{self, Section};
+
+    /// A struct of `size` bytes as the only DWARF type.
+    fn debug_sections() -> (Vec<u8>, Vec<u8>) {
+        let mut b = synth::DwarfBuilder::default();
+        b.size("runtime.m", 64).field("runtime.m", "alllink", 8);
+        b.sections()
+    }
+
+    /// An ELF whose .debug_info is `info` behind an Elf64_Chdr of `kind`
+    /// (1 zlib, 2 zstd) claiming `claimed` bytes.
+    fn compressed_elf(kind: u32, claimed: u64, data: &[u8]) -> Vec<u8> {
+        let (abbrev, _) = debug_sections();
+        let mut info = kind.to_le_bytes().to_vec();
+        info.extend_from_slice(&0u32.to_le_bytes());
+        info.extend_from_slice(&claimed.to_le_bytes());
+        info.extend_from_slice(&1u64.to_le_bytes());
+        info.extend_from_slice(data);
+        synth::elf(
+            &[
+                Section {
+                    name: ".debug_abbrev".into(),
+                    kind: 1,
+                    flags: 0,
+                    data: abbrev,
+                },
+                Section {
+                    name: ".debug_info".into(),
+                    kind: 1,
+                    flags: synth::SHF_COMPRESSED,
+                    data: info,
+                },
+            ],
+            &[],
+        )
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// A zstd frame (128 KiB window, no content size) of `blocks`: (RLE
+    /// byte or raw bytes, regenerated size).
+    fn zstd(blocks: &[(Option<u8>, &[u8], usize)]) -> Vec<u8> {
+        let mut out = 0xFD2F_B528u32.to_le_bytes().to_vec();
+        out.push(0x00);
+        out.push(7 << 3);
+        for (i, (rle, raw, size)) in blocks.iter().enumerate() {
+            let last = u32::from(i + 1 == blocks.len());
+            let kind = if rle.is_some() { 1 } else { 0 };
+            let header = ((*size as u32) << 3) | (kind << 1) | last;
+            out.extend_from_slice(&header.to_le_bytes()[..3]);
+            match rle {
+                Some(byte) => out.push(*byte),
+                None => out.extend_from_slice(raw),
+            }
+        }
+        out
+    }
+
+    fn load(elf: &[u8]) -> Result<DwarfTypes, DwarfError> {
+        DwarfTypes::load(&object::File::parse(elf).unwrap())
+    }
+
+    #[test]
+    fn compressed_sections_decode_within_their_written_size() {
+        let (_, info) = debug_sections();
+        for elf in [
+            compressed_elf(1, info.len() as u64, &zlib(&info)),
+            compressed_elf(2, info.len() as u64, &zstd(&[(None, &info, info.len())])),
+        ] {
+            let types = load(&elf).unwrap();
+            assert_eq!(types.struct_size("runtime.m"), Some(64));
+            assert_eq!(types.field("runtime.m", "alllink").unwrap().offset, 8);
+        }
+    }
+
+    #[test]
+    fn a_written_size_over_the_cap_is_refused_naming_the_section() {
+        let (_, info) = debug_sections();
+        let claimed = 1u64 << 40;
+        for kind in [1, 2] {
+            let err = load(&compressed_elf(kind, claimed, &zlib(&info)))
+                .err()
+                .unwrap();
+            let text = err.to_string();
+            assert!(
+                matches!(err, DwarfError::TooLarge { size, .. } if size == claimed),
+                "{text}"
+            );
+            assert!(
+                text.contains(".debug_info") && text.contains(&claimed.to_string()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_that_decodes_past_its_written_size_is_refused_early() {
+        // 64 MiB of zeros claimed as 1 MiB: decoding stops past 1 MiB.
+        let claimed = 1u64 << 20;
+        let bomb_zlib = zlib(&vec![0u8; 64 << 20]);
+        let block = (Some(0u8), &[][..], 128 << 10);
+        let bomb_zstd = zstd(&vec![block; 512]);
+        for elf in [
+            compressed_elf(1, claimed, &bomb_zlib),
+            compressed_elf(2, claimed, &bomb_zstd),
+        ] {
+            let err = load(&elf).err().unwrap().to_string();
+            assert!(err.contains(&format!("{}+ bytes", claimed + 1)), "{err}");
+            assert!(err.contains("not the 1048576"), "{err}");
+        }
+        // And short data is refused too.
+        let (_, info) = debug_sections();
+        let err = load(&compressed_elf(1, info.len() as u64 + 10, &zlib(&info)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!("decompresses to {} bytes", info.len())),
+            "{err}"
+        );
     }
 }

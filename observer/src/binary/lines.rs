@@ -15,6 +15,9 @@ const FUNCDATA_INL_TREE: usize = 3;
 const INLINED_CALL_LEN: usize = 16;
 /// Deepest inline nesting followed (guards against corrupt tables).
 const MAX_INLINE_DEPTH: usize = 64;
+/// Longest function or file name read (a longer run without NUL is taken
+/// as corrupt: the lookup gives "?").
+pub const MAX_NAME_LEN: usize = 64 << 10;
 
 /// One source frame: the innermost inlined call first.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub struct LineTable {
 /// One `_func` record's fields that line lookups need.
 struct FuncRecord {
     entry: u64,
+    /// Bytes to the next function's entry: bounds the pc-value decoding.
+    len: u64,
     offset: usize,
     name_off: u32,
     pcfile: u32,
@@ -67,6 +72,7 @@ fn u64_at(data: &[u8], offset: usize) -> Option<u64> {
 
 fn cstr(data: &[u8], offset: usize) -> Option<String> {
     let bytes = data.get(offset..)?;
+    let bytes = &bytes[..bytes.len().min(MAX_NAME_LEN + 1)];
     let len = bytes.iter().position(|&b| b == 0)?;
     Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
 }
@@ -89,6 +95,25 @@ impl LineTable {
             .object()
             .map_err(|_| PclntabError::Truncated { what: "ELF" })?;
         let (address, data) = pclntab::locate(&file)?;
+        let version = binary.go_version();
+        let words = pclntab::moduledata_words(
+            &file,
+            address,
+            data.len() as u64,
+            &[176, gofunc_offset(version)],
+        )?;
+        let gofunc = binary.bytes_from(words[1]).unwrap_or_default();
+        Self::from_tables(data, words[0], gofunc)
+    }
+
+    /// The table over a pclntab's bytes, the text base (moduledata.text)
+    /// and the `go:func.*` bytes (Go 1.20+ inline trees; ignored before).
+    pub fn from_tables(
+        pclntab: &[u8],
+        text_start: u64,
+        gofunc: &[u8],
+    ) -> Result<Self, PclntabError> {
+        let data = pclntab;
         let truncated = |what| PclntabError::Truncated { what };
         let magic = u32_at(data, 0).ok_or(truncated("header"))?;
         let go120 = match magic {
@@ -109,22 +134,15 @@ impl LineTable {
             word(56)?,
             word(64)?,
         );
-        let version = binary.go_version();
-        let words = pclntab::moduledata_words(
-            &file,
-            address,
-            data.len() as u64,
-            &[176, gofunc_offset(version)],
-        )?;
-        let gofunc = if go120 {
-            binary.bytes_from(words[1]).unwrap_or_default().to_vec()
-        } else {
-            Vec::new()
-        };
+        // The function table holds nfunc + 1 entries of 8 bytes.
+        let functab_len = data.len().saturating_sub(pclntable);
+        if nfunc >= functab_len / 8 {
+            return Err(truncated("functab entries"));
+        }
         Ok(Self {
             quantum: u64::from(*data.get(6).ok_or(truncated("header"))?).max(1),
             pclntab: data.to_vec(),
-            text_start: words[0],
+            text_start,
             nfunc,
             funcnames,
             cutab,
@@ -132,8 +150,20 @@ impl LineTable {
             pctab,
             pclntable,
             go120,
-            gofunc,
+            gofunc: if go120 { gofunc.to_vec() } else { Vec::new() },
         })
+    }
+
+    /// Link-time entry addresses of the first `n` functions (for tests and
+    /// fuzzing: PCs that hit the table).
+    pub fn entries(&self, n: usize) -> Vec<u64> {
+        let Some(functab) = self.pclntab.get(self.pclntable..) else {
+            return Vec::new();
+        };
+        (0..self.nfunc.min(n))
+            .filter_map(|i| u32_at(functab, i * 8))
+            .filter_map(|off| self.text_start.checked_add(u64::from(off)))
+            .collect()
     }
 
     /// The `_func` record of the function containing link-time `pc`.
@@ -152,47 +182,69 @@ impl LineTable {
             }
         }
         let i = lo.checked_sub(1)?;
-        if rel >= entry_off(i + 1)? {
+        let next = entry_off(i + 1)?;
+        if rel >= next {
             return None;
         }
         let offset = u32_at(functab, i * 8 + 4)? as usize;
-        let at = |field: usize| u32_at(functab, offset + field);
+        let at = |field: usize| u32_at(functab, offset.checked_add(field)?);
         let nfuncdata_at = if self.go120 { 43 } else { 39 };
+        let entry = self.text_start.checked_add(u64::from(at(0)?))?;
         Some(FuncRecord {
-            entry: self.text_start + u64::from(at(0)?),
+            entry,
+            len: self
+                .text_start
+                .saturating_add(u64::from(next))
+                .saturating_sub(entry),
             offset,
             name_off: at(4)?,
             pcfile: at(20)?,
             pcln: at(24)?,
             npcdata: at(28)?,
             cu_offset: at(32)?,
-            nfuncdata: *functab.get(offset + nfuncdata_at)?,
+            nfuncdata: *functab.get(offset.checked_add(nfuncdata_at)?)?,
         })
+    }
+
+    /// Where `_func.pcdata[0]` is, in the pclntab.
+    fn func_tables(&self, f: &FuncRecord) -> Option<usize> {
+        self.pclntable
+            .checked_add(f.offset)?
+            .checked_add(if self.go120 { 44 } else { 40 })
     }
 
     fn pcdata(&self, f: &FuncRecord, index: usize) -> Option<u32> {
         if index >= f.npcdata as usize {
             return None;
         }
-        let base = self.pclntable + f.offset + if self.go120 { 44 } else { 40 };
-        u32_at(&self.pclntab, base + index * 4)
+        let base = self.func_tables(f)?;
+        u32_at(&self.pclntab, base.checked_add(index * 4)?)
     }
 
     fn funcdata(&self, f: &FuncRecord, index: usize) -> Option<u32> {
         if index >= usize::from(f.nfuncdata) {
             return None;
         }
-        let base = self.pclntable + f.offset + if self.go120 { 44 } else { 40 };
-        let value = u32_at(&self.pclntab, base + (f.npcdata as usize + index) * 4)?;
+        let base = self.func_tables(f)?;
+        let value = u32_at(
+            &self.pclntab,
+            base.checked_add((f.npcdata as usize + index) * 4)?,
+        )?;
         (value != u32::MAX).then_some(value)
     }
 
     /// Decodes a pc-value table at `table` for `pc` (the runtime's pcvalue).
-    fn pcvalue(&self, table: u32, entry: u64, pc: u64) -> Option<i64> {
+    /// Each step of a real table advances the PC, so a function of `len`
+    /// bytes has at most `len / quantum + 1` steps; more is corrupt.
+    fn pcvalue(&self, table: u32, f: &FuncRecord, pc: u64) -> Option<i64> {
         if table == 0 {
             return None;
         }
-        let data = self.pclntab.get(self.pctab + table as usize..)?;
+        let entry = f.entry;
+        let mut steps = (f.len / self.quantum).saturating_add(2);
+        let data = self
+            .pclntab
+            .get(self.pctab.checked_add(table as usize)?..)?;
         let mut pos = 0usize;
         let mut varint = || -> Option<u64> {
             let mut value = 0u64;
@@ -208,6 +260,7 @@ impl LineTable {
         };
         let (mut value, mut at, mut first) = (-1i64, entry, true);
         loop {
+            steps = steps.checked_sub(1)?;
             let uvdelta = varint()?;
             if uvdelta == 0 && !first {
                 return None;
@@ -227,21 +280,27 @@ impl LineTable {
     }
 
     fn name(&self, name_off: u32) -> String {
-        cstr(&self.pclntab, self.funcnames + name_off as usize).unwrap_or_else(|| "?".into())
+        self.funcnames
+            .checked_add(name_off as usize)
+            .and_then(|at| cstr(&self.pclntab, at))
+            .unwrap_or_else(|| "?".into())
     }
 
     fn position(&self, f: &FuncRecord, pc: u64) -> (String, i64) {
         let file = self
-            .pcvalue(f.pcfile, f.entry, pc)
+            .pcvalue(f.pcfile, f, pc)
             .and_then(|fileno| u32::try_from(fileno).ok())
             .and_then(|fileno| {
                 let index = (f.cu_offset as usize).checked_add(fileno as usize)?;
-                u32_at(&self.pclntab, self.cutab + index * 4)
+                u32_at(
+                    &self.pclntab,
+                    self.cutab.checked_add(index.checked_mul(4)?)?,
+                )
             })
             .filter(|&off| off != u32::MAX)
-            .and_then(|off| cstr(&self.pclntab, self.filetab + off as usize))
+            .and_then(|off| cstr(&self.pclntab, self.filetab.checked_add(off as usize)?))
             .unwrap_or_else(|| "?".into());
-        let line = self.pcvalue(f.pcln, f.entry, pc).unwrap_or(0);
+        let line = self.pcvalue(f.pcln, f, pc).unwrap_or(0);
         (file, line)
     }
 
@@ -259,16 +318,17 @@ impl LineTable {
             .flatten();
         if let (Some(tree), Some(index_table)) = (tree, self.pcdata(&f, PCDATA_INL_TREE_INDEX)) {
             while frames.len() < MAX_INLINE_DEPTH {
-                let Some(ix) = self
-                    .pcvalue(index_table, f.entry, at)
+                let Some(record) = self
+                    .pcvalue(index_table, &f, at)
                     .and_then(|ix| usize::try_from(ix).ok())
+                    .and_then(|ix| ix.checked_mul(INLINED_CALL_LEN))
+                    .and_then(|off| off.checked_add(tree as usize))
                 else {
                     break;
                 };
-                let record = tree as usize + ix * INLINED_CALL_LEN;
                 let (Some(name_off), Some(parent_pc)) = (
-                    u32_at(&self.gofunc, record + 4),
-                    u32_at(&self.gofunc, record + 8),
+                    u32_at(&self.gofunc, record.saturating_add(4)),
+                    u32_at(&self.gofunc, record.saturating_add(8)),
                 ) else {
                     break;
                 };
@@ -278,7 +338,7 @@ impl LineTable {
                     file,
                     line,
                 });
-                at = f.entry + u64::from(parent_pc);
+                at = f.entry.saturating_add(u64::from(parent_pc));
             }
         }
         let (file, line) = self.position(&f, at);

@@ -253,6 +253,19 @@ impl Globals {
         Ok(Self { required, optional })
     }
 
+    /// A table of explicit addresses (a synthetic target for tests and
+    /// fuzzing); `None` when a required global has none or address 0.
+    pub fn from_addresses(mut address: impl FnMut(Global) -> Option<u64>) -> Option<Self> {
+        Self::build(
+            |global| Ok(address(global).filter(|&a| a != 0)),
+            |global| GlobalsError::NoSite {
+                binary: "synthetic".into(),
+                name: global.name().to_string(),
+            },
+        )
+        .ok()
+    }
+
     pub fn from_symtab(binary: &GoBinary) -> Result<Self, GlobalsError> {
         let name = || binary.path.display().to_string();
         Self::build(

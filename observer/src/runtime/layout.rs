@@ -39,6 +39,13 @@ pub enum LayoutError {
         what: String,
         detail: String,
     },
+    #[error("{binary}: implausible runtime layout: {what} is {value} (at most {limit})")]
+    Implausible {
+        binary: String,
+        what: String,
+        value: u64,
+        limit: u64,
+    },
 }
 
 /// Where the struct offsets came from.
@@ -502,7 +509,7 @@ impl RuntimeOffsets {
             last_heap_goal: r.offset(GC, &["lastHeapGoal"])?,
             gc_cpu_fraction: r.offset("runtime.mstats", &["gc_cpu_fraction"])?,
         };
-        Ok(Self {
+        Self {
             heap,
             gc,
             sched: sched_layout,
@@ -510,6 +517,200 @@ impl RuntimeOffsets {
             m,
             cycle,
             mem_profile: r.mem_profile(),
-        })
+        }
+        .checked(&name)
+    }
+}
+
+/// A size or offset from the binary's DWARF that no Go runtime has.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ImplausibleLayout {
+    pub what: String,
+    pub value: u64,
+    pub limit: u64,
+}
+
+impl RuntimeOffsets {
+    /// The offsets, if every struct size, array length and field offset is
+    /// within a plausible range: sizes that would size a buffer (mstats,
+    /// gcController, sched, work: a few KiB each) at most
+    /// `MAX_RUNTIME_STRUCT`, the size classes at most `MAX_SIZE_CLASSES`,
+    /// and every field inside its struct. Checked before anything reads.
+    pub fn checked(self, binary: &str) -> Result<Self, LayoutError> {
+        match self.plausibility() {
+            Ok(()) => Ok(self),
+            Err(e) => Err(LayoutError::Implausible {
+                binary: binary.to_string(),
+                what: e.what,
+                value: e.value,
+                limit: e.limit,
+            }),
+        }
+    }
+
+    pub fn plausibility(&self) -> Result<(), ImplausibleLayout> {
+        use super::snapshot::{MAX_RUNTIME_STRUCT, MAX_SIZE_CLASSES};
+        let check = |what: &str, value: u64, limit: u64| {
+            if value > limit {
+                Err(ImplausibleLayout {
+                    what: what.to_string(),
+                    value,
+                    limit,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        // `width` bytes at `offset` inside a struct of `size` (1 for a
+        // scalar: its offset must lie inside the struct).
+        let inside = |what: &str, offset: u64, width: u64, size: u64| {
+            check(
+                &format!("the end of {what}"),
+                offset.saturating_add(width),
+                size,
+            )
+        };
+        let h = &self.heap;
+        for (what, size) in [
+            ("size of runtime.mstats", h.mstats_size),
+            ("size of runtime.heapStatsDelta", h.delta_size),
+            ("size of runtime.gcControllerState", self.gc.controller_size),
+            ("size of runtime.schedt", self.sched.size),
+            ("size of runtime.workType", self.cycle.work_size),
+        ] {
+            check(what, size, MAX_RUNTIME_STRUCT)?;
+        }
+        check("number of size classes", h.size_classes, MAX_SIZE_CLASSES)?;
+        inside("mstats.numgc", h.numgc, 1, h.mstats_size)?;
+        inside(
+            "mstats.heapStats.stats[3]",
+            h.stats,
+            3 * h.delta_size,
+            h.mstats_size,
+        )?;
+        inside(
+            "mstats.gc_cpu_fraction",
+            self.cycle.gc_cpu_fraction,
+            1,
+            h.mstats_size,
+        )?;
+        for (what, offset) in [
+            ("heapStatsDelta.tinyAllocCount", h.tiny_alloc_count),
+            ("heapStatsDelta.largeAlloc", h.large_alloc),
+            ("heapStatsDelta.largeAllocCount", h.large_alloc_count),
+        ] {
+            inside(what, offset, 1, h.delta_size)?;
+        }
+        inside(
+            "heapStatsDelta.smallAllocCount",
+            h.small_alloc_count,
+            8 * h.size_classes,
+            h.delta_size,
+        )?;
+        let histogram = |what: &str, hist: &Option<TimeHistogramLayout>, size: u64| match hist {
+            None => Ok(()),
+            Some(t) => {
+                check(
+                    &format!("bucket count of {what}"),
+                    t.buckets,
+                    TIME_HISTOGRAM_BUCKETS,
+                )?;
+                inside(
+                    &format!("{what}.counts"),
+                    t.offset.saturating_add(t.counts),
+                    8 * t.buckets,
+                    size,
+                )?;
+                let last = t.underflow.max(t.overflow);
+                inside(what, t.offset.saturating_add(last), 8, size)
+            }
+        };
+        histogram(
+            "memstats.gcPauseDist",
+            &h.pause_hist_in_mstats,
+            h.mstats_size,
+        )?;
+        let c = &self.gc;
+        let gc_fields = [
+            Some(c.gc_percent),
+            c.memory_limit,
+            Some(c.heap_marked),
+            Some(c.heap_live),
+            c.gc_percent_heap_goal,
+            c.sweep_dist_min_trigger,
+            c.triggered,
+            c.heap_free,
+            c.total_alloc,
+            c.total_free,
+            c.mapped_ready,
+            Some(c.assist_time),
+            Some(c.dedicated_mark_time),
+            Some(c.fractional_mark_time),
+            Some(c.idle_mark_time),
+            Some(self.cycle.last_heap_goal),
+        ];
+        for offset in gc_fields.into_iter().flatten() {
+            inside("a gcControllerState field", offset, 1, c.controller_size)?;
+        }
+        let s = &self.sched;
+        let sched_fields = [
+            Some(s.goidgen),
+            s.goroutines_created,
+            Some(s.ngsys),
+            Some(s.trace.npidle),
+            Some(s.trace.nmspinning),
+            s.trace.needspinning,
+            Some(s.trace.nmidle),
+            Some(s.trace.mnext),
+            Some(s.trace.nmfreed),
+            Some(s.trace.runq_size),
+        ];
+        for offset in sched_fields
+            .into_iter()
+            .flatten()
+            .chain(s.gfree_counts.iter().copied())
+        {
+            inside("a schedt field", offset, 1, s.size)?;
+        }
+        histogram("sched.timeToRun", &s.time_to_run, s.size)?;
+        histogram("sched.stwTotalTimeGC", &s.stw_total_gc, s.size)?;
+        let w = &self.cycle;
+        for offset in [
+            Some(w.t_sweep_term),
+            Some(w.t_mark),
+            Some(w.t_mark_term),
+            Some(w.t_end),
+            Some(w.heap0),
+            Some(w.heap1),
+            Some(w.heap2),
+            Some(w.stwprocs),
+            Some(w.maxprocs),
+            Some(w.user_forced),
+            c.cpu_stats_assist,
+            c.cpu_stats_total,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            inside("a workType field", offset, 1, w.work_size)?;
+        }
+        // p and m are read field by field (their sizes are not kept).
+        let p = &self.p;
+        for offset in [
+            Some(p.runqhead),
+            Some(p.runqtail),
+            p.goidcache,
+            p.goidcacheend,
+            p.goroutines_created,
+            Some(p.gfree_count),
+            Some(self.m.alllink),
+            Some(self.m.ncgocall),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            check("a p or m field offset", offset, MAX_RUNTIME_STRUCT)?;
+        }
+        Ok(())
     }
 }

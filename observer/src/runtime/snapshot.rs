@@ -2,6 +2,8 @@
 //! figures runtime/metrics would print, taken at one instant without
 //! stopping or changing the target.
 
+use std::collections::HashSet;
+
 use thiserror::Error;
 
 use super::{
@@ -11,10 +13,18 @@ use super::{
 };
 use crate::memory::{MemoryError, TargetMemory};
 
-/// Longest `allm` list walked before assuming the list is corrupt.
-const MAX_MS: usize = 100_000;
-/// Most Ps walked (GOMAXPROCS is capped at 2^21 by the runtime).
-const MAX_PS: u64 = 1 << 21;
+/// Longest `allm` list walked before assuming the list is corrupt (the
+/// runtime's default thread limit, debug.SetMaxThreads, is 10 000).
+pub const MAX_MS: usize = 100_000;
+/// Most Ps believed: GOMAXPROCS has no hard cap in the runtime, but 65 536
+/// Ps is far above any machine, and `len(runtime.allp)` sizes a read.
+pub const MAX_PS: u64 = 1 << 16;
+/// Largest runtime structure read in one piece (mstats, gcController,
+/// sched and work are a few KiB): a larger size in the layout is refused
+/// before it sizes a buffer.
+pub const MAX_RUNTIME_STRUCT: u64 = 1 << 20;
+/// Most size classes believed (the runtime has 68).
+pub const MAX_SIZE_CLASSES: u64 = 256;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
@@ -25,6 +35,39 @@ pub enum SnapshotError {
     },
     #[error("implausible {what}: {value}")]
     Implausible { what: &'static str, value: u64 },
+    #[error("implausible {what}: {value} (at most {limit})")]
+    OverLimit {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
+    #[error("{what} at {address:#x} plus offset {offset} leaves the address space")]
+    BadPointer {
+        what: &'static str,
+        address: u64,
+        offset: u64,
+    },
+    #[error("runtime.allm loops: m at {address:#x} reached twice")]
+    Loop { address: u64 },
+}
+
+/// `value` if it is at most `limit`, else an error naming both.
+pub(crate) fn at_most(what: &'static str, value: u64, limit: u64) -> Result<u64, SnapshotError> {
+    if value > limit {
+        return Err(SnapshotError::OverLimit { what, value, limit });
+    }
+    Ok(value)
+}
+
+/// `address + offset`, refusing to wrap.
+fn offset_from(what: &'static str, address: u64, offset: u64) -> Result<u64, SnapshotError> {
+    address
+        .checked_add(offset)
+        .ok_or(SnapshotError::BadPointer {
+            what,
+            address,
+            offset,
+        })
 }
 
 impl SnapshotError {
@@ -180,9 +223,29 @@ impl<M: TargetMemory> Reader<'_, M> {
         link_address: u64,
         len: u64,
     ) -> Result<Vec<u8>, SnapshotError> {
+        let len = at_most(what, len, MAX_RUNTIME_STRUCT)?;
         self.memory
-            .read_vec(link_address + self.bias, len as usize)
+            .read_vec(offset_from(what, link_address, self.bias)?, len as usize)
             .map_err(|cause| SnapshotError::Memory { what, cause })
+    }
+
+    /// The word at `offset` inside the structure at run-time `address`.
+    fn field_u64(
+        &self,
+        what: &'static str,
+        address: u64,
+        offset: u64,
+    ) -> Result<u64, SnapshotError> {
+        self.u64_at(what, offset_from(what, address, offset)?)
+    }
+
+    fn field_u32(
+        &self,
+        what: &'static str,
+        address: u64,
+        offset: u64,
+    ) -> Result<u32, SnapshotError> {
+        self.u32_at(what, offset_from(what, address, offset)?)
     }
 
     fn u64_at(&self, what: &'static str, address: u64) -> Result<u64, SnapshotError> {
@@ -198,11 +261,11 @@ impl<M: TargetMemory> Reader<'_, M> {
     }
 
     fn global_u64(&self, what: &'static str, link_address: u64) -> Result<u64, SnapshotError> {
-        self.u64_at(what, link_address + self.bias)
+        self.field_u64(what, link_address, self.bias)
     }
 
     fn global_u32(&self, what: &'static str, link_address: u64) -> Result<u32, SnapshotError> {
-        self.u32_at(what, link_address + self.bias)
+        self.field_u32(what, link_address, self.bias)
     }
 
     /// A histogram inside the global at link-time address `container`.
@@ -212,9 +275,10 @@ impl<M: TargetMemory> Reader<'_, M> {
         container: u64,
         h: &TimeHistogramLayout,
     ) -> Result<TimeHistogram, SnapshotError> {
-        let len = h.overflow.max(h.underflow) + 8;
-        let raw = self.bytes(what, container + h.offset, len)?;
-        let counts = (0..h.buckets)
+        let len = h.overflow.max(h.underflow).saturating_add(8);
+        let raw = self.bytes(what, offset_from(what, container, h.offset)?, len)?;
+        let buckets = at_most(what, h.buckets, MAX_RUNTIME_STRUCT / 8)?;
+        let counts = (0..buckets)
             .map(|i| le_u64(&raw, h.counts + i * 8))
             .collect();
         Ok(TimeHistogram::new(
@@ -226,14 +290,16 @@ impl<M: TargetMemory> Reader<'_, M> {
 }
 
 pub(crate) fn le_u64(raw: &[u8], offset: u64) -> u64 {
-    let o = offset as usize;
-    raw.get(o..o + 8)
+    usize::try_from(offset)
+        .ok()
+        .and_then(|o| raw.get(o..o.checked_add(8)?))
         .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
 }
 
 pub(crate) fn le_u32(raw: &[u8], offset: u64) -> u32 {
-    let o = offset as usize;
-    raw.get(o..o + 4)
+    usize::try_from(offset)
+        .ok()
+        .and_then(|o| raw.get(o..o.checked_add(4)?))
         .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
 }
 
@@ -244,10 +310,15 @@ pub fn read_class_sizes(
     bias: u64,
 ) -> Result<Vec<u64>, SnapshotError> {
     let reader = Reader { memory, bias };
+    let classes = at_most(
+        "number of size classes",
+        layout.offsets.heap.size_classes,
+        MAX_SIZE_CLASSES,
+    )?;
     let raw = reader.bytes(
         "runtime.class_to_size",
         layout.globals.required(RequiredGlobal::ClassToSize),
-        layout.offsets.heap.size_classes * 2,
+        classes * 2,
     )?;
     let sizes: Vec<u64> = raw
         .chunks_exact(2)
@@ -284,17 +355,28 @@ impl RuntimeSnapshot {
             h.mstats_size,
         )?;
         let gc_cycles = le_u32(&mstats, h.numgc);
+        let classes = at_most("number of size classes", h.size_classes, MAX_SIZE_CLASSES)?;
         let mut alloc = AllocCounters {
-            small_objects: vec![0; h.size_classes as usize],
+            small_objects: vec![0; classes as usize],
             ..Default::default()
         };
-        for generation in 0..3 {
-            let base = h.stats + generation * h.delta_size;
-            alloc.tiny_objects += le_u64(&mstats, base + h.tiny_alloc_count);
-            alloc.large_bytes += le_u64(&mstats, base + h.large_alloc);
-            alloc.large_objects += le_u64(&mstats, base + h.large_alloc_count);
+        // Offsets past the structure read as 0 (the size is capped above,
+        // so these sums cannot wrap for a layout within the caps).
+        let at = |base: u64, field: u64| le_u64(&mstats, base.saturating_add(field));
+        for generation in 0..3u64 {
+            let base = h
+                .stats
+                .saturating_add(generation.saturating_mul(h.delta_size));
+            alloc.tiny_objects = alloc
+                .tiny_objects
+                .wrapping_add(at(base, h.tiny_alloc_count));
+            alloc.large_bytes = alloc.large_bytes.wrapping_add(at(base, h.large_alloc));
+            alloc.large_objects = alloc
+                .large_objects
+                .wrapping_add(at(base, h.large_alloc_count));
             for (class, count) in alloc.small_objects.iter_mut().enumerate() {
-                *count += le_u64(&mstats, base + h.small_alloc_count + class as u64 * 8);
+                let field = h.small_alloc_count.saturating_add(class as u64 * 8);
+                *count = count.wrapping_add(at(base, field));
             }
         }
 
@@ -327,15 +409,16 @@ impl RuntimeSnapshot {
             c.cpu_stats_total,
         ) {
             (Some(work), Some(assist), Some(total)) => {
-                let assist_done = r.global_u64("runtime.work.cpuStats", work + assist)? as i64;
-                let total_done = r.global_u64("runtime.work.cpuStats", work + total)? as i64;
+                let what = "runtime.work.cpuStats";
+                let assist_done = r.global_u64(what, offset_from(what, work, assist)?)? as i64;
+                let total_done = r.global_u64(what, offset_from(what, work, total)?)? as i64;
                 let marking = in_progress(c.assist_time)
-                    + in_progress(c.dedicated_mark_time)
-                    + in_progress(c.fractional_mark_time)
-                    + in_progress(c.idle_mark_time);
+                    .wrapping_add(in_progress(c.dedicated_mark_time))
+                    .wrapping_add(in_progress(c.fractional_mark_time))
+                    .wrapping_add(in_progress(c.idle_mark_time));
                 (
-                    Some(assist_done + in_progress(c.assist_time)),
-                    Some(total_done + marking),
+                    Some(assist_done.wrapping_add(in_progress(c.assist_time))),
+                    Some(total_done.wrapping_add(marking)),
                 )
             }
             _ => (None, None),
@@ -352,45 +435,52 @@ impl RuntimeSnapshot {
         };
         let allp = r.bytes("runtime.allp", g.required(RequiredGlobal::Allp), 16)?;
         let (allp_ptr, allp_len) = (le_u64(&allp, 0), le_u64(&allp, 8));
-        if gomaxprocs < 1 || gomaxprocs as u64 > MAX_PS {
+        if gomaxprocs < 1 {
             return Err(SnapshotError::Implausible {
                 what: "runtime.gomaxprocs",
                 value: gomaxprocs as u64,
             });
         }
-        if allp_len > MAX_PS {
-            return Err(SnapshotError::Implausible {
-                what: "len(runtime.allp)",
-                value: allp_len,
-            });
-        }
+        at_most("runtime.gomaxprocs", gomaxprocs as u64, MAX_PS)?;
+        at_most("len(runtime.allp)", allp_len, MAX_PS)?;
         let mut unused_goids = 0u64;
         let mut p_created = 0u64;
         let mut p_free = 0i64;
         let mut local_runqueues = Vec::with_capacity(allp_len as usize);
+        // The allp array in one read (at most MAX_PS pointers).
+        let allp_array = if allp_len == 0 {
+            Vec::new()
+        } else {
+            r.memory
+                .read_vec(allp_ptr, allp_len as usize * 8)
+                .map_err(|cause| SnapshotError::Memory {
+                    what: "runtime.allp[:]",
+                    cause,
+                })?
+        };
+        let o = &layout.offsets.p;
         for i in 0..allp_len {
-            let p = r.u64_at("runtime.allp[i]", allp_ptr + i * 8)?;
+            let p = le_u64(&allp_array, i * 8);
             if p == 0 {
                 continue;
             }
-            let head = r.u32_at("p.runqhead", p + layout.offsets.p.runqhead)?;
-            let tail = r.u32_at("p.runqtail", p + layout.offsets.p.runqtail)?;
+            let head = r.field_u32("p.runqhead", p, o.runqhead)?;
+            let tail = r.field_u32("p.runqtail", p, o.runqtail)?;
             local_runqueues.push(tail.wrapping_sub(head));
-            if let (Some(cache), Some(end)) =
-                (layout.offsets.p.goidcache, layout.offsets.p.goidcacheend)
-            {
-                let cache = r.u64_at("p.goidcache", p + cache)?;
-                let end = r.u64_at("p.goidcacheend", p + end)?;
-                unused_goids += end.saturating_sub(cache);
+            if let (Some(cache), Some(end)) = (o.goidcache, o.goidcacheend) {
+                let cache = r.field_u64("p.goidcache", p, cache)?;
+                let end = r.field_u64("p.goidcacheend", p, end)?;
+                unused_goids = unused_goids.wrapping_add(end.saturating_sub(cache));
             }
-            if let Some(created) = layout.offsets.p.goroutines_created {
-                p_created += r.u64_at("p.goroutinesCreated", p + created)?;
+            if let Some(created) = o.goroutines_created {
+                p_created =
+                    p_created.wrapping_add(r.field_u64("p.goroutinesCreated", p, created)?);
             }
-            p_free += i64::from(r.u32_at("p.gFree", p + layout.offsets.p.gfree_count)? as i32);
+            p_free += i64::from(r.field_u32("p.gFree", p, o.gfree_count)? as i32);
         }
         let goroutines_created = match s.goroutines_created {
             // Go 1.26+: the runtime counts creations itself.
-            Some(offset) => le_u64(&sched, offset) + p_created,
+            Some(offset) => le_u64(&sched, offset).wrapping_add(p_created),
             // Before: goids handed out, minus those still cached by Ps.
             None => le_u64(&sched, s.goidgen).saturating_sub(unused_goids),
         };
@@ -401,24 +491,31 @@ impl RuntimeSnapshot {
             .map(|&o| i64::from(le_u32(&sched, o) as i32))
             .sum();
         let ngsys = i64::from(le_u32(&sched, s.ngsys) as i32);
-        let goroutines_all = (allglen - sched_free - p_free).max(1);
-        let goroutines_user = (goroutines_all - ngsys).max(1);
+        let goroutines_all = allglen
+            .saturating_sub(sched_free)
+            .saturating_sub(p_free)
+            .max(1);
+        let goroutines_user = goroutines_all.saturating_sub(ngsys).max(1);
 
         // cgo calls: runtime.ncgocall plus every M's own count.
         let mut cgo_calls =
             r.global_u64("runtime.ncgocall", g.required(RequiredGlobal::Ncgocall))?;
         let mut m = r.global_u64("runtime.allm", g.required(RequiredGlobal::Allm))?;
-        let mut walked = 0;
+        let mut visited = HashSet::new();
         while m != 0 {
-            walked += 1;
-            if walked > MAX_MS {
-                return Err(SnapshotError::Implausible {
+            if visited.len() >= MAX_MS {
+                return Err(SnapshotError::OverLimit {
                     what: "length of runtime.allm",
-                    value: walked as u64,
+                    value: visited.len() as u64 + 1,
+                    limit: MAX_MS as u64,
                 });
             }
-            cgo_calls += r.u64_at("m.ncgocall", m + layout.offsets.m.ncgocall)?;
-            m = r.u64_at("m.alllink", m + layout.offsets.m.alllink)?;
+            if !visited.insert(m) {
+                return Err(SnapshotError::Loop { address: m });
+            }
+            cgo_calls =
+                cgo_calls.wrapping_add(r.field_u64("m.ncgocall", m, layout.offsets.m.ncgocall)?);
+            m = r.field_u64("m.alllink", m, layout.offsets.m.alllink)?;
         }
 
         let sched_latency = match &s.time_to_run {
@@ -448,7 +545,8 @@ impl RuntimeSnapshot {
         let sched_trace = SchedTrace {
             gomaxprocs,
             idleprocs: i32_at(t.npidle),
-            threads: le_u64(&sched, t.mnext) as i64 - le_u64(&sched, t.nmfreed) as i64,
+            threads: (le_u64(&sched, t.mnext) as i64)
+                .wrapping_sub(le_u64(&sched, t.nmfreed) as i64),
             spinningthreads: i32_at(t.nmspinning),
             needspinning: t.needspinning.map(|o| le_u32(&sched, o)),
             idlethreads: i32_at(t.nmidle),
@@ -508,7 +606,7 @@ pub(crate) fn heap_goal(
     }
     goal = goal.max(sweep_trigger);
     if triggered != u64::MAX && goal < triggered.wrapping_add(MIN_RUNWAY) {
-        goal = triggered + MIN_RUNWAY;
+        goal = triggered.saturating_add(MIN_RUNWAY);
     }
     (Some(goal), false)
 }
@@ -527,10 +625,11 @@ fn memory_limit_heap_goal(
         .saturating_sub(heap_free)
         .saturating_sub(heap_alloc);
     let overage = mapped_ready.saturating_sub(limit);
-    if non_heap + overage >= limit {
+    let over = non_heap.saturating_add(overage);
+    if over >= limit {
         return Some(heap_marked);
     }
-    let mut goal = limit - (non_heap + overage);
+    let mut goal = limit - over;
     let headroom = (goal / 100 * MEMORY_LIMIT_HEADROOM_PERCENT).max(MEMORY_LIMIT_MIN_HEADROOM);
     goal = if goal < headroom || goal - headroom < headroom {
         headroom
@@ -538,4 +637,71 @@ fn memory_limit_heap_goal(
         goal - headroom
     };
     Some(goal.max(heap_marked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::{RuntimeShape, image_layout, image_memory, runtime_image};
+    use crate::runtime::table;
+
+    fn read(
+        shape: RuntimeShape,
+        edit: impl Fn(&mut super::super::RuntimeOffsets),
+    ) -> Result<RuntimeSnapshot, SnapshotError> {
+        let mut offsets = table::table()["1.22"].offsets.clone();
+        let memory = image_memory(&runtime_image(&offsets, shape));
+        edit(&mut offsets);
+        RuntimeSnapshot::read(&memory, &image_layout(offsets), 0)
+    }
+
+    #[test]
+    fn a_synthetic_runtime_reads() {
+        let s = read(RuntimeShape::Healthy, |_| {}).unwrap();
+        assert_eq!(s.gomaxprocs, 2);
+        assert_eq!(s.gc_cycles, 7);
+        assert_eq!(s.gc_percent, 100);
+        // runtime.ncgocall plus the three Ms' own counts.
+        assert_eq!(s.cgo_calls, 3 + 1 + 2 + 3);
+        assert_eq!(s.sched_trace.local_runqueues, vec![3, 0]);
+        assert_eq!(s.goroutines_all, 12 - 2);
+    }
+
+    #[test]
+    fn a_looping_allm_list_is_an_error_naming_the_m() {
+        let err = read(RuntimeShape::AllmLoop, |_| {}).unwrap_err();
+        assert!(matches!(err, SnapshotError::Loop { .. }), "{err}");
+        assert!(err.to_string().contains("0x1018000"), "{err}");
+    }
+
+    #[test]
+    fn an_implausible_allp_length_is_refused_before_it_sizes_a_read() {
+        let err = read(RuntimeShape::AllpHuge, |_| {})
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "implausible len(runtime.allp): {} (at most {MAX_PS})",
+                1u64 << 21
+            )
+        );
+    }
+
+    #[test]
+    fn implausible_struct_sizes_and_class_counts_are_refused() {
+        let err = read(RuntimeShape::Healthy, |o| o.heap.mstats_size = 1 << 40)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&(1u64 << 40).to_string()), "{err}");
+        assert!(err.contains("runtime.memstats"), "{err}");
+        let err = read(RuntimeShape::Healthy, |o| o.heap.size_classes = 1 << 36)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&(1u64 << 36).to_string()), "{err}");
+        let err = read(RuntimeShape::Healthy, |o| o.m.alllink = u64::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leaves the address space"), "{err}");
+    }
 }
