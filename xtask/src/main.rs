@@ -20,8 +20,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Runs the same fixed Go workload alternately with and without goscope
-    /// attached and prints each pair's time ratio and the median.
+    /// What attaching goscope costs a Go target: fixed loadgen batches in
+    /// fresh targets with and without goscope (A/B) and without/without
+    /// (A/A) pairs, interleaved, target and goscope on separate CPUs; per
+    /// pair target CPU (schedstat ns) and wall ratios, medians with an
+    /// order-statistics interval, goscope's own CPU and estimate, a verdict
+    /// and a `bench-json` line per workload (`--all`: the four acceptance
+    /// workloads). Fails when the verdict does.
     Bench(bench::BenchArgs),
     /// The host agent watching N Go processes: its own CPU and memory.
     AgentBench(agent_bench::AgentBenchArgs),
