@@ -77,6 +77,13 @@ pub enum OptionalGlobal {
     DisableMemoryProfiling,
     /// runtime.mProfCycle (mProfCycleHolder: atomic.Uint32, cycle << 1 | flushed).
     MprofCycle,
+    /// runtime.allgs ([]*g): the goroutine table, `allglen` entries used.
+    Allgs,
+    /// runtime.waitReasonStrings ([...]string): g.waitreason's names.
+    WaitReasonStrings,
+    /// runtime.fingStatus (atomic.Uint32): whether the finalizer goroutine
+    /// is running user code (then it is not a system goroutine).
+    FingStatus,
 }
 
 /// Any runtime global goscope reads.
@@ -101,7 +108,7 @@ impl RequiredGlobal {
 }
 
 impl OptionalGlobal {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 11] = [
         Self::Work,
         Self::Ncpu,
         Self::Gcphase,
@@ -110,6 +117,9 @@ impl OptionalGlobal {
         Self::MemProfileRate,
         Self::DisableMemoryProfiling,
         Self::MprofCycle,
+        Self::Allgs,
+        Self::WaitReasonStrings,
+        Self::FingStatus,
     ];
 }
 
@@ -148,6 +158,9 @@ impl Global {
                 O::MemProfileRate => "mem_profile_rate",
                 O::DisableMemoryProfiling => "disable_memory_profiling",
                 O::MprofCycle => "mprof_cycle",
+                O::Allgs => "allgs",
+                O::WaitReasonStrings => "wait_reason_strings",
+                O::FingStatus => "fing_status",
             },
         }
     }
@@ -185,6 +198,9 @@ impl Global {
                 O::MemProfileRate => &["runtime.MemProfileRate"],
                 O::DisableMemoryProfiling => &["runtime.disableMemoryProfiling"],
                 O::MprofCycle => &["runtime.mProfCycle"],
+                O::Allgs => &["runtime.allgs"],
+                O::WaitReasonStrings => &["runtime.waitReasonStrings"],
+                O::FingStatus => &["runtime.fingStatus"],
             },
         }
     }

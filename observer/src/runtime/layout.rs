@@ -98,6 +98,40 @@ pub struct RuntimeOffsets {
     /// goscope read them).
     #[serde(default)]
     pub mem_profile: Option<MemProfileLayout>,
+    /// The runtime.g fields the goroutine table reader reads; `None` when
+    /// the binary's DWARF lacks one (and in table entries generated before
+    /// goscope read them).
+    #[serde(default)]
+    pub goroutine: Option<GoroutineLayout>,
+}
+
+/// Fields of runtime.g (runtime/runtime2.go) read from every entry of the
+/// goroutine table (`runtime.allgs`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GoroutineLayout {
+    /// unsafe.Sizeof(g{}).
+    pub g_size: u64,
+    /// uint64 (int64 before Go 1.21).
+    pub goid: u64,
+    /// atomic.Uint32: the status, `_Gscan` (0x1000) ORed in during scans.
+    pub atomicstatus: u64,
+    /// runtime.waitReason (uint8): why a waiting goroutine waits.
+    pub waitreason: u64,
+    /// PC of the `go` statement that created the goroutine (the return
+    /// address of its call to runtime.newproc).
+    pub gopc: u64,
+    /// PC of the goroutine's start function.
+    pub startpc: u64,
+    /// The creating goroutine's goid (Go 1.21+).
+    pub parent_goid: Option<u64>,
+    /// int64 nanotime when the goroutine started waiting (set in a few
+    /// places only).
+    pub waitsince: Option<u64>,
+    /// atomic.Bool (Go 1.25+): a cleanup goroutine running user code.
+    pub running_cleanups: Option<u64>,
+    /// len(runtime.waitReasonStrings), from its symbol's size (the table
+    /// entry keeps it for binaries without .symtab).
+    pub wait_reasons: Option<u64>,
 }
 
 /// runtime.bucket (a header followed by `nstk` PCs and a memRecord) and
@@ -297,6 +331,31 @@ impl Resolver<'_> {
 }
 
 impl Resolver<'_> {
+    /// The runtime.g fields the goroutine table reader needs, `None` unless
+    /// every required one is in the DWARF.
+    fn goroutine(&self) -> Option<GoroutineLayout> {
+        const G: &str = "runtime.g";
+        /// Size of a Go string header {ptr, len}.
+        const GO_STRING_SIZE: u64 = 16;
+        let at = |path: &str| self.types.field(G, path).map(|f| f.offset);
+        Some(GoroutineLayout {
+            g_size: self.types.struct_size(G)?,
+            goid: at("goid")?,
+            atomicstatus: at("atomicstatus")?,
+            waitreason: at("waitreason")?,
+            gopc: at("gopc")?,
+            startpc: at("startpc")?,
+            parent_goid: at("parentGoid"),
+            waitsince: at("waitsince"),
+            running_cleanups: at("runningCleanups"),
+            wait_reasons: self
+                .binary
+                .globals
+                .get("runtime.waitReasonStrings")
+                .map(|s| s.size / GO_STRING_SIZE),
+        })
+    }
+
     /// The memory-profile bucket layout, `None` unless every part of it is
     /// in the DWARF with the expected shape.
     fn mem_profile(&self) -> Option<MemProfileLayout> {
@@ -517,6 +576,7 @@ impl RuntimeOffsets {
             m,
             cycle,
             mem_profile: r.mem_profile(),
+            goroutine: r.goroutine(),
         }
         .checked(&name)
     }

@@ -4,6 +4,7 @@
 //! profile (`memprofile`).
 
 pub mod globals;
+pub mod goroutines;
 pub mod histogram;
 pub mod layout;
 pub mod memprofile;
