@@ -102,7 +102,11 @@ pub enum GoroutineError {
     #[error("allgs[{index}] = {address:#x} is not 8-byte aligned")]
     Misaligned { index: u64, address: u64 },
     #[error("allgs[{index}] and allgs[{other}] both point at the g at {address:#x}")]
-    Duplicate { index: u64, other: u64, address: u64 },
+    Duplicate {
+        index: u64,
+        other: u64,
+        address: u64,
+    },
     #[error("allgs[{index}] = {address:#x}: the g is unreadable: {cause}")]
     UnreadableG {
         index: u64,
@@ -1066,7 +1070,9 @@ fn watch(shared: &Shared) {
         }
         let started = Instant::now();
         interval = match state.read() {
-            Ok(_) => (started.elapsed() * READ_COST_RATIO).clamp(MIN_READ_INTERVAL, MAX_READ_INTERVAL),
+            Ok(_) => {
+                (started.elapsed() * READ_COST_RATIO).clamp(MIN_READ_INTERVAL, MAX_READ_INTERVAL)
+            }
             Err(_) => MAX_READ_INTERVAL,
         };
     }
@@ -1368,7 +1374,12 @@ mod tests {
     fn reads_a_normal_table() {
         let mut waiting = g(7, 4, 0x40_2005);
         waiting.reason = 14;
-        let gs = [g(1, 4, 0x40_0010), g(6, 6, 0x40_2005), waiting, g(8, 0x1001, 0x40_3000)];
+        let gs = [
+            g(1, 4, 0x40_0010),
+            g(6, 6, 0x40_2005),
+            waiting,
+            g(8, 0x1001, 0x40_3000),
+        ];
         let m = target(&gs, 4, 4, 8);
         let table = reader().read(&m).unwrap();
         assert_eq!(table.allglen, 4);
@@ -1467,12 +1478,26 @@ mod tests {
         assert!(err.to_string().contains("0x300004"), "{err}");
         let err = bad(&[GS, 0x7000_0000]);
         assert!(
-            matches!(err, GoroutineError::UnreadableG { index: 1, address: 0x7000_0000, .. }),
+            matches!(
+                err,
+                GoroutineError::UnreadableG {
+                    index: 1,
+                    address: 0x7000_0000,
+                    ..
+                }
+            ),
             "{err}"
         );
         let err = bad(&[GS, GS]);
         assert!(
-            matches!(err, GoroutineError::Duplicate { index: 0, other: 1, .. }),
+            matches!(
+                err,
+                GoroutineError::Duplicate {
+                    index: 0,
+                    other: 1,
+                    ..
+                }
+            ),
             "{err}"
         );
         let err = bad(&[u64::MAX - 7]);
@@ -1613,7 +1638,12 @@ mod tests {
     #[test]
     fn wait_reasons_come_from_the_targets_table() {
         let mut m = SnapshotMemory::default();
-        strings_at(&mut m, REASONS, &["", "GC assist marking", "IO wait"], 0x50_0000);
+        strings_at(
+            &mut m,
+            REASONS,
+            &["", "GC assist marking", "IO wait"],
+            0x50_0000,
+        );
         let reasons = reader().wait_reasons(&m).unwrap();
         assert_eq!(reasons.len(), 3);
         assert_eq!(reasons.name(0), Some(""));
@@ -1657,7 +1687,11 @@ mod tests {
             (Some("main.worker"), false),
             (Some("runtime/pprof.profileWriter"), false),
         ] {
-            assert_eq!(StartKind::of(name).is_system(&user, None), system, "{name:?}");
+            assert_eq!(
+                StartKind::of(name).is_system(&user, None),
+                system,
+                "{name:?}"
+            );
         }
         let fin = StartKind::of(Some("runtime.runFinalizers"));
         assert!(fin.is_system(&user, Some(false)));
@@ -1676,11 +1710,32 @@ mod tests {
         let table = GoroutineTable {
             allglen: 5,
             goroutines: vec![
-                Goroutine { gopc: 10, startpc: 1, ..user.clone() },
-                Goroutine { gopc: 10, startpc: 1, ..user.clone() },
-                Goroutine { gopc: 20, startpc: 1, ..user.clone() },
-                Goroutine { gopc: 20, startpc: 1, status: GoStatus::Dead, ..user.clone() },
-                Goroutine { gopc: 30, startpc: 2, ..user.clone() },
+                Goroutine {
+                    gopc: 10,
+                    startpc: 1,
+                    ..user.clone()
+                },
+                Goroutine {
+                    gopc: 10,
+                    startpc: 1,
+                    ..user.clone()
+                },
+                Goroutine {
+                    gopc: 20,
+                    startpc: 1,
+                    ..user.clone()
+                },
+                Goroutine {
+                    gopc: 20,
+                    startpc: 1,
+                    status: GoStatus::Dead,
+                    ..user.clone()
+                },
+                Goroutine {
+                    gopc: 30,
+                    startpc: 2,
+                    ..user.clone()
+                },
             ],
             finalizer_running: Some(false),
         };
@@ -1722,12 +1777,24 @@ mod tests {
         use GoStatus::{Dead, Running, Waiting};
         let mut t = CreationTracker::default();
         t.observe(&table_of(&[(1, Waiting, 100), (2, Dead, 200)]));
-        assert!(t.counts().by_gopc.is_empty(), "the first reading is the baseline");
+        assert!(
+            t.counts().by_gopc.is_empty(),
+            "the first reading is the baseline"
+        );
         let start = t.counts().clone();
         // g of goid 2 reused for 9 (alive), a new g with goid 5 (dead
         // already); 1 unchanged. Goids below the last maximum count too.
-        t.observe(&table_of(&[(1, Waiting, 100), (9, Running, 200), (5, Dead, 300)]));
-        t.observe(&table_of(&[(1, Waiting, 100), (9, Dead, 200), (5, Dead, 300), (3, Waiting, 300)]));
+        t.observe(&table_of(&[
+            (1, Waiting, 100),
+            (9, Running, 200),
+            (5, Dead, 300),
+        ]));
+        t.observe(&table_of(&[
+            (1, Waiting, 100),
+            (9, Dead, 200),
+            (5, Dead, 300),
+            (3, Waiting, 300),
+        ]));
         let end = t.counts();
         assert_eq!(end.readings, 3);
         assert_eq!(
@@ -1750,7 +1817,10 @@ mod tests {
         assert_eq!(e.seen, 3);
         assert_eq!(e.covered_fraction(), Some(1.0));
         let by: HashMap<u64, f64> = e.sites.iter().map(|s| (s.gopc, s.created)).collect();
-        assert!((by[&300] - 2.0).abs() < 1e-9 && (by[&200] - 1.0).abs() < 1e-9, "{e:?}");
+        assert!(
+            (by[&300] - 2.0).abs() < 1e-9 && (by[&200] - 1.0).abs() < 1e-9,
+            "{e:?}"
+        );
         assert_eq!(e.readings, 2);
     }
 
@@ -1800,7 +1870,10 @@ mod tests {
             10_000,
         );
         let by: HashMap<u64, f64> = e.sites.iter().map(|s| (s.gopc, s.created)).collect();
-        assert!((by[&2] - 2000.0).abs() < 1e-6 && (by[&1] - 8000.0).abs() < 1e-6, "{e:?}");
+        assert!(
+            (by[&2] - 2000.0).abs() < 1e-6 && (by[&1] - 8000.0).abs() < 1e-6,
+            "{e:?}"
+        );
         assert!((e.covered_fraction().unwrap() - 0.205).abs() < 1e-9);
         // Differences between two snapshots; a window with nothing created.
         let first = counts(&[(1, 5, 5)]);
@@ -1808,7 +1881,11 @@ mod tests {
         assert!(e.sites.is_empty() && e.covered_fraction().is_none());
         // Seen more than the runtime counted (edges of the window): shares
         // of what was seen, scaled to the runtime's count.
-        let e = estimate(&CreationCounts::default(), &counts(&[(1, 6, 0), (2, 2, 0)]), 4);
+        let e = estimate(
+            &CreationCounts::default(),
+            &counts(&[(1, 6, 0), (2, 2, 0)]),
+            4,
+        );
         assert!((e.sites[0].created - 3.0).abs() < 1e-9, "{e:?}");
     }
 
