@@ -1,6 +1,8 @@
-//! Goroutine creation sites: which `go` statements create goroutines, from
-//! a probe after runtime.newproc's stack check (the return address names
-//! the function holding the `go` statement).
+//! Goroutine creation sites from a probe after runtime.newproc's stack
+//! check (the return address names the function holding the `go`
+//! statement). Not attached by doctor and top: they take creation sites
+//! from the goroutine table in memory (`runtime::goroutines`), which costs
+//! the target nothing; this probe costs a trap per `go` statement.
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::PerCpuHashMap;
@@ -10,6 +12,7 @@ use super::{AttachedLink, ProbeSession};
 use crate::{
     binary::GoBinary,
     probe_points::{self, ProbePoint},
+    runtime::goroutines::{CreationSite, CreationSites, CreationSource},
     symbols::Symbolizer,
 };
 
@@ -89,6 +92,34 @@ pub fn read_sites(
             per_s: created as f64 * scale,
         })
         .collect();
-    sites.sort_by(|a, b| b.created_sampled.cmp(&a.created_sampled));
+    sites.sort_by_key(|s| std::cmp::Reverse(s.created_sampled));
     Ok(sites)
+}
+
+/// The probe's sites as a report's creation sites; `sampled_fraction` is
+/// the fraction of the window the probe was attached.
+pub fn creation_sites(sites: &[SpawnSite], sampled_fraction: f64) -> CreationSites {
+    let sampled: u64 = sites.iter().map(|s| s.created_sampled).sum();
+    CreationSites {
+        source: CreationSource::NewprocProbe,
+        sites: sites
+            .iter()
+            .map(|s| CreationSite {
+                function: s.function.clone(),
+                position: String::new(),
+                per_s: s.per_s,
+                share: if sampled > 0 {
+                    s.created_sampled as f64 / sampled as f64
+                } else {
+                    0.0
+                },
+                created_sampled: s.created_sampled,
+            })
+            .collect(),
+        sampled_fraction,
+        covered_fraction: None,
+        readings: None,
+        live: Vec::new(),
+        skipped: None,
+    }
 }
