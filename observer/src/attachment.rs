@@ -3,12 +3,13 @@
 //! sampler and the governed per-call probe sets, for one window; and the
 //! window report built from two of its readings.
 
-use std::{cell::RefCell, time::Duration};
+use std::{cell::RefCell, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use observer_common::CounterSlot;
 
 use crate::{
+    alloc_sites::{AllocSites, HeapProfile, SitesSource},
     cgroup::{Cgroups, CpuStat},
     cpu::{self, CpuSamples},
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
@@ -19,11 +20,17 @@ use crate::{
         cgo::{CgoLatency, CgoProbes},
         governed::{Governed, ProbeSet},
         governor::Governor,
-        spawn::{self, SpawnProbe},
+        spawn,
         threads::{self, ThreadCounters, TracepointOffsets},
     },
     report::{DoctorReport, figures},
-    runtime::{RuntimeSnapshot, reader::RuntimeReader},
+    runtime::{
+        MemProfile, RuntimeSnapshot,
+        goroutines::{
+            CreationSites, CreationSource, GoroutineReader, GoroutineReading, GoroutineWatch,
+        },
+        reader::RuntimeReader,
+    },
     session::Session,
     symbols::{SourceSymbolizer, Symbolizer},
     target::TargetProcess,
@@ -44,6 +51,13 @@ pub struct Sample {
     pub cpu_stat: Option<CpuStat>,
     /// Kernel-side thread figures (None when the tracepoints are refused).
     pub threads_kernel: Option<ThreadCounters>,
+    /// The runtime's heap profile when it is the allocation-site source
+    /// (None: it is not), or why this reading of it was refused.
+    pub heap_profile: Option<Result<Arc<MemProfile>, String>>,
+    /// The goroutine table read with this sample (creation sites and live
+    /// goroutines by creation site); None when the binary has no table
+    /// goscope can read.
+    pub goroutines: Option<GoroutineReading>,
 }
 
 /// What doctor read and attached before the window.
@@ -55,12 +69,20 @@ pub struct Attachment {
     probes: RefCell<ProbeSession>,
     /// High-frequency probe sets under the overhead governor.
     governed: RefCell<Option<Governed>>,
+    /// The allocation-site source when the runtime keeps a heap profile
+    /// (then no allocation probe is attached).
+    heap_profile: Option<HeapProfile>,
     /// Whether the scheduler tracepoints attached, or why not.
     thread_view: Result<(), String>,
     /// Whether the CPU sampler attached, or why not.
     cpu_sampler: Result<(), String>,
     symbolizer: Symbolizer,
     source_symbols: SourceSymbolizer,
+    /// --overhead-budget, percent (infinite: off).
+    budget_percent: f64,
+    /// The goroutine table read on its own thread (creation sites from
+    /// g.gopc), or why it cannot be read.
+    goroutines: Result<GoroutineWatch, String>,
 }
 
 impl Sample {
@@ -92,6 +114,15 @@ impl Attachment {
         self.governed.borrow().is_some()
     }
 
+    /// Ends the per-call probes' window: detaches them (all at once) and
+    /// takes the final count of what they cost.
+    pub fn finish_probes(&self) -> anyhow::Result<()> {
+        if let Some(g) = self.governed.borrow_mut().as_mut() {
+            g.finish(&mut self.probes.borrow_mut())?;
+        }
+        Ok(())
+    }
+
     /// Feeds the governor the hit rates the runtime's counters predict
     /// between two readings.
     pub fn predict(&self, previous: &Sample, now: &Sample) {
@@ -118,14 +149,27 @@ impl Attachment {
                 Ok(()) => Some(ThreadCounters::read(&self.probes.borrow())?),
                 Err(_) => None,
             },
+            heap_profile: self.heap_profile.as_ref().map(|h| {
+                h.read(&self.runtime.memory).map(Arc::new).map_err(|e| {
+                    format!("reading the heap profile of pid {}: {e}", self.target.pid)
+                })
+            }),
+            goroutines: self.goroutines.as_ref().ok().map(GoroutineWatch::reading),
         })
     }
 }
 
 /// Attaches to a session's target: the GC probe, the tracepoints and the
 /// sampler (each optional where the kernel refuses it, saying why), and
-/// with `sites` the per-call probe sets under one overhead governor.
-pub fn attach(session: Session, budget: f64, sites: bool) -> anyhow::Result<Attachment> {
+/// with `sites` the per-call probe sets under one overhead governor; the
+/// allocation sites come from the runtime's heap profile when it keeps
+/// one (no probe), else from the allocation probes.
+pub fn attach(
+    session: Session,
+    budget: f64,
+    sites: bool,
+    window: Option<std::time::Duration>,
+) -> anyhow::Result<Attachment> {
     let Session {
         target, runtime, ..
     } = session;
@@ -153,38 +197,62 @@ pub fn attach(session: Session, budget: f64, sites: bool) -> anyhow::Result<Atta
     let cpu_sampler = cpu::attach(&mut probes, cpu::DEFAULT_HZ).map_err(|e| format!("{e:#}"));
     let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
     let mut sets = Vec::new();
+    let heap_profile = sites
+        .then(|| {
+            HeapProfile::open(
+                &runtime.layout,
+                bias,
+                &runtime.memory,
+                target.binary.go_version(),
+            )
+            .ok()
+            .map(|(source, _)| source)
+        })
+        .flatten();
     if sites {
-        sets.push(ProbeSet::Alloc(
-            AllocProbe::resolve(&target.binary).with_context(context)?,
-        ));
-        sets.push(ProbeSet::Spawn(
-            SpawnProbe::resolve(&target.binary).with_context(context)?,
-        ));
+        if heap_profile.is_none() {
+            sets.push(ProbeSet::Alloc(
+                AllocProbe::resolve(&target.binary).with_context(context)?,
+            ));
+        }
         if target.binary.cgo() {
             sets.push(ProbeSet::Cgo(
                 CgoProbes::resolve(&target.binary).with_context(context)?,
             ));
         }
     }
-    let cost = if sets.is_empty() {
-        0.0
-    } else {
-        calibrate::probe_hit_cost_ns(&mut probes).context("calibrating the cost of a probe hit")?
-    };
-    // One governor for all sets: the budget is a total.
+    // One governor for all sets: the budget is a total, spread over the
+    // window (`top`'s is open-ended).
     let governed = if sets.is_empty() {
         None
     } else {
+        let costs = calibrate::costs(&mut probes).context("calibrating probe costs")?;
+        let mut governor = Governor::detached(budget, costs.hit_ns, target.cpu_time_ns()?);
+        if let Some(window) = window {
+            governor = governor.with_window(window);
+        }
         Some(Governed::attach(
             sets,
             &mut probes,
             &target.exe_handle,
             pid,
-            Governor::detached(budget, cost, target.cpu_time_ns()?),
+            governor,
+            &costs,
         )?)
     };
     let symbolizer = Symbolizer::new(&target.binary, bias);
     let source_symbols = SourceSymbolizer::new(&target.binary, bias);
+    // Creation sites from the goroutine table (no newproc probe).
+    let goroutines = GoroutineReader::new(&runtime.layout, bias, target.binary.go_version())
+        .and_then(|reader| {
+            let names = Symbolizer::new(&target.binary, bias);
+            GoroutineWatch::start(
+                reader,
+                Box::new(target.memory()),
+                Box::new(move |pc| names.function(pc).map(str::to_string)),
+            )
+        })
+        .map_err(|e| format!("the goroutine table of pid {}: {e}", target.pid));
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
         target,
@@ -193,10 +261,13 @@ pub fn attach(session: Session, budget: f64, sites: bool) -> anyhow::Result<Atta
         gc_point,
         probes: RefCell::new(probes),
         governed: RefCell::new(governed),
+        heap_profile,
         thread_view,
         cpu_sampler,
         symbolizer,
         source_symbols,
+        budget_percent: budget,
+        goroutines,
     })
 }
 
@@ -224,14 +295,15 @@ impl Attachment {
         ended_by: WindowEnd,
     ) -> anyhow::Result<DoctorReport> {
         let mut cgo_latency = None;
-        let mut spawn_sites = None;
+        let mut creation_sites = None;
         let mut alloc_sites = None;
         let window_s = (last.at - first.at).as_secs_f64();
         let governed = self.governed.borrow();
-        let fraction = governed
-            .as_ref()
-            .map_or(1.0, |g| g.governor.sampled_fraction());
-        for set in governed.iter().flat_map(|g| g.sets.iter()) {
+        for (set, fraction) in governed
+            .iter()
+            .flat_map(|g| g.sets.iter())
+            .map(|g| (&g.set, g.governor.sampled_fraction()))
+        {
             let probes = self.probes.borrow();
             match set {
                 ProbeSet::Cgo(_) => {
@@ -244,28 +316,63 @@ impl Attachment {
                         &last.runtime.alloc,
                         &self.runtime.class_sizes,
                     );
-                    alloc_sites = Some((samples.sites(&exact, window_s), fraction));
+                    alloc_sites = Some((samples.sites(&exact, window_s), Some(fraction)));
                 }
                 ProbeSet::Spawn(_) => {
-                    spawn_sites = Some((
-                        spawn::read_sites(
-                            &probes,
-                            &self.symbolizer,
-                            last.runtime
-                                .goroutines_created
-                                .saturating_sub(first.runtime.goroutines_created),
-                            window_s,
-                        )?,
-                        fraction,
-                    ));
+                    let sites = spawn::read_sites(
+                        &probes,
+                        &self.symbolizer,
+                        last.runtime
+                            .goroutines_created
+                            .saturating_sub(first.runtime.goroutines_created),
+                        window_s,
+                    )?;
+                    creation_sites = Some(spawn::creation_sites(&sites, fraction));
                 }
             }
+        }
+        if let Some(source) = &self.heap_profile {
+            let sites = match (&first.heap_profile, &last.heap_profile) {
+                (Some(Ok(a)), Some(Ok(b))) => source.sites(a, b, window_s, &self.source_symbols),
+                (Some(Err(e)), _) | (_, Some(Err(e))) => {
+                    AllocSites::skipped(SitesSource::MemoryProfile, format!("skipped: {e}"))
+                }
+                _ => AllocSites::skipped(
+                    SitesSource::MemoryProfile,
+                    "skipped: no reading of the heap profile in the window".into(),
+                ),
+            };
+            alloc_sites = Some((sites, None));
+        }
+        if creation_sites.is_none() {
+            creation_sites = Some(self.creation_sites(first, last, window_s));
         }
         let cpu_split = match &self.cpu_sampler {
             Ok(()) => Some(CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?.split()),
             Err(_) => None,
         };
+        let overhead = {
+            let governed = self.governed.borrow();
+            let probes = self.probes.borrow();
+            crate::report::overhead::OverheadFigures::estimate(
+                &probes,
+                crate::report::overhead::Spending {
+                    budget_percent: self.budget_percent,
+                    hit_ns: governed.as_ref().map_or(0.0, Governed::hit_ns),
+                    target_switches: last
+                        .threads_kernel
+                        .as_ref()
+                        .map(|t| t.runq_latency.iter().sum()),
+                    governed: governed.as_ref().map(|g| {
+                        let (total, links) = g.spent_ns();
+                        (total, links, g.sets.iter().map(|s| (s.set.name(), s.governor.phase().clone())).collect())
+                    }),
+                },
+                last.cpu_ns.saturating_sub(first.cpu_ns),
+            )
+        };
         Ok(figures::build(figures::Inputs {
+            overhead,
             target: &self.target,
             layout: &self.runtime.layout,
             class_sizes: &self.runtime.class_sizes,
@@ -274,11 +381,32 @@ impl Attachment {
             thread_view: &self.thread_view,
             cpu: (cpu_split, &self.cpu_sampler),
             cgo_latency,
-            spawn_sites,
+            creation_sites,
             alloc_sites,
             first,
             last,
             ended_by,
         }))
+    }
+}
+
+impl Attachment {
+    /// Creation sites of the window from the goroutine table readings of
+    /// two samples, scaled to the runtime's exact created count.
+    fn creation_sites(&self, first: &Sample, last: &Sample, window_s: f64) -> CreationSites {
+        let skipped = |why: String| CreationSites::skipped(CreationSource::GoroutineTable, why);
+        match (&self.goroutines, &first.goroutines, &last.goroutines) {
+            (Err(why), _, _) => skipped(format!("skipped: {why}")),
+            (Ok(_), Some(a), Some(b)) => CreationSites::from_table(
+                a,
+                b,
+                last.runtime
+                    .goroutines_created
+                    .saturating_sub(first.runtime.goroutines_created),
+                window_s,
+                &self.source_symbols,
+            ),
+            (Ok(_), _, _) => skipped("skipped: no reading of the goroutine table".into()),
+        }
     }
 }

@@ -6,22 +6,24 @@
 //! counted twice, and they fire whatever runtime.MemProfileRate is (the
 //! linker sets it to 0 in programs that never read heap profiles). The
 //! exact bytes per size class, read from the runtime's memory, are then
-//! shared among the stacks sampled for that class.
+//! shared among the stacks sampled for that class. This is the fallback
+//! source of allocation sites when the runtime keeps no heap profile
+//! (`alloc_sites`); sites are named and pprof stacks trimmed by the same
+//! rules as for the heap profile.
 
 use std::collections::HashMap;
 
-use anyhow::{Context as _, anyhow};
-use aya::maps::{PerCpuHashMap, StackTraceMap};
-use observer_common::{AllocSampleKey, LARGE_ALLOC};
-use serde::Serialize;
-
 use super::{AttachedLink, ProbeSession};
 use crate::{
-    binary::GoBinary,
+    alloc_sites::{self, AllocSite, AllocSites, SitesSource},
+    binary::{GoBinary, version::GoVersion},
     pprof::{Location, Profile},
     probe_points::{self, ProbePoint},
     symbols::SourceSymbolizer,
 };
+use anyhow::{Context as _, anyhow};
+use aya::maps::{PerCpuHashMap, StackTraceMap};
+use observer_common::{AllocSampleKey, LARGE_ALLOC};
 
 pub const REFILL_PROGRAM: &str = "alloc_refill";
 pub const LARGE_PROGRAM: &str = "alloc_large";
@@ -58,7 +60,7 @@ impl AllocProbe {
 /// One sampled stack of one size class (None: large objects).
 #[derive(Clone, Debug)]
 struct SampledStack {
-    /// Leaf first, the runtime's own frames removed.
+    /// Leaf first, every frame (inlined calls expanded).
     locations: Vec<Location>,
     size_class: Option<usize>,
     samples: u64,
@@ -92,44 +94,6 @@ pub struct AllocSamples {
     pub samples: u64,
 }
 
-/// One allocation site: the first frame outside the runtime.
-#[derive(Clone, Debug, Serialize)]
-pub struct AllocSite {
-    pub function: String,
-    /// `file:line` of the allocating statement.
-    pub position: String,
-    pub samples: u64,
-    /// Share of the window's allocated bytes.
-    pub bytes_share: f64,
-    pub bytes_per_s: f64,
-    pub objects_per_s: f64,
-}
-
-/// Sites and what could not be attributed.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct AllocSites {
-    pub sites: Vec<AllocSite>,
-    pub samples: u64,
-    /// Share of the window's bytes in size classes no sample covered.
-    pub unattributed_share: f64,
-}
-
-fn is_runtime(location: &Location) -> bool {
-    location
-        .lines
-        .iter()
-        .all(|l| l.function.starts_with("runtime."))
-}
-
-/// Drops the leading runtime frames when a frame outside the runtime
-/// follows (what runtime/pprof does for heap profiles).
-fn trim_runtime(locations: Vec<Location>) -> Vec<Location> {
-    match locations.iter().position(|l| !is_runtime(l)) {
-        Some(first) => locations.into_iter().skip(first).collect(),
-        None => locations,
-    }
-}
-
 impl AllocSamples {
     pub fn read(session: &ProbeSession, symbols: &SourceSymbolizer) -> anyhow::Result<Self> {
         let ebpf = session.ebpf();
@@ -160,9 +124,7 @@ impl AllocSamples {
             let stack = by_key
                 .entry((pcs.clone(), size_class))
                 .or_insert_with(|| SampledStack {
-                    locations: trim_runtime(
-                        pcs.iter().map(|&pc| symbols.location(pc, true)).collect(),
-                    ),
+                    locations: pcs.iter().map(|&pc| symbols.location(pc, true)).collect(),
                     size_class,
                     samples: 0,
                     large_bytes: 0,
@@ -232,14 +194,10 @@ impl AllocSamples {
         let total = exact.class_bytes.iter().sum::<u64>() + exact.large_bytes;
         let mut by_site: HashMap<(String, String), (u64, f64, f64)> = HashMap::new();
         for stack in &stacks {
-            let Some(line) = stack.locations.first().and_then(|l| l.lines.first()) else {
+            let Some(line) = alloc_sites::site_line(&stack.locations) else {
                 continue;
             };
-            let position = if line.file.is_empty() {
-                String::new()
-            } else {
-                format!("{}:{}", line.file, line.line)
-            };
+            let position = alloc_sites::position(line);
             let e = by_site
                 .entry((line.function.clone(), position))
                 .or_default();
@@ -263,6 +221,8 @@ impl AllocSamples {
             .collect();
         sites.sort_by(|a, b| b.bytes_per_s.total_cmp(&a.bytes_per_s));
         AllocSites {
+            source: SitesSource::SpanRefillProbes,
+            sampling_rate_bytes: None,
             sites,
             samples: self.samples,
             unattributed_share: if total > 0 {
@@ -270,22 +230,30 @@ impl AllocSamples {
             } else {
                 0.0
             },
+            live_sites: None,
+            skipped: None,
         }
     }
 
     /// A pprof allocation profile (alloc_objects/count, alloc_space/bytes)
     /// whose totals are the runtime's exact counts for the window, shared
-    /// among the sampled stacks.
-    pub fn pprof(&self, exact: &ExactAllocation, duration_ns: u64) -> std::io::Result<Vec<u8>> {
+    /// among the sampled stacks; leading runtime frames trimmed as
+    /// runtime/pprof of Go `go` trims them.
+    pub fn pprof(
+        &self,
+        exact: &ExactAllocation,
+        go: GoVersion,
+        duration_ns: u64,
+    ) -> std::io::Result<Vec<u8>> {
         let (stacks, _) = self.attribute(exact);
         let mut profile = Profile::new(
             &[("alloc_objects", "count"), ("alloc_space", "bytes")],
             ("space", "bytes"),
             PAGE,
         );
-        for stack in &stacks {
+        for stack in stacks {
             profile.add(
-                &stack.locations,
+                &alloc_sites::trim_for_pprof(stack.locations, go),
                 &[stack.objects.round() as i64, stack.bytes.round() as i64],
             );
         }

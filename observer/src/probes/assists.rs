@@ -66,6 +66,15 @@ impl AssistProbes {
     }
 
     /// Probe hits an assist summary stands for (entry, RET, scan, park).
+    /// The kernel programs the assist probes run (their run statistics
+    /// are what the target pays).
+    pub const PROGRAMS: &'static [&'static str] = &[
+        ASSIST_ENTER_PROGRAM,
+        ASSIST_EXIT_PROGRAM,
+        ASSIST_WORK_PROGRAM,
+        ASSIST_PARK_PROGRAM,
+    ];
+
     pub fn hits(summary: &AssistSummary) -> u64 {
         2 * (summary.count + summary.credit_steals) + summary.count + summary.parked
     }

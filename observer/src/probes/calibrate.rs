@@ -1,6 +1,8 @@
-//! What one uprobe hit costs on this host: a probe on a function of
-//! goscope's own process, called many times with and without it. The
-//! governor weighs event rates against this cost.
+//! What uprobes cost a process on this host, measured on a function of
+//! goscope's own process: one hit (called many times with and without the
+//! probe), and what attaching and detaching add to the probed process (the
+//! first call after each, against the steady cost). The governor weighs
+//! event rates and attach/detach counts against these.
 
 use std::{hint::black_box, num::NonZeroU32, time::Instant};
 
@@ -50,8 +52,42 @@ fn own_file_offset(address: u64) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("{address:#x} is not in a mapping of goscope"))
 }
 
+/// What probes cost the probed process, ns.
+#[derive(Clone, Copy, Debug)]
+pub struct Costs {
+    /// One hit: trap, program, return.
+    pub hit_ns: f64,
+    /// Attaching one probe, beyond its hits (the probed process's first
+    /// hit sets up the breakpoint page and the single-step area).
+    pub attach_ns: f64,
+    /// Detaching one probe (the first call after, on the restored page).
+    pub detach_ns: f64,
+}
+
+impl Costs {
+    /// Attach and detach costs of a set of `links` probes.
+    pub fn links(&self, links: usize) -> super::governor::LinkCosts {
+        super::governor::LinkCosts {
+            attach_ns: self.attach_ns * links as f64,
+            detach_ns: self.detach_ns * links as f64,
+        }
+    }
+}
+
+/// One call of the calibration function, timed.
+fn time_one_call(i: u64) -> f64 {
+    let start = Instant::now();
+    black_box(goscope_probe_calibration(black_box(i)));
+    start.elapsed().as_nanos() as f64
+}
+
 /// Nanoseconds one uprobe hit adds (trap, program, return), measured now.
 pub fn probe_hit_cost_ns(session: &mut ProbeSession) -> anyhow::Result<f64> {
+    Ok(costs(session)?.hit_ns)
+}
+
+/// Measures what a probe costs the probed process on this host, now.
+pub fn costs(session: &mut ProbeSession) -> anyhow::Result<Costs> {
     let address = goscope_probe_calibration as *const () as usize as u64;
     let point = ProbePoint {
         function: "goscope_probe_calibration".into(),
@@ -70,7 +106,15 @@ pub fn probe_hit_cost_ns(session: &mut ProbeSession) -> anyhow::Result<f64> {
         std::path::Path::new("/proc/self/exe"),
         own,
     )?;
+    let first_hit = time_one_call(1);
     let probed = time_calls().min(time_calls());
     session.detach(link)?;
-    Ok((probed - baseline).max(0.0))
+    let first_after = time_one_call(2);
+    session.rebase_run_stats(COUNTING_PROGRAM);
+    let hit_ns = (probed - baseline).max(0.0);
+    Ok(Costs {
+        hit_ns,
+        attach_ns: (first_hit - probed).max(0.0),
+        detach_ns: (first_after - baseline).max(0.0),
+    })
 }

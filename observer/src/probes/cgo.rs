@@ -25,6 +25,11 @@ pub struct CgoProbes {
 }
 
 impl CgoProbes {
+    /// The entry probe and one per RET.
+    pub fn link_count(&self) -> usize {
+        1 + self.returns.len()
+    }
+
     pub fn resolve(binary: &GoBinary) -> anyhow::Result<Self> {
         Ok(Self {
             enter: probe_points::resolve(binary, CGOCALL)?,

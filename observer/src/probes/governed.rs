@@ -1,5 +1,7 @@
-//! High-frequency probe sets run under the overhead governor: each
-//! knows how to attach itself and which kernel counter holds its hits.
+//! High-frequency probe sets run under the overhead governor: each knows
+//! how to attach itself, which programs it runs (their kernel run
+//! statistics are what the target pays) and what hit rate the runtime's
+//! counters predict for it.
 
 use std::{num::NonZeroU32, path::Path};
 
@@ -26,6 +28,15 @@ pub enum ProbeSet {
 }
 
 impl ProbeSet {
+    /// A short name for logs and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProbeSet::Cgo(_) => "cgo",
+            ProbeSet::Spawn(_) => "spawn",
+            ProbeSet::Alloc(_) => "alloc",
+        }
+    }
+
     fn attach(
         &self,
         session: &mut ProbeSession,
@@ -75,6 +86,15 @@ impl ProbeSet {
         }
     }
 
+    /// How many probes the set attaches.
+    fn link_count(&self) -> usize {
+        match self {
+            ProbeSet::Cgo(p) => p.link_count(),
+            ProbeSet::Spawn(_) => 1,
+            ProbeSet::Alloc(_) => 2,
+        }
+    }
+
     /// The kernel programs the set attaches.
     fn programs(&self) -> &'static [&'static str] {
         match self {
@@ -94,64 +114,60 @@ impl ProbeSet {
     }
 }
 
-/// Probe sets sharing one governor (the budget is a total): attached and
-/// detached together, so every figure from them has the same sampled
-/// fraction.
-pub struct Governed {
-    pub sets: Vec<ProbeSet>,
-    links: Option<Vec<AttachedLink>>,
+/// One probe set under its own governor, and its links while attached.
+pub struct GovernedSet {
+    pub set: ProbeSet,
     pub governor: Governor,
+    links: Option<Vec<AttachedLink>>,
+}
+
+/// Probe sets sharing one budget (the budget is a total): each set is
+/// decided on its own (a cheap cgo set can be attached while an expensive
+/// allocation set stays off), the cheapest first, each attached at most
+/// once per window, and each charged against what the others claim.
+pub struct Governed {
+    pub sets: Vec<GovernedSet>,
     pid: NonZeroU32,
-    hits_seen: u64,
-    body_ns_seen: u64,
     next_step: std::time::Instant,
 }
 
 impl Governed {
+    /// Loads every program of `sets` now (the verifier runs, so a refused
+    /// program fails before the window); attaching waits for the governor.
+    /// `governor` is the template every set's governor starts from;
+    /// `costs` (from `calibrate::costs`) prices each set's attach and detach.
     pub fn attach(
         sets: Vec<ProbeSet>,
         session: &mut ProbeSession,
         exe: &Path,
         pid: NonZeroU32,
         governor: Governor,
+        costs: &super::calibrate::Costs,
     ) -> anyhow::Result<Self> {
-        let mut governed = Self {
-            sets,
-            links: None,
-            governor,
-            pid,
-            hits_seen: 0,
-            body_ns_seen: 0,
-            next_step: std::time::Instant::now(),
-        };
-        // Load every program now (the verifier runs), so a refused one fails
-        // before the window; attaching waits for the governor (a trial
-        // attach on a busy target would already cost more than the budget).
-        for set in &governed.sets {
+        for set in &sets {
             for program in set.programs() {
                 session.load_uprobe(program)?;
             }
         }
-        if governed.governor.is_on() {
-            governed.links = Some(governed.attach_all(session, exe)?);
-        }
+        let mut governed = Self {
+            sets: sets
+                .into_iter()
+                .map(|set| GovernedSet {
+                    governor: governor.clone().with_link_costs(costs.links(set.link_count())),
+                    set,
+                    links: None,
+                })
+                .collect(),
+            pid,
+            next_step: std::time::Instant::now(),
+        };
+        // --overhead-budget off attaches at the first step.
+        governed.step(session, exe, || Ok(0))?;
         Ok(governed)
     }
 
-    fn attach_all(
-        &self,
-        session: &mut ProbeSession,
-        exe: &Path,
-    ) -> anyhow::Result<Vec<AttachedLink>> {
-        let mut links = Vec::new();
-        for set in &self.sets {
-            links.extend(set.attach(session, exe, self.pid)?);
-        }
-        Ok(links)
-    }
-
-    /// Tells the governor the hit rate the runtime's counters predict
-    /// between two readings `seconds` apart.
+    /// Tells each set's governor the hit rate the runtime's counters
+    /// predict between two readings `seconds` apart.
     pub fn predict(
         &mut self,
         previous: &RuntimeSnapshot,
@@ -160,26 +176,32 @@ impl Governed {
         seconds: f64,
     ) {
         if seconds > 0.0 {
-            let per_window: f64 = self
-                .sets
-                .iter()
-                .map(|s| s.predicted_hits(previous, now, class_sizes))
-                .sum();
-            self.governor.predict_rate(per_window / seconds);
+            for g in &mut self.sets {
+                let hits = g.set.predicted_hits(previous, now, class_sizes);
+                g.governor.predict_rate(hits / seconds);
+            }
         }
     }
 
-    fn hits(&self, session: &ProbeSession) -> anyhow::Result<u64> {
-        let mut hits = 0;
-        for set in &self.sets {
-            hits += session.counter(set.hit_counter())?;
+    /// Every run of a set's programs and their time, as the kernel counts
+    /// them (BPF run statistics); the programs' own hit counters when the
+    /// kernel keeps no statistics.
+    fn measured(set: &ProbeSet, session: &ProbeSession) -> anyhow::Result<(u64, u64)> {
+        let (mut hits, mut run_ns) = (0, 0);
+        for program in set.programs() {
+            if let Some(stats) = session.run_stats(program) {
+                hits += stats.runs;
+                run_ns += stats.run_ns;
+            }
         }
-        Ok(hits)
+        if !session.has_run_stats() {
+            hits = session.counter(set.hit_counter())?;
+        }
+        Ok((hits, run_ns))
     }
 
-    /// Feeds the hits since the last step to the governor and detaches or
-    /// re-attaches as it decides (a timed slice blocks for its length, at
-    /// most one tick).
+    /// Feeds what each set cost so far to its governor and attaches or
+    /// detaches as they decide, the cheapest set first.
     pub fn step(
         &mut self,
         session: &mut ProbeSession,
@@ -190,47 +212,91 @@ impl Governed {
         if now < self.next_step {
             return Ok(());
         }
+        self.next_step = now + super::governor::POLL;
         let target_cpu_ns = target_cpu_ns()?;
-        let hits = self.hits(session)?;
-        self.governor
-            .record_hits(hits.saturating_sub(self.hits_seen));
-        self.hits_seen = hits;
-        let body_ns = session.counter(CounterSlot::GovernedProbeNs)?;
-        self.governor
-            .record_body_ns(body_ns.saturating_sub(self.body_ns_seen));
-        self.body_ns_seen = body_ns;
-        let action = self.governor.tick(target_cpu_ns);
-        if std::env::var_os("GOSCOPE_GOVERNOR_LOG").is_some() && action != Action::Keep {
-            eprintln!("governor: {action:?} {:?}", self.governor);
+        for g in &mut self.sets {
+            let (hits, run_ns) = Self::measured(&g.set, session)?;
+            g.governor.record(hits, run_ns);
         }
-        match action {
-            Action::AttachFor(slice) => {
-                let links = self.attach_all(session, exe)?;
-                let started = std::time::Instant::now();
-                std::thread::sleep(slice);
-                for link in links {
-                    session.detach(link)?;
-                }
-                let attached = started.elapsed();
-                let hits = self.hits(session)?;
-                self.governor
-                    .slice_done(hits.saturating_sub(self.hits_seen), attached);
-                self.hits_seen = hits;
+        let mut order: Vec<usize> = (0..self.sets.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.sets[a]
+                .governor
+                .claim_ns()
+                .total_cmp(&self.sets[b].governor.claim_ns())
+        });
+        for i in order {
+            // What the other sets claim of the budget over the window.
+            let reserved: f64 = self
+                .sets
+                .iter()
+                .enumerate()
+                .filter(|(j, g)| *j != i && g.governor.is_on())
+                .map(|(_, g)| g.governor.claim_ns())
+                .sum();
+            let g = &mut self.sets[i];
+            let action = g.governor.tick(target_cpu_ns, reserved);
+            if std::env::var_os("GOSCOPE_GOVERNOR_LOG").is_some() && action != Action::Keep {
+                eprintln!("governor: {} {action:?} {:?}", g.set.name(), g.governor);
             }
-            Action::Detach => {
-                for link in self.links.take().unwrap_or_default() {
-                    session.detach(link)?;
+            match action {
+                Action::Attach => g.links = Some(g.set.attach(session, exe, self.pid)?),
+                Action::Detach => {
+                    if let Some(links) = g.links.take() {
+                        session.detach_all(links)?;
+                    }
                 }
+                Action::Keep => {}
             }
-            Action::Attach => self.links = Some(self.attach_all(session, exe)?),
-            Action::Keep => {}
         }
-        self.next_step = now
-            + if self.governor.is_on() {
-                super::governor::POLL
-            } else {
-                super::governor::TICK
-            };
         Ok(())
+    }
+
+    /// Ends the window: detaches what is attached (all links at once) and
+    /// takes the final count of what the probes cost.
+    pub fn finish(&mut self, session: &mut ProbeSession) -> anyhow::Result<()> {
+        let links: Vec<AttachedLink> = self
+            .sets
+            .iter_mut()
+            .filter_map(|g| {
+                let links = g.links.take()?;
+                g.governor.finish();
+                Some(links)
+            })
+            .flatten()
+            .collect();
+        session.detach_all(links)?;
+        for g in &mut self.sets {
+            let (hits, run_ns) = Self::measured(&g.set, session)?;
+            g.governor.record(hits, run_ns);
+        }
+        Ok(())
+    }
+
+    /// The governor of the first set of this kind (e.g. the cgo set's).
+    pub fn governor_of(&self, kind: std::mem::Discriminant<ProbeSet>) -> Option<&Governor> {
+        self.sets
+            .iter()
+            .find(|g| std::mem::discriminant(&g.set) == kind)
+            .map(|g| &g.governor)
+    }
+
+    /// Fraction of the window the (first) set was attached.
+    pub fn sampled_fraction(&self) -> f64 {
+        self.sets
+            .first()
+            .map_or(0.0, |g| g.governor.sampled_fraction())
+    }
+
+    /// What all sets cost the target so far: (total, attach/detach part), ns.
+    pub fn spent_ns(&self) -> (f64, f64) {
+        self.sets.iter().fold((0.0, 0.0), |(t, l), g| {
+            (t + g.governor.spent_ns(), l + g.governor.link_spent_ns())
+        })
+    }
+
+    /// Calibrated trap per hit (the same for every set).
+    pub fn hit_ns(&self) -> f64 {
+        self.sets.first().map_or(0.0, |g| g.governor.cost_ns())
     }
 }

@@ -1,226 +1,324 @@
-//! The overhead governor: keeps high-frequency probes within a budget of
-//! the target's CPU time. It runs a token bucket of probe time: the target
-//! earns `budget` × the CPU time it uses, every probe hit spends the
-//! calibrated cost of one hit. Out of credit, the probes are detached; they
-//! come back once half a second's worth of credit has built up, and when
-//! the expected hit rate (measured while attached, or predicted from the
-//! runtime's own counters) would spend that credit within one tick, only
-//! for a timed slice that spends exactly it. Ticked every 5 ms while the
-//! probes are attached (20 ms while detached), so an unforeseen burst runs
-//! unchecked for at most 5 ms, and any overshoot
-//! is repaid as debt: over a window the probe time spent stays at the
-//! budget. Every figure taken from such probes carries the fraction of time
-//! they were attached.
+//! The overhead governor: decides whether a command's per-call probes may
+//! be attached, from everything they cost the target, and attaches them at
+//! most once per window.
+//!
+//! What the target pays is counted, not assumed: every run of every program
+//! of the set (the kernel's BPF run statistics count each hit, RET probes
+//! included, and the time the program body took) plus the calibrated trap
+//! of one hit, plus attaching and detaching as measured on this host. The
+//! probes start detached. Once the runtime's own counters predict the hit
+//! rate, the set is attached only if the predicted cost over the rest of
+//! the window fits `budget` × the target's CPU over the window; otherwise it
+//! stays off and the report says what it would have cost and which budget
+//! would allow it. While attached, the measured cost is projected over the
+//! rest of the window every tick, and the set is detached for good as soon
+//! as it would overspend. Every figure taken from such probes carries the
+//! fraction of the window they were attached.
 
 use std::time::{Duration, Instant};
 
-/// How often the governor decides while the probes are detached.
-pub const TICK: Duration = Duration::from_millis(20);
-/// How often it decides while they are attached (the longest a burst runs
-/// unchecked), and so how often callers should poll `Governed::step`.
-pub const POLL: Duration = Duration::from_millis(5);
-/// Credit is capped at this much of the budget's earnings, so an idle
-/// stretch cannot bank a long burst.
-const CAP: Duration = Duration::from_secs(1);
-/// The smallest cap (probe time), for targets that barely use the CPU.
-const MIN_CAP_NS: f64 = 1_000_000.0;
-/// Share of the budget the governor lets measured probe time spend; the
-/// rest covers what it cannot measure (attaching and detaching rewrite the
-/// target's text pages, probes go live one by one while a set attaches).
-const MEASURED_SHARE: f64 = 0.5;
-/// The first slice, taken to measure the hit rate when nothing predicts it.
-const PROBE_SLICE: Duration = Duration::from_millis(2);
-/// Shorter slices are not worth an attach and a detach.
-const MIN_SLICE: Duration = Duration::from_millis(1);
+use serde::Serialize;
 
-#[derive(Debug)]
+/// How often the governor decides (and callers poll `Governed::step`).
+pub const POLL: Duration = Duration::from_millis(20);
+/// Kept for callers that tick while nothing is attached.
+pub const TICK: Duration = POLL;
+/// When callers take the reading that first predicts the hit rate (later
+/// ones come at their usual cadence): early, so a set that fits is
+/// attached for most of the window.
+pub const FIRST_PREDICTION: Duration = Duration::from_millis(200);
+/// The rest of the window assumed for open-ended commands (`top`).
+const OPEN_HORIZON: Duration = Duration::from_secs(10);
+/// The CPU rate is only trusted after this much of the window (/proc CPU
+/// moves in clock ticks; schedstat in ns, but the target's rate varies).
+const MIN_ELAPSED: Duration = Duration::from_millis(150);
+/// Measured spending is projected from the last this-long of attachment.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// What attaching a set costs the target, besides its hits.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct LinkCosts {
+    /// Target CPU per attach of the whole set, ns.
+    pub attach_ns: f64,
+    /// Target CPU per detach of the whole set, ns.
+    pub detach_ns: f64,
+}
+
+/// Where the governor stands.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Phase {
+    /// Waiting for a predicted rate.
+    Waiting,
+    Attached,
+    /// Detached for good after `reason`.
+    Detached { reason: String },
+    /// Never attached: the prediction did not fit.
+    Declined {
+        would_cost_percent: f64,
+        needs_budget_percent: f64,
+    },
+}
+
+#[derive(Clone, Debug)]
 pub struct Governor {
+    /// Fraction of the target's CPU (infinite: off).
     budget: f64,
-    cost_ns: f64,
-    on: bool,
-    credit_ns: f64,
-    /// Smoothed credit earned per second (budget × target CPU rate).
-    earn_per_s: f64,
-    last_tick: Instant,
-    last_cpu_ns: u64,
-    pending_hits: u64,
-    /// Nanoseconds the programs' bodies reported since the last tick.
-    pending_body_ns: u64,
-    /// Smoothed body cost per hit (added to the calibrated trap cost).
-    body_ns_per_hit: f64,
-    total_hits: u64,
-    /// Expected probe hits per second while attached.
-    expected_rate: Option<f64>,
-    on_time: Duration,
-    on_since: Instant,
+    /// Calibrated cost of one hit's trap, ns.
+    hit_ns: f64,
+    links: LinkCosts,
+    /// How long the window is planned to last (None: open-ended).
+    window: Option<Duration>,
     started: Instant,
+    cpu_start_ns: u64,
+    cpu_now_ns: u64,
+    phase: Phase,
+    predicted_rate: Option<f64>,
+    /// Measured so far: hits and program time (cumulative).
+    hits: u64,
+    run_ns: u64,
+    /// (when, spent_ns) a little while ago, for the current spending rate.
+    rate_mark: Option<(Instant, f64)>,
+    attaches: u32,
+    detaches: u32,
+    on_time: Duration,
+    on_since: Option<Instant>,
 }
 
 /// What the governor wants done.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     Keep,
-    Detach,
     Attach,
-    /// Attach, wait this long, detach, then report the slice's hits with
-    /// `slice_done`.
-    AttachFor(Duration),
+    Detach,
 }
 
 impl Governor {
-    /// `budget_percent` of the target's CPU; `cost_ns` per probe hit. The
-    /// probes start attached with half the minimum cap as credit.
-    pub fn new(budget_percent: f64, cost_ns: f64, target_cpu_ns: u64) -> Self {
-        let now = Instant::now();
+    /// `budget_percent` of the target's CPU (infinite: off); `hit_ns` per
+    /// probe hit (the calibrated trap). Starts detached.
+    pub fn detached(budget_percent: f64, hit_ns: f64, target_cpu_ns: u64) -> Self {
         Self {
             budget: budget_percent / 100.0,
-            cost_ns,
-            on: true,
-            credit_ns: MIN_CAP_NS / 2.0,
-            earn_per_s: 0.0,
-            last_tick: now,
-            last_cpu_ns: target_cpu_ns,
-            pending_hits: 0,
-            pending_body_ns: 0,
-            body_ns_per_hit: 0.0,
-            total_hits: 0,
-            expected_rate: None,
+            hit_ns,
+            links: LinkCosts::default(),
+            window: None,
+            started: Instant::now(),
+            cpu_start_ns: target_cpu_ns,
+            cpu_now_ns: target_cpu_ns,
+            phase: Phase::Waiting,
+            predicted_rate: None,
+            hits: 0,
+            run_ns: 0,
+            rate_mark: None,
+            attaches: 0,
+            detaches: 0,
             on_time: Duration::ZERO,
-            on_since: now,
-            started: now,
+            on_since: None,
         }
     }
 
-    /// Starts detached; the first attach is a short probing slice (unless a
-    /// rate was predicted first), so even the first slice fits the budget.
-    pub fn detached(budget_percent: f64, cost_ns: f64, target_cpu_ns: u64) -> Self {
-        Self {
-            // Without a budget there is nothing to wait for.
-            on: budget_percent.is_infinite(),
-            ..Self::new(budget_percent, cost_ns, target_cpu_ns)
-        }
+    /// The window's planned length (the governor spreads the budget over it).
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// What attaching and detaching the set cost the target.
+    pub fn with_link_costs(mut self, links: LinkCosts) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// For sets whose rate nothing predicts: attached when the window
+    /// begins (that is its one attach), then governed by measured cost.
+    pub fn attached_from_start(mut self) -> Self {
+        let now = Instant::now();
+        self.attach(now);
+        self
     }
 
     pub fn is_on(&self) -> bool {
-        self.on
+        self.phase == Phase::Attached
     }
 
-    /// Probe hits since the last tick.
-    pub fn record_hits(&mut self, hits: u64) {
-        self.pending_hits += hits;
+    pub fn phase(&self) -> &Phase {
+        &self.phase
     }
 
-    /// Nanoseconds the programs' bodies measured themselves since the last
-    /// tick (kernel time spent beyond the trap).
-    pub fn record_body_ns(&mut self, ns: u64) {
-        self.pending_body_ns += ns;
-    }
-
-    /// What one hit costs: the calibrated trap plus the bodies' measured
-    /// cost per hit.
-    fn hit_cost_ns(&self) -> f64 {
-        self.cost_ns + self.body_ns_per_hit
-    }
-
-    /// Hits per second the probes would see if attached now, predicted from
-    /// the runtime's own event counters (read from memory).
+    /// Hits per second the set would see, predicted from the runtime's own
+    /// event counters (read from memory).
     pub fn predict_rate(&mut self, hits_per_s: f64) {
         if hits_per_s.is_finite() && hits_per_s >= 0.0 {
-            self.expected_rate = Some(match self.expected_rate {
-                Some(r) if self.on => r.max(hits_per_s),
-                _ => hits_per_s,
-            });
+            self.predicted_rate = Some(hits_per_s);
         }
     }
 
-    /// Accounts a timed slice (after `AttachFor`): its hits and length.
-    pub fn slice_done(&mut self, hits: u64, attached: Duration) {
-        self.on_time += attached;
-        if attached > Duration::ZERO {
-            self.expected_rate = Some(hits as f64 / attached.as_secs_f64());
+    /// The set's cumulative hits and program time, from the kernel.
+    pub fn record(&mut self, hits: u64, run_ns: u64) {
+        self.hits = self.hits.max(hits);
+        self.run_ns = self.run_ns.max(run_ns);
+    }
+
+    /// What the probes cost the target so far, ns: hits × trap + program
+    /// time + attaches and detaches.
+    pub fn spent_ns(&self) -> f64 {
+        self.hits as f64 * self.hit_ns
+            + self.run_ns as f64
+            + f64::from(self.attaches) * self.links.attach_ns
+            + f64::from(self.detaches) * self.links.detach_ns
+    }
+
+    /// The attach and detach part of `spent_ns`.
+    pub fn link_spent_ns(&self) -> f64 {
+        f64::from(self.attaches) * self.links.attach_ns
+            + f64::from(self.detaches) * self.links.detach_ns
+    }
+
+    /// Cost of one hit (trap and program), ns, measured when there were hits.
+    fn cost_per_hit_ns(&self) -> f64 {
+        if self.hits > 0 {
+            self.hit_ns + self.run_ns as f64 / self.hits as f64
+        } else {
+            // Before any hit: the trap and a body as costly again.
+            2.0 * self.hit_ns
         }
-        self.pending_hits += hits;
     }
 
-    fn cap_ns(&self) -> f64 {
-        (self.earn_per_s * CAP.as_secs_f64()).max(MIN_CAP_NS)
+    fn remaining(&self, elapsed: Duration) -> Duration {
+        match self.window {
+            Some(w) => w.saturating_sub(elapsed),
+            None => OPEN_HORIZON,
+        }
     }
 
-    /// Settles the credit and decides, given the target's cumulative CPU
-    /// time now.
-    pub fn tick(&mut self, target_cpu_ns: u64) -> Action {
-        if self.budget.is_infinite() {
-            // --overhead-budget off: always attached.
-            self.total_hits += std::mem::take(&mut self.pending_hits);
-            if !self.on {
-                self.on = true;
-                self.on_since = Instant::now();
-                return Action::Attach;
+    /// What this set claims of the budget over the window, ns: while
+    /// attached, what it spent plus its current spending over the rest of
+    /// the window; while waiting, its predicted cost; otherwise what it
+    /// spent.
+    pub fn claim_ns(&self) -> f64 {
+        let elapsed = self.started.elapsed();
+        let remaining = self.remaining(elapsed).as_secs_f64();
+        match self.phase {
+            Phase::Attached => {
+                let spent = self.spent_ns();
+                let rate = match self.rate_mark {
+                    Some((at, then)) if at.elapsed().as_secs_f64() > 0.0 => {
+                        (spent - then) / at.elapsed().as_secs_f64()
+                    }
+                    _ => 0.0,
+                };
+                spent + rate * remaining + self.links.detach_ns
             }
+            Phase::Waiting => self.predicted_rate.map_or(0.0, |r| {
+                r * self.cost_per_hit_ns() * remaining + self.links.attach_ns + self.links.detach_ns
+            }),
+            Phase::Detached { .. } | Phase::Declined { .. } => self.spent_ns(),
+        }
+    }
+
+    /// Decides, given the target's cumulative CPU time now and what other
+    /// sets sharing the budget claim of it over the window (ns).
+    pub fn tick(&mut self, target_cpu_ns: u64, reserved_ns: f64) -> Action {
+        let now = Instant::now();
+        self.cpu_now_ns = target_cpu_ns.max(self.cpu_now_ns);
+        let elapsed = now - self.started;
+        if self.budget.is_infinite() {
+            // --overhead-budget off: attached for the whole window.
+            return if self.phase == Phase::Waiting {
+                self.attach(now)
+            } else {
+                Action::Keep
+            };
+        }
+        if elapsed < MIN_ELAPSED {
             return Action::Keep;
         }
-        let now = Instant::now();
-        let dt = (now - self.last_tick).as_secs_f64();
-        let earned =
-            MEASURED_SHARE * self.budget * target_cpu_ns.saturating_sub(self.last_cpu_ns) as f64;
-        if self.pending_hits > 0 {
-            let per_hit = self.pending_body_ns as f64 / self.pending_hits as f64;
-            self.body_ns_per_hit += 0.5 * (per_hit - self.body_ns_per_hit);
-        }
-        let spent = self.pending_hits as f64 * self.cost_ns + self.pending_body_ns as f64;
-        self.pending_body_ns = 0;
-        self.total_hits += self.pending_hits;
-        self.pending_hits = 0;
-        self.last_tick = now;
-        self.last_cpu_ns = target_cpu_ns.max(self.last_cpu_ns);
-        if dt > 0.0 {
-            // /proc CPU time moves in 10 ms steps: smooth over ~1 s.
-            let alpha = (dt / CAP.as_secs_f64()).min(1.0);
-            self.earn_per_s += alpha * (earned / dt - self.earn_per_s);
-        }
-        if self.on && dt > 0.0 {
-            self.expected_rate = Some(spent / self.hit_cost_ns() / dt);
-        }
-        self.credit_ns = (self.credit_ns + earned - spent).min(self.cap_ns());
-        if self.on && self.credit_ns <= 0.0 {
-            self.on = false;
-            self.on_time += now - self.on_since;
-            return Action::Detach;
-        }
-        if !self.on && self.credit_ns >= self.cap_ns() / 2.0 {
-            // Rate unknown: a short probing slice measures it.
-            let Some(rate) = self.expected_rate else {
-                return Action::AttachFor(PROBE_SLICE);
-            };
-            // How long the credit lasts at the expected rate.
-            let cost_per_s = rate * self.hit_cost_ns();
-            let lasts = if cost_per_s > 0.0 {
-                Duration::from_secs_f64(self.credit_ns / cost_per_s)
-            } else {
-                Duration::MAX
-            };
-            if lasts >= TICK {
-                self.on = true;
-                self.on_since = now;
-                return Action::Attach;
+        let cpu_rate = (self.cpu_now_ns - self.cpu_start_ns) as f64 / elapsed.as_secs_f64();
+        let remaining = self.remaining(elapsed);
+        // Target CPU over the whole window at its rate so far, and the
+        // probe time the budget allows over it.
+        let window_cpu = cpu_rate * (elapsed + remaining).as_secs_f64();
+        let allowance = self.budget * window_cpu - reserved_ns;
+        match self.phase {
+            Phase::Waiting => {
+                // Nothing predicted, or nothing to probe yet (an idle
+                // target): decide later.
+                let Some(rate) = self.predicted_rate.filter(|r| *r > 0.0) else {
+                    return Action::Keep;
+                };
+                let cost = rate * self.cost_per_hit_ns() * remaining.as_secs_f64()
+                    + self.links.attach_ns
+                    + self.links.detach_ns;
+                if cost <= allowance && window_cpu > 0.0 {
+                    return self.attach(now);
+                }
+                let would = if window_cpu > 0.0 {
+                    100.0 * (cost + reserved_ns) / window_cpu
+                } else {
+                    f64::INFINITY
+                };
+                self.phase = Phase::Declined {
+                    would_cost_percent: would,
+                    needs_budget_percent: (would * 1.2).min(100.0),
+                };
+                Action::Keep
             }
-            if lasts >= MIN_SLICE {
-                return Action::AttachFor(lasts);
+            Phase::Attached => {
+                let spent = self.spent_ns();
+                let (mark_at, mark_spent) = *self.rate_mark.get_or_insert((now, spent));
+                let since_mark = (now - mark_at).as_secs_f64();
+                let spending_per_s = if since_mark > 0.0 {
+                    (spent - mark_spent) / since_mark
+                } else {
+                    0.0
+                };
+                if now - mark_at >= RATE_WINDOW {
+                    self.rate_mark = Some((now, spent));
+                }
+                let projected =
+                    spent + spending_per_s * remaining.as_secs_f64() + self.links.detach_ns;
+                if projected > allowance {
+                    self.phase = Phase::Detached {
+                        reason: format!(
+                            "measured spending projected to {:.2}% of the target's CPU over the window, over the {:.2}% budget",
+                            100.0 * projected / window_cpu.max(1.0),
+                            100.0 * self.budget
+                        ),
+                    };
+                    self.close(now);
+                    return Action::Detach;
+                }
+                Action::Keep
             }
-            // Not even a minimal slice fits: wait for the cap to grow.
+            Phase::Detached { .. } | Phase::Declined { .. } => Action::Keep,
         }
-        Action::Keep
+    }
+
+    fn attach(&mut self, now: Instant) -> Action {
+        self.phase = Phase::Attached;
+        self.attaches += 1;
+        self.on_since = Some(now);
+        Action::Attach
+    }
+
+    fn close(&mut self, now: Instant) {
+        self.detaches += 1;
+        if let Some(since) = self.on_since.take() {
+            self.on_time += now - since;
+        }
+    }
+
+    /// The window ended with the set attached: its detach is charged too.
+    pub fn finish(&mut self) {
+        if self.on_since.is_some() {
+            self.close(Instant::now());
+        }
     }
 
     /// Fraction of the time so far the probes were attached.
     pub fn sampled_fraction(&self) -> f64 {
         let total = self.started.elapsed().as_secs_f64();
-        let on = self.on_time
-            + if self.on {
-                self.on_since.elapsed()
-            } else {
-                Duration::ZERO
-            };
+        let on = self.on_time + self.on_since.map_or(Duration::ZERO, |s| s.elapsed());
         if total > 0.0 {
             (on.as_secs_f64() / total).min(1.0)
         } else {
@@ -228,14 +326,17 @@ impl Governor {
         }
     }
 
-    /// Estimated probe time spent so far, as a share of the budget's
-    /// allowance (for reports).
-    pub fn probe_time_ns(&self) -> f64 {
-        (self.total_hits + self.pending_hits) as f64 * self.cost_ns
+    pub fn cost_ns(&self) -> f64 {
+        self.hit_ns
     }
 
-    pub fn cost_ns(&self) -> f64 {
-        self.cost_ns
+    pub fn budget_percent(&self) -> f64 {
+        self.budget * 100.0
+    }
+
+    /// Hits the kernel counted so far.
+    pub fn hits(&self) -> u64 {
+        self.hits
     }
 }
 
@@ -243,50 +344,80 @@ impl Governor {
 mod tests {
     use super::*;
 
-    /// Simulates `seconds` of a target using one core whose probes would
-    /// fire `rate` times per second while attached; returns the probe time
-    /// spent as a fraction of the target's CPU.
-    fn simulate(rate: f64, seconds: f64) -> (f64, f64) {
-        let mut g = Governor::new(1.0, 6_000.0, 0);
-        let step = TICK;
-        let start = Instant::now() - Duration::from_secs_f64(seconds);
-        g.started = start;
-        g.on_since = start;
-        g.last_tick = start;
-        let mut cpu = 0u64;
-        let mut spent = 0.0;
-        let mut t = Duration::ZERO;
-        while t.as_secs_f64() < seconds {
-            t += step;
-            cpu += step.as_nanos() as u64;
-            if g.is_on() {
-                let hits = (rate * step.as_secs_f64()) as u64;
-                g.record_hits(hits);
-                spent += hits as f64 * 6_000.0;
-            }
-            // Drive the clock by hand: pretend `step` passed.
-            g.last_tick -= step;
-            let _ = g.tick(cpu);
-        }
-        (spent / cpu as f64, g.sampled_fraction())
+    /// A governor whose window began `ago`, for driving by hand.
+    fn started(budget: f64, ago: Duration, window: Duration) -> Governor {
+        let mut g = Governor::detached(budget, 10_000.0, 0).with_window(window);
+        g.started = Instant::now() - ago;
+        g
     }
 
     #[test]
-    fn heavy_probes_stay_within_budget() {
-        // 100k hits/s × 6 µs = 60% of a core if always on.
-        let (overhead, _) = simulate(100_000.0, 10.0);
-        assert!(overhead < 0.013, "overhead {overhead}");
-    }
-
-    #[test]
-    fn cheap_probes_stay_attached() {
-        // 100 hits/s × 6 µs = 0.06%: never detached.
-        let mut g = Governor::new(1.0, 6_000.0, 0);
-        for i in 1..100u64 {
-            g.record_hits(2);
-            g.last_tick -= TICK;
-            assert_eq!(g.tick(i * TICK.as_nanos() as u64), Action::Keep);
-        }
+    fn a_cheap_set_is_attached_once_the_rate_is_known() {
+        // A core busy, 100 hits/s × ~20 µs = 0.2% of it: fits 1%.
+        let mut g = started(1.0, Duration::from_secs(1), Duration::from_secs(10));
+        assert_eq!(g.tick(1_000_000_000, 0.0), Action::Keep, "no rate yet");
+        g.predict_rate(100.0);
+        assert_eq!(g.tick(1_000_000_000, 0.0), Action::Attach);
         assert!(g.is_on());
+    }
+
+    #[test]
+    fn an_expensive_set_is_declined_with_the_budget_that_would_allow_it() {
+        // 100k hits/s × ~20 µs = two cores' worth: never attached.
+        let mut g = started(1.0, Duration::from_secs(1), Duration::from_secs(10));
+        g.predict_rate(100_000.0);
+        assert_eq!(g.tick(1_000_000_000, 0.0), Action::Keep);
+        match g.phase() {
+            Phase::Declined {
+                would_cost_percent,
+                needs_budget_percent,
+            } => {
+                assert!(*would_cost_percent > 100.0, "{would_cost_percent}");
+                assert_eq!(*needs_budget_percent, 100.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // And it stays off.
+        g.predict_rate(1.0);
+        assert_eq!(g.tick(2_000_000_000, 0.0), Action::Keep);
+        assert!(!g.is_on());
+    }
+
+    #[test]
+    fn attach_and_detach_costs_count_against_the_budget() {
+        // No hits at all, but attaching costs 20 ms of a 1 s × 1 core
+        // window: more than 1%.
+        let mut g = started(1.0, Duration::from_millis(200), Duration::from_secs(1))
+            .with_link_costs(LinkCosts {
+                attach_ns: 10e6,
+                detach_ns: 10e6,
+            });
+        g.predict_rate(1.0);
+        assert_eq!(g.tick(200_000_000, 0.0), Action::Keep);
+        assert!(matches!(g.phase(), Phase::Declined { .. }), "{:?}", g.phase());
+    }
+
+    #[test]
+    fn measured_spending_over_the_budget_detaches_for_good() {
+        let mut g = started(1.0, Duration::from_secs(1), Duration::from_secs(10));
+        g.predict_rate(10.0);
+        assert_eq!(g.tick(1_000_000_000, 0.0), Action::Attach);
+        // The rate was mispredicted: 1 s of probe time in one tick.
+        g.rate_mark = Some((Instant::now() - Duration::from_millis(100), 0.0));
+        g.record(50_000, 500_000_000);
+        assert_eq!(g.tick(1_100_000_000, 0.0), Action::Detach);
+        assert!(matches!(g.phase(), Phase::Detached { .. }));
+        g.predict_rate(0.0);
+        assert_eq!(g.tick(5_000_000_000, 0.0), Action::Keep, "never re-attached");
+        assert_eq!(g.attaches, 1);
+        assert_eq!(g.detaches, 1);
+    }
+
+    #[test]
+    fn off_attaches_at_once_and_keeps() {
+        let mut g = Governor::detached(f64::INFINITY, 10_000.0, 0);
+        assert_eq!(g.tick(0, 0.0), Action::Attach);
+        g.record(1_000_000, 1_000_000_000);
+        assert_eq!(g.tick(1, 0.0), Action::Keep);
     }
 }

@@ -59,6 +59,18 @@ pub struct ProbeSession {
     pid: NonZeroU32,
     loaded: BTreeSet<&'static str>,
     attached: Vec<ProbePoint>,
+    /// Held while the session lives: the kernel counts every program run
+    /// and its time (BPF_ENABLE_STATS); None when refused.
+    run_stats: Option<std::os::fd::OwnedFd>,
+    /// Runs to leave out of a program's statistics (calibration's own).
+    stats_baseline: std::collections::BTreeMap<String, RunStats>,
+}
+
+/// How often a program ran and for how long, as the kernel counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub runs: u64,
+    pub run_ns: u64,
 }
 
 impl ProbeSession {
@@ -100,12 +112,60 @@ impl ProbeSession {
         let ebpf = loader
             .load(KERNEL_OBJECT)
             .map_err(|e| privilege::advise(anyhow::Error::new(e), "loading the eBPF object"))?;
+        let run_stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         Ok(Self {
             ebpf,
             pid,
             loaded: BTreeSet::new(),
             attached: Vec::new(),
+            run_stats,
+            stats_baseline: std::collections::BTreeMap::new(),
         })
+    }
+
+    /// Leaves what program `name` ran so far out of its statistics (the
+    /// calibration runs it on goscope itself).
+    pub fn rebase_run_stats(&mut self, name: &str) {
+        self.stats_baseline.remove(name);
+        if let Some(now) = self.run_stats(name) {
+            self.stats_baseline.insert(name.to_string(), now);
+        }
+    }
+
+    /// True when the kernel keeps run statistics for the programs.
+    pub fn has_run_stats(&self) -> bool {
+        self.run_stats.is_some()
+    }
+
+    /// Runs and run time of program `name` so far (None without run
+    /// statistics or before the program is loaded).
+    pub fn run_stats(&self, name: &str) -> Option<RunStats> {
+        self.run_stats.as_ref()?;
+        let info = self.ebpf.program(name)?.info().ok()?;
+        let base = self.stats_baseline.get(name).copied().unwrap_or_default();
+        Some(RunStats {
+            runs: info.run_count().saturating_sub(base.runs),
+            run_ns: u64::try_from(info.run_time().as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_sub(base.run_ns),
+        })
+    }
+
+    /// Detaches `links` all at once: each uprobe detach waits for the
+    /// kernel (about 200 ms here), during which the probe still fires, so
+    /// they are closed in parallel rather than one after another.
+    pub fn detach_all(&mut self, links: Vec<AttachedLink>) -> anyhow::Result<()> {
+        let mut owned = Vec::with_capacity(links.len());
+        for link in links {
+            let program = self.program(link.program)?;
+            owned.push(program.take_link(link.id)?);
+        }
+        std::thread::scope(|scope| {
+            for link in owned {
+                scope.spawn(move || drop(link));
+            }
+        });
+        Ok(())
     }
 
     /// Attaches tracepoint program `name` to `category:event`.

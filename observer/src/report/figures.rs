@@ -11,16 +11,18 @@ use super::{
 };
 
 use crate::{
+    alloc_sites::{AllocSite, AllocSites, LiveSite, SitesSource},
     attachment::Sample,
     cgroup::{Cgroups, CpuStat},
     cpu::CpuSplit,
     probe_points::ProbePoint,
-    probes::{
-        alloc::{AllocSite, AllocSites},
-        cgo::{CgoLatency, CgoSite},
-        spawn::SpawnSite,
+    probes::cgo::{CgoLatency, CgoSite},
+    runtime::{
+        GlobalsSource, RuntimeLayout,
+        goroutines::{CreationSite, CreationSites, CreationSource, LiveCreationSite},
+        histogram::Percentiles,
+        layout::LayoutSource,
     },
-    runtime::{GlobalsSource, RuntimeLayout, histogram::Percentiles, layout::LayoutSource},
     target::TargetProcess,
     window::WindowEnd,
 };
@@ -40,6 +42,8 @@ pub struct DoctorReport {
     pub cpu: Option<CpuSplit>,
     pub process: ProcessFigures,
     pub verdicts: Vec<Verdict>,
+    /// What goscope estimates it cost the target over the window.
+    pub overhead: super::overhead::OverheadFigures,
     /// Every figure of the figure table over the window, by key
     /// (`report::table`).
     pub figures: BTreeMap<&'static str, table::FigureValue>,
@@ -65,11 +69,33 @@ pub struct GoroutineFigures {
     /// Go 1.26+).
     pub live_with_system: i64,
     pub live_at_start: i64,
-    /// Which functions' `go` statements create goroutines (probe on
-    /// runtime.newproc, governed).
-    pub creation_sites: Vec<SpawnSite>,
-    /// Fraction of the window the creation-site probe was attached.
+    /// Which `go` statements created the window's goroutines, largest
+    /// first: `function` holding the statement, its `position`
+    /// (file:line), `per_s` and `share` (the runtime's exact created count
+    /// shared among the sites), `created_sampled` (goroutines of the site
+    /// observed).
+    pub creation_sites: Vec<CreationSite>,
+    /// Where the sites came from: `goroutine_table` (runtime.allgs read
+    /// from memory, g.gopc; no probe) or `newproc_probe`; null: none.
+    pub creation_sites_source: Option<CreationSource>,
+    /// Fraction of the window the source observed: 1 for the goroutine
+    /// table (read throughout the window), the fraction of the window the
+    /// probe was attached for `newproc_probe`; null: no source.
     pub creation_sites_sampled_fraction: Option<f64>,
+    /// Goroutine table: the fraction of the window's created goroutines
+    /// seen in the table (the rest lived and died between two readings
+    /// with their g reused, and were shared among the sites seen dying);
+    /// null when none were created.
+    pub creation_sites_covered_fraction: Option<f64>,
+    /// Readings of the goroutine table in the window.
+    pub creation_sites_readings: Option<u64>,
+    /// Why there are no creation sites ("skipped: ..."); null when there
+    /// are.
+    pub creation_sites_skipped: Option<String>,
+    /// Live goroutines (system goroutines left out, as runtime.NumGoroutine
+    /// does) by the `go` statement that created them, at the window's end:
+    /// `function`, `position`, `live`. Exact at that reading.
+    pub live_by_creation_site: Vec<LiveCreationSite>,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,15 +110,29 @@ pub struct AllocFigures {
     pub bytes_per_s: f64,
     /// One entry per size class, then large objects (size null).
     pub by_size: Vec<SizeClassFigures>,
-    /// Top allocation sites by bytes: span refills and large allocations
-    /// sampled by probes, each size class's exact bytes shared among them.
+    /// Top allocation sites by bytes (the first frame outside the
+    /// runtime): from the runtime's heap profile when it keeps one (its
+    /// scaled samples over the window), else span refills and large
+    /// allocations sampled by probes, each size class's exact bytes shared
+    /// among them.
     pub sites: Vec<AllocSite>,
-    /// Probe samples (span refills and large objects) behind the sites.
+    /// Where the sites came from (null: sites not collected).
+    pub sites_source: Option<SitesSource>,
+    /// The heap profile's sampling rate, runtime.MemProfileRate (null for
+    /// probes).
+    pub sites_sampling_rate_bytes: Option<u64>,
+    /// Samples behind the sites: span refills and large objects (probes),
+    /// sampled allocations (heap profile).
     pub sites_samples: Option<u64>,
     /// Fraction of the window the probes were attached (null: not probed).
     pub sites_sampled_fraction: Option<f64>,
-    /// Share of the bytes in size classes no sample covered.
+    /// Share of the bytes in size classes no sample covered (probes).
     pub sites_unattributed_share: Option<f64>,
+    /// Why the source gave no sites (null when it did).
+    pub sites_skipped: Option<String>,
+    /// Top live-heap sites at the window's end, as of the last GC cycle
+    /// the runtime published (heap profile only; empty otherwise).
+    pub live_sites: Vec<LiveSite>,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,6 +222,7 @@ pub struct ProcessFigures {
 }
 
 pub struct Inputs<'a> {
+    pub overhead: super::overhead::OverheadFigures,
     pub target: &'a TargetProcess,
     pub layout: &'a RuntimeLayout,
     pub class_sizes: &'a [u64],
@@ -190,12 +231,20 @@ pub struct Inputs<'a> {
     pub thread_view: &'a Result<(), String>,
     pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
     pub cgo_latency: Option<(CgoLatency, f64)>,
-    pub spawn_sites: Option<(Vec<SpawnSite>, f64)>,
-    pub alloc_sites: Option<(AllocSites, f64)>,
+    pub creation_sites: Option<CreationSites>,
+    /// The sites and the fraction of the window their probes were
+    /// attached (None: no probe, the heap profile).
+    pub alloc_sites: Option<(AllocSites, Option<f64>)>,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
 }
+
+/// Allocation and live-heap sites kept in the report.
+const TOP_SITES: usize = 10;
+
+/// Goroutine creation sites (and live goroutines by site) kept.
+const TOP_CREATION_SITES: usize = 10;
 
 fn rate(count: f64, seconds: f64) -> f64 {
     if seconds > 0.0 { count / seconds } else { 0.0 }
@@ -275,8 +324,10 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
         .as_ref()
         .zip(inputs.last.threads_kernel.as_ref());
     let goroutines_created = b.goroutines_created.saturating_sub(a.goroutines_created);
+    let creation = inputs.creation_sites.as_ref();
     let cgo_calls = b.cgo_calls.saturating_sub(a.cgo_calls);
     let report_sources = sources(inputs);
+    let alloc_sites = inputs.alloc_sites.as_ref().map(|(a, _)| a);
     let mut report = DoctorReport {
         target: TargetSummary {
             pid: inputs.target.pid,
@@ -291,12 +342,19 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
             live: b.goroutines_user,
             live_with_system: b.goroutines_all,
             live_at_start: a.goroutines_user,
-            creation_sites: inputs
-                .spawn_sites
-                .as_ref()
-                .map(|(s, _)| s.iter().take(10).cloned().collect())
+            creation_sites: creation
+                .map(|c| c.sites.iter().take(TOP_CREATION_SITES).cloned().collect())
                 .unwrap_or_default(),
-            creation_sites_sampled_fraction: inputs.spawn_sites.as_ref().map(|(_, f)| *f),
+            creation_sites_source: creation.map(|c| c.source),
+            creation_sites_sampled_fraction: creation
+                .filter(|c| c.skipped.is_none())
+                .map(|c| c.sampled_fraction),
+            creation_sites_covered_fraction: creation.and_then(|c| c.covered_fraction),
+            creation_sites_readings: creation.and_then(|c| c.readings),
+            creation_sites_skipped: creation.and_then(|c| c.skipped.clone()),
+            live_by_creation_site: creation
+                .map(|c| c.live.iter().take(TOP_CREATION_SITES).cloned().collect())
+                .unwrap_or_default(),
         },
         alloc: AllocFigures {
             objects,
@@ -305,17 +363,21 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
             objects_per_s: rate(objects as f64, window_s),
             bytes_per_s: rate(bytes as f64, window_s),
             by_size,
-            sites: inputs
-                .alloc_sites
-                .as_ref()
-                .map(|(a, _)| a.sites.iter().take(10).cloned().collect())
+            sites: alloc_sites
+                .map(|a| a.sites.iter().take(TOP_SITES).cloned().collect())
                 .unwrap_or_default(),
-            sites_samples: inputs.alloc_sites.as_ref().map(|(a, _)| a.samples),
-            sites_sampled_fraction: inputs.alloc_sites.as_ref().map(|(_, f)| *f),
-            sites_unattributed_share: inputs
-                .alloc_sites
-                .as_ref()
-                .map(|(a, _)| a.unattributed_share),
+            sites_source: alloc_sites.map(|a| a.source),
+            sites_sampling_rate_bytes: alloc_sites.and_then(|a| a.sampling_rate_bytes),
+            sites_samples: alloc_sites.map(|a| a.samples),
+            sites_sampled_fraction: inputs.alloc_sites.as_ref().and_then(|(_, f)| *f),
+            sites_unattributed_share: alloc_sites
+                .filter(|a| a.source == SitesSource::SpanRefillProbes)
+                .map(|a| a.unattributed_share),
+            sites_skipped: alloc_sites.and_then(|a| a.skipped.clone()),
+            live_sites: alloc_sites
+                .and_then(|a| a.live_sites.as_ref())
+                .map(|l| l.iter().take(TOP_SITES).cloned().collect())
+                .unwrap_or_default(),
         },
         gc,
         sched: SchedFigures {
@@ -356,6 +418,7 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
             cpu_cores: rate(cpu_ns as f64 / 1e9, window_s),
         },
         verdicts: Vec::new(),
+        overhead: inputs.overhead.clone(),
         figures: table::window(
             &inputs.first.table_inputs(inputs.class_sizes),
             &inputs.last.table_inputs(inputs.class_sizes),
@@ -387,6 +450,19 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         "alloc.*",
         memory("runtime.memstats.heapStats, 3 generations summed"),
     );
+    if let Some((sites, attached)) = &inputs.alloc_sites {
+        let how = match sites.source {
+            SitesSource::MemoryProfile => memory(&format!(
+                "runtime.mbuckets, the runtime's heap profile ({}): the window's delta of the published cycles scaled as runtime/pprof does, no probe",
+                sites.source_text(None)
+            )),
+            SitesSource::SpanRefillProbes => format!(
+                "uprobes at runtime.(*mcache).refill and allocLarge ({}), each size class's exact bytes shared among the sampled stacks",
+                sites.source_text(*attached)
+            ),
+        };
+        add("alloc.sites, alloc.live_sites", how);
+    }
     add("gc.cycles", memory("runtime.memstats.numgc"));
     add(
         "gc.cycles_probe",
@@ -423,6 +499,19 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         ),
     );
     add("goroutines.live", memory("allglen − free gs − system gs"));
+    if let Some(c) = &inputs.creation_sites {
+        add(
+            "goroutines.creation_sites, goroutines.live_by_creation_site",
+            match c.source {
+                CreationSource::GoroutineTable => memory(
+                    "runtime.allgs: g.gopc of the goroutines new since the previous reading (read every 10 ms to 1 s), the runtime's exact created count shared among them; live goroutines by g.gopc at the last reading",
+                ),
+                CreationSource::NewprocProbe => {
+                    "uprobe after runtime.newproc's stack check (governed)".to_string()
+                }
+            },
+        );
+    }
     add("sched.latency_ns", memory("runtime.sched.timeToRun"));
     add("sched.gomaxprocs", memory("runtime.gomaxprocs"));
     add("sched.threads", "/proc/PID/status Threads".into());

@@ -23,7 +23,12 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let session = Session::open("goscope doctor", args.target)?;
     let stop = session.stop.clone();
-    let attachment = attachment::attach(session, args.overhead_budget.percent(), !args.no_sites)?;
+    let attachment = attachment::attach(
+        session,
+        args.overhead_budget.percent(),
+        !args.no_sites,
+        Some(Duration::from_secs_f64(args.duration)),
+    )?;
     let target = attachment.target();
 
     let started = Instant::now();
@@ -44,7 +49,13 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     } else {
         SAMPLE_INTERVAL
     };
-    let mut next_sample = SAMPLE_INTERVAL;
+    // The first reading after the start comes early: it predicts the
+    // per-call probes' rate, so the governor can attach them soon.
+    let mut next_sample = if governing {
+        governor::FIRST_PREDICTION
+    } else {
+        SAMPLE_INTERVAL
+    };
     let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         target,
@@ -67,6 +78,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     if let Some(e) = window.error.take() {
         return Err(e.context("a read failed inside the window; no report rather than a wrong one"));
     }
+    attachment.finish_probes()?;
     if !window.end.target_ended() {
         match attachment.sample(started.elapsed()) {
             Ok(sample) => last = Some(sample),

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::{
+    alloc_sites::{self, SitesSource},
     report::{DoctorReport, table},
     format::{bytes, count, duration_ns, percent},
     runtime::histogram::Percentiles,
@@ -59,7 +60,7 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         })
     );
     let mut classes: Vec<_> = a.by_size.iter().filter(|c| c.bytes > 0).collect();
-    classes.sort_by(|x, y| y.bytes.cmp(&x.bytes));
+    classes.sort_by_key(|c| std::cmp::Reverse(c.bytes));
     if !classes.is_empty() {
         let _ = writeln!(
             out,
@@ -95,18 +96,21 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         );
     }
 
-    if let Some(samples) = a.sites_samples {
-        let sampled = a.sites_sampled_fraction.unwrap_or(1.0);
-        let _ = writeln!(
-            out,
-            "  top allocation sites ({samples} span refills and large objects sampled{}):",
-            if sampled < 0.999 {
-                format!(", probe attached {} of the window", percent(sampled))
-            } else {
-                String::new()
-            }
+    if let Some(source) = a.sites_source {
+        let source = alloc_sites::source_text(
+            source,
+            a.sites_sampling_rate_bytes,
+            a.sites_sampled_fraction,
         );
-        if a.sites.is_empty() {
+        let samples = match (a.sites_source, a.sites_samples) {
+            (Some(SitesSource::MemoryProfile), Some(n)) => format!("; {n} sampled allocations"),
+            (_, Some(n)) => format!("; {n} span refills and large objects sampled"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  top allocation sites ({source}{samples}):");
+        if let Some(why) = &a.sites_skipped {
+            let _ = writeln!(out, "  {why}");
+        } else if a.sites.is_empty() {
             let _ = writeln!(out, "  none sampled in this window");
         }
         for site in a.sites.iter().take(TOP_ALLOC_SITES) {
@@ -118,6 +122,25 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
                 site.function,
                 short_position(&site.position)
             );
+        }
+        if a.sites_source == Some(SitesSource::MemoryProfile) && a.sites_skipped.is_none() {
+            let _ = writeln!(
+                out,
+                "  live heap by site (in use as of the last GC cycle the runtime published):"
+            );
+            if a.live_sites.is_empty() {
+                let _ = writeln!(out, "  nothing in use was sampled");
+            }
+            for site in a.live_sites.iter().take(TOP_ALLOC_SITES) {
+                let _ = writeln!(
+                    out,
+                    "  {:>10} {:>7}  {}  {}",
+                    bytes(site.inuse_bytes as f64),
+                    percent(site.share),
+                    site.function,
+                    short_position(&site.position)
+                );
+            }
         }
     }
 
@@ -179,19 +202,7 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         go.live_with_system,
         count(go.created_per_s)
     );
-    for site in go
-        .creation_sites
-        .iter()
-        .take(3)
-        .filter(|s| s.created_sampled > 0)
-    {
-        let _ = writeln!(
-            out,
-            "    created by {:<40} {}/s",
-            site.function,
-            count(site.per_s)
-        );
-    }
+    goroutine_sites(&mut out, go);
     let _ = writeln!(out, "  scheduling latency {}", percentiles(s.latency_ns));
     if let Some(p) = s.os_runq_latency_ns {
         let _ = writeln!(
@@ -243,6 +254,8 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
     }
 
     let _ = writeln!(out);
+    overhead(&mut out, &r.overhead);
+    let _ = writeln!(out);
     let _ = writeln!(out, "VERDICTS");
     if r.verdicts.is_empty() {
         let _ = writeln!(out, "  ok    nothing stands out in this window");
@@ -280,6 +293,57 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
 const TOP_ALLOC_SITES: usize = 5;
 
 /// `dir/file.go:line` from a full path (the last two path elements).
+/// Goroutine creation sites shown, and live goroutines by creation site.
+const TOP_CREATION_SITES: usize = 3;
+
+/// Where the window's goroutines were created and where the live ones were.
+fn goroutine_sites(out: &mut String, go: &crate::report::figures::GoroutineFigures) {
+    use crate::runtime::goroutines::CreationSource;
+    if let Some(why) = &go.creation_sites_skipped {
+        let _ = writeln!(out, "  creation sites {why}");
+        return;
+    }
+    let Some(source) = go.creation_sites_source else {
+        return;
+    };
+    if !go.creation_sites.is_empty() {
+        let how = match source {
+            CreationSource::GoroutineTable => format!(
+                "goroutine table, {} readings; {} of the created goroutines seen, the rest shared among the sites seen dying",
+                go.creation_sites_readings.unwrap_or(0),
+                percent(go.creation_sites_covered_fraction.unwrap_or(0.0))
+            ),
+            CreationSource::NewprocProbe => format!(
+                "runtime.newproc probe, attached {} of the window",
+                percent(go.creation_sites_sampled_fraction.unwrap_or(0.0))
+            ),
+        };
+        let _ = writeln!(out, "  created by ({how}):");
+    }
+    for site in go.creation_sites.iter().take(TOP_CREATION_SITES) {
+        let _ = writeln!(
+            out,
+            "  {:>10} {:>7}  {}  {}",
+            format!("{}/s", count(site.per_s)),
+            percent(site.share),
+            site.function,
+            short_position(&site.position)
+        );
+    }
+    if !go.live_by_creation_site.is_empty() {
+        let _ = writeln!(out, "  live goroutines by creation site:");
+    }
+    for site in go.live_by_creation_site.iter().take(TOP_CREATION_SITES) {
+        let line = format!(
+            "  {:>10}  {}  {}",
+            site.live,
+            site.function,
+            short_position(&site.position)
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
 fn short_position(position: &str) -> String {
     let parts: Vec<&str> = position.rsplitn(3, '/').collect();
     match parts.as_slice() {
@@ -292,5 +356,53 @@ fn percentiles(p: Option<Percentiles>) -> String {
     match p {
         Some(p) => format!("{p}  ({} events)", p.count),
         None => "none in window".to_string(),
+    }
+}
+
+/// The overhead block: goscope's estimate of what it cost the target, and
+/// what the governor did with the per-call probes.
+fn overhead(out: &mut String, o: &crate::report::overhead::OverheadFigures) {
+    use crate::probes::governor::Phase;
+    let b = &o.by_source;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "OVERHEAD    goscope cost the target about {:.2}% of its CPU (budget {}): sampler {}, tracepoints {}, GC probe {}, per-call probes {} + attach/detach {}",
+        o.estimated_percent,
+        o.budget_percent.map_or("off".into(), |p| format!("{p}%")),
+        duration_ns(b.sampler_ns),
+        duration_ns(b.tracepoints_ns),
+        duration_ns(b.gc_probe_ns),
+        duration_ns(b.probes_ns),
+        duration_ns(b.attach_detach_ns)
+    );
+    for (set, phase) in &o.governor {
+        let what = match *set {
+            "alloc" => "allocation-site probes",
+            "cgo" => "cgo latency probes",
+            "spawn" => "goroutine-creation probes",
+            other => other,
+        };
+        match phase {
+            Phase::Declined {
+                would_cost_percent,
+                needs_budget_percent,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  {what} left off: they would cost about {would_cost_percent:.1}% of the target's CPU; --overhead-budget {needs_budget_percent:.1} would allow them"
+                );
+            }
+            Phase::Detached { reason } => {
+                let _ = writeln!(out, "  {what} detached inside the window: {reason}");
+            }
+            Phase::Waiting => {
+                let _ = writeln!(
+                    out,
+                    "  {what} never attached: the runtime's counters predicted no calls"
+                );
+            }
+            Phase::Attached => {}
+        }
     }
 }

@@ -75,14 +75,23 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             Ok((s, links))
         })
         .map_err(|e| target.explain_attach_failure(e))?;
-    // The governor keeps the assist probes within the overhead budget.
+    // The governor keeps the assist probes within the overhead budget:
+    // their rate cannot be predicted from memory, so they start attached
+    // and are detached for good once their measured cost would overspend.
     let mut governor = match &assist_probes {
-        Some(_) => Some(Governor::new(
-            args.overhead_budget.percent(),
-            calibrate::probe_hit_cost_ns(&mut session)
-                .context("calibrating the cost of a probe hit")?,
-            target.cpu_time_ns()?,
-        )),
+        Some(_) => {
+            let costs = calibrate::costs(&mut session).context("calibrating probe costs")?;
+            Some(
+                Governor::detached(
+                    args.overhead_budget.percent(),
+                    costs.hit_ns,
+                    target.cpu_time_ns()?,
+                )
+                .with_window(Duration::from_secs_f64(args.duration))
+                .with_link_costs(costs.links(assist_links.as_ref().map_or(0, Vec::len)))
+                .attached_from_start(),
+            )
+        }
         None => None,
     };
     let mut last_cycle = memory
@@ -123,9 +132,6 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             }
             last_cycle = event.numgc;
             let summary = assists.drain(session)?;
-            if let Some(g) = governor.as_mut() {
-                g.record_hits(AssistProbes::hits(&summary));
-            }
             let sampled = assist_links.is_some() && assists_whole_cycle;
             assists_whole_cycle = assist_links.is_some();
             let record = CycleRecord::decode(&event, o, summary, sampled);
@@ -136,19 +142,21 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             }
             printed.set(printed.get() + 1);
         }
-        if let (Some(g), Some(probes)) = (governor.as_mut(), assist_probes.as_ref()) {
-            match g.tick(target.cpu_time_ns()?) {
+        if let Some(g) = governor.as_mut() {
+            let stats = AssistProbes::PROGRAMS
+                .iter()
+                .filter_map(|p| session.run_stats(p))
+                .fold((0, 0), |(n, t), s| (n + s.runs, t + s.run_ns));
+            g.record(stats.0, stats.1);
+            match g.tick(target.cpu_time_ns()?, 0.0) {
                 Action::Detach => {
-                    for link in assist_links.take().unwrap_or_default() {
-                        session.detach(link)?;
+                    if let Some(links) = assist_links.take() {
+                        session.detach_all(links)?;
                     }
                     assists_whole_cycle = false;
                 }
-                Action::Attach => {
-                    assist_links = Some(probes.attach(session, &target.exe_handle, pid)?);
-                }
-                // gc learns its hits per cycle, too late for timed slices.
-                Action::Keep | Action::AttachFor(_) => {}
+                // Attached from the start, never re-attached.
+                Action::Attach | Action::Keep => {}
             }
         }
         Ok(())

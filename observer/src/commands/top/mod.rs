@@ -75,7 +75,12 @@ fn push(history: &mut VecDeque<u64>, value: f64) {
 pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
     let session = Session::open("goscope top", args.target)?;
     let stop = session.stop.clone();
-    let attachment = attachment::attach(session, args.overhead_budget.percent(), !args.no_sites)?;
+    let attachment = attachment::attach(
+        session,
+        args.overhead_budget.percent(),
+        !args.no_sites,
+        None,
+    )?;
     // Never through a link: $XDG_RUNTIME_DIR/goscope or /run/goscope (0700).
     let (log_path, log) = match &args.log {
         Some(path) => (path.clone(), crate::outfile::open_log(path)?),
@@ -171,6 +176,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
                     Ok(report) => state.since_attach = Some(report),
                     Err(e) => eprintln!("goscope top: {e:#}"),
                 }
+                attachment.predict(&previous, &now);
                 previous = now;
             }
             Err(e) => match attachment.target().liveness() {
