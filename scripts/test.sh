@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: installs prerequisites, builds goscope (with its
-# eBPF programs) and runs every test. Run as root: the eBPF tests need it,
-# and with GOSCOPE_CI=1 (set by .ci/run) a test that cannot run is a failure.
+# eBPF programs), runs every test, then a bounded fuzz run. Run as root:
+# the eBPF tests need it, and with GOSCOPE_CI=1 (set by .ci/run) a test
+# that cannot run is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --release
 cargo test --release -- --test-threads="${GOSCOPE_TEST_THREADS:-2}"
+# A bounded fuzz run of every target (FUZZ_SECONDS each; GOSCOPE_FUZZ=0
+# skips it). The test above already replayed the committed corpus.
+if [ "${GOSCOPE_FUZZ:-1}" != 0 ]; then
+  FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh
+fi
