@@ -178,11 +178,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let failed: Vec<String> = tables
         .iter()
-        .filter(|t| !t.failures.is_empty())
-        .map(|t| format!("{}: {}", t.work, t.failures.join("; ")))
+        .filter(|t| !t.passed)
+        .map(|t| format!("{}: {}", t.work, t.verdict))
         .collect();
     if !failed.is_empty() {
-        bail!("bench failed: {}", failed.join(" | "));
+        bail!("bench did not pass: {}", failed.join(" | "));
     }
     Ok(())
 }
@@ -198,7 +198,7 @@ struct Bench<'a> {
 
 /// What one run (a fresh target, with or without goscope) measured: each
 /// figure is the median over the run's batches.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct RunFigures {
     wall_ns: f64,
     cpu_ns: f64,
@@ -215,6 +215,8 @@ struct RunFigures {
     steal_percent: Option<f64>,
     /// `overhead.estimated_percent` from goscope's JSON, when it has one.
     estimated_percent: Option<f64>,
+    /// `overhead.by_source` in ms (keys without their `_ns`).
+    estimated_by_source_ms: Vec<(String, f64)>,
     gomaxprocs: Option<f64>,
     /// Batches whose CPU partly came from threads that exited during them.
     exited_thread_batches: u32,
@@ -372,7 +374,7 @@ impl Bench<'_> {
             cpu.push(batch_cpu as f64);
             gomaxprocs = result.end("/sched/gomaxprocs:threads").ok();
         }
-        let estimated_percent = match goscope {
+        let overhead = match goscope {
             Some(g) => {
                 let finished = g.interrupt()?;
                 anyhow::ensure!(
@@ -380,10 +382,23 @@ impl Bench<'_> {
                     "goscope failed: {}",
                     finished.stderr
                 );
-                estimated_percent(&finished.stdout)
+                goscope_overhead(&finished.stdout)
             }
             None => None,
         };
+        let estimated_percent = overhead
+            .as_ref()
+            .and_then(|o| o.get("estimated_percent")?.as_f64());
+        let estimated_by_source_ms = overhead
+            .as_ref()
+            .and_then(|o| o.get("by_source")?.as_object().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_suffix("_ns")?.to_string();
+                Some((name, v.as_f64()? / 1e6))
+            })
+            .collect();
         let window_cpu_ns = process_cpu_ns(target.pid)?.saturating_sub(window_start) as f64;
         target.quit().context("stopping the target")?;
         let median_of = |v: &[f64]| (!v.is_empty()).then(|| median(v));
@@ -395,6 +410,7 @@ impl Bench<'_> {
             steal_percent: median_of(&steal),
             goscope_cpu_ns: (!goscope_cpu.is_empty()).then(|| median(&goscope_cpu)),
             estimated_percent,
+            estimated_by_source_ms,
             gomaxprocs,
             exited_thread_batches,
         })
@@ -513,6 +529,13 @@ impl Summary {
     }
 }
 
+/// The fewest pairs whose min..max interval reaches `goal`.
+fn pairs_for_coverage(goal: f64) -> usize {
+    (1..64)
+        .find(|&n| 1.0 - 2.0 * binomial_half_cdf(n, 0) >= goal)
+        .unwrap_or(64)
+}
+
 /// P(X <= k) for X ~ Bin(n, 1/2).
 fn binomial_half_cdf(n: usize, k: usize) -> f64 {
     let mut term = 1.0_f64; // C(n, 0)
@@ -558,8 +581,10 @@ struct Table {
     target_cpu_with_ms: f64,
     goscope_cpu_ms: Option<f64>,
     estimated_percent: Option<f64>,
+    estimated_by_source_ms: Vec<(String, f64)>,
     exited_thread_batches: u32,
-    failures: Vec<String>,
+    verdict: String,
+    passed: bool,
     json: serde_json::Value,
 }
 
@@ -575,7 +600,7 @@ impl Table {
         let wall_aa = summarize(aa, Pair::wall_ratio);
         let window = summarize(ab, Pair::window_ratio).expect("at least one pair");
         let window_aa = summarize(aa, Pair::window_ratio);
-        let runs = || ab.iter().chain(aa).flat_map(|p| [p.base, p.other]);
+        let runs = || ab.iter().chain(aa).flat_map(|p| [&p.base, &p.other]);
         let others: Vec<f64> = runs().filter_map(|r| r.others_percent).collect();
         let steal: Vec<f64> = runs().filter_map(|r| r.steal_percent).collect();
         let others_percent = (!others.is_empty()).then(|| median(&others));
@@ -597,6 +622,14 @@ impl Table {
         let target_cpu_with_ms = median(&with) / 1e6;
         let goscope_cpu_ms = (!goscope.is_empty()).then(|| median(&goscope) / 1e6);
         let estimated_percent = (!estimates.is_empty()).then(|| median(&estimates));
+        let mut by_source = std::collections::BTreeMap::<String, Vec<f64>>::new();
+        for (name, ms) in ab.iter().flat_map(|p| &p.other.estimated_by_source_ms) {
+            by_source.entry(name.clone()).or_default().push(*ms);
+        }
+        let estimated_by_source_ms: Vec<(String, f64)> = by_source
+            .into_iter()
+            .map(|(name, values)| (name, median(&values)))
+            .collect();
         let measured_percent = (cpu.median - 1.0) * 100.0;
         // goscope's estimate covers its whole window, attach and detach
         // included: compare it with the target's CPU over that window.
@@ -620,6 +653,20 @@ impl Table {
             ));
         }
 
+        let conclusive = cpu.coverage >= COVERAGE_GOAL;
+        let verdict = if !failures.is_empty() {
+            format!("FAIL: {}", failures.join("; "))
+        } else if !conclusive {
+            format!(
+                "INCONCLUSIVE: every check fits, but {} pairs give only a {:.1}% interval ({} or more give {:.0}%)",
+                ab.len(),
+                cpu.coverage * 100.0,
+                pairs_for_coverage(COVERAGE_GOAL),
+                COVERAGE_GOAL * 100.0
+            )
+        } else {
+            "PASS".to_string()
+        };
         let heading = format!(
             "{} x{}: go {}, {}{}{}, {} A/B + {} A/A pairs, {} batches per run, {} (target GOMAXPROCS {}), {:.0} s",
             bench.work,
@@ -664,9 +711,14 @@ impl Table {
             "measured_overhead_percent": round4(measured_percent),
             "measured_window_overhead_percent": round4(window_percent),
             "estimated_percent": estimated_percent.map(round4),
+            "estimated_by_source_ms": estimated_by_source_ms
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::json!(round4(*v))))
+                .collect::<serde_json::Map<_, _>>(),
             "exited_thread_batches": exited_thread_batches,
             "max_ratio": args.max_ratio,
-            "pass": failures.is_empty(),
+            "pass": failures.is_empty() && conclusive,
+            "verdict": verdict,
             "failures": failures,
         });
         Self {
@@ -684,8 +736,10 @@ impl Table {
             target_cpu_with_ms,
             goscope_cpu_ms,
             estimated_percent,
+            estimated_by_source_ms,
             exited_thread_batches,
-            failures,
+            passed: failures.is_empty() && conclusive,
+            verdict,
             json,
         }
     }
@@ -726,6 +780,16 @@ impl Table {
             (self.window.median - 1.0) * 100.0,
             fmt_percent(self.estimated_percent),
         );
+        if !self.estimated_by_source_ms.is_empty() {
+            println!(
+                "  estimate by source     {} (ms over goscope's window, medians over runs)",
+                self.estimated_by_source_ms
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if let Some(others) = self.others_percent {
             println!(
                 "  target's CPU           {others:.1}% busy with others, {} steal (medians over batches)",
@@ -738,19 +802,7 @@ impl Table {
                 self.exited_thread_batches
             );
         }
-        if self.cpu.coverage < COVERAGE_GOAL {
-            println!(
-                "  note: {} pairs give at most a {:.1}% interval (min..max); {} or more give 95%",
-                self.cpu.ratios.len(),
-                self.cpu.coverage * 100.0,
-                6
-            );
-        }
-        if self.failures.is_empty() {
-            println!("  verdict PASS");
-        } else {
-            println!("  verdict FAIL: {}", self.failures.join("; "));
-        }
+        println!("  verdict {}", self.verdict);
         println!("bench-json {}", self.json);
     }
 }
@@ -875,18 +927,18 @@ fn process_cpu_ns(pid: u32) -> anyhow::Result<u64> {
     Ok(u64::try_from(ts.tv_sec)? * 1_000_000_000 + u64::try_from(ts.tv_nsec)?)
 }
 
-/// `overhead.estimated_percent` from what goscope printed with --json (one
-/// object, or one per line: the last that has it).
-fn estimated_percent(stdout: &str) -> Option<f64> {
-    let pick = |v: &serde_json::Value| v.pointer("/overhead/estimated_percent")?.as_f64();
+/// The `overhead` object of what goscope printed with --json (one object,
+/// or one per line: the last that has it).
+fn goscope_overhead(stdout: &str) -> Option<serde_json::Value> {
+    let pick = |mut v: serde_json::Value| Some(v.get_mut("overhead")?.take());
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(stdout) {
-        return pick(&v);
+        return pick(v);
     }
     stdout
         .lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| pick(&v))
+        .find_map(pick)
 }
 
 /// `goscope agent` on a free loopback port, scraped every second by a
@@ -932,14 +984,20 @@ mod tests {
 
     #[test]
     fn estimate_from_json_lines() {
+        let estimate = |text: &str| goscope_overhead(text)?.get("estimated_percent")?.as_f64();
         assert_eq!(
-            estimated_percent(r#"{"overhead":{"estimated_percent":0.4}}"#),
+            estimate(r#"{"overhead":{"estimated_percent":0.4}}"#),
             Some(0.4)
         );
         assert_eq!(
-            estimated_percent("{\"a\":1}\n{\"overhead\":{\"estimated_percent\":2}}\n"),
+            estimate("{\"a\":1}\n{\"overhead\":{\"estimated_percent\":2}}\n"),
             Some(2.0)
         );
-        assert_eq!(estimated_percent(r#"{"figures":{}}"#), None);
+        assert_eq!(estimate(r#"{"figures":{}}"#), None);
+    }
+
+    #[test]
+    fn pairs_for_95_percent() {
+        assert_eq!(pairs_for_coverage(0.95), 6);
     }
 }
