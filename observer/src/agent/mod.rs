@@ -261,7 +261,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
             .name("discovery".into())
             .spawn(move || {
                 while !stop.raised() {
-                    registry.lock().unwrap_or_else(|p| p.into_inner()).scan();
+                    Registry::scan(&registry);
                     let until = Instant::now() + interval;
                     while !stop.raised() && Instant::now() < until {
                         std::thread::sleep(Duration::from_millis(50));

@@ -8,8 +8,11 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
+
+/// Most executables remembered (skipped ones are forgotten past it).
+const MAX_CACHED_EXECUTABLES: usize = 4096;
 
 use super::{exposition::Exposition, watched::Watched};
 use crate::{
@@ -36,7 +39,9 @@ pub struct Registry {
     pub targets: BTreeMap<u32, Watched>,
     /// PIDs looked at and skipped, with their start identity (exe key).
     ignored: HashMap<u32, FileKey>,
-    executables: HashMap<FileKey, Executable>,
+    /// Parsed executables by file identity, shared with `examine` (which
+    /// runs without the registry's lock).
+    executables: Arc<Mutex<HashMap<FileKey, Executable>>>,
     logged: HashSet<FileKey>,
     pub skipped: BTreeMap<&'static str, u64>,
     max_targets: usize,
@@ -50,7 +55,7 @@ impl Registry {
         Self {
             targets: BTreeMap::new(),
             ignored: HashMap::new(),
-            executables: HashMap::new(),
+            executables: Arc::new(Mutex::new(HashMap::new())),
             logged: HashSet::new(),
             skipped: BTreeMap::new(),
             max_targets,
@@ -60,8 +65,24 @@ impl Registry {
         }
     }
 
-    /// One pass over /proc: drops exited targets, looks at new PIDs.
-    pub fn scan(&mut self) {
+    /// One pass over /proc: drops exited targets, looks at new PIDs. The
+    /// registry is locked only to read and update it, never while an
+    /// executable is parsed, so scrapes do not wait on discovery.
+    pub fn scan(registry: &Mutex<Self>) {
+        let lock = || registry.lock().unwrap_or_else(|p| p.into_inner());
+        let (fresh, cache, force_version) = {
+            let mut r = lock();
+            (r.fresh_pids(), Arc::clone(&r.executables), r.force_version)
+        };
+        for pid in fresh {
+            let examined = examine(pid, &cache, force_version);
+            lock().admit(pid, examined);
+        }
+        lock().evict();
+    }
+
+    /// Drops exited (or exec'd) targets; returns the PIDs not looked at yet.
+    fn fresh_pids(&mut self) -> Vec<u32> {
         let exited: Vec<u32> = self
             .targets
             .iter()
@@ -77,7 +98,7 @@ impl Registry {
             }
         }
         let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
+            return Vec::new();
         };
         let live: HashSet<u32> = entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -94,9 +115,7 @@ impl Registry {
             })
             .collect();
         fresh.sort_unstable();
-        for pid in fresh {
-            self.consider(pid);
-        }
+        fresh
     }
 
     fn skip(&mut self, pid: u32, key: FileKey, reason: &'static str) {
@@ -104,85 +123,29 @@ impl Registry {
         *self.skipped.entry(reason).or_default() += 1;
     }
 
-    fn consider(&mut self, pid: u32) {
-        // Kernel threads have no executable; processes may be gone already.
-        // The key is the identity of the file the process runs, read from
-        // the executable goscope pinned (not from a second lookup).
-        let mut key: FileKey = (0, 0, 0, 0);
-        let mut known = None;
-        let mut parsed = None;
-        let executables = &self.executables;
-        let opened = TargetProcess::open_with(pid, |exe| {
-            key = file_key(exe.meta);
-            known = executables.get(&key).cloned();
-            match &known {
-                Some(Executable::Go { binary, .. }) => Ok(binary.clone()),
-                Some(Executable::Skip(_)) => Err(TargetError::NoSuchProcess { pid }),
-                None => {
-                    let binary =
-                        Arc::new(target::read_binary(pid, exe.path, exe.file, exe.meta)?);
-                    parsed = Some(binary.clone());
-                    Ok(binary)
-                }
-            }
-        });
-        let executable = match (known, opened) {
-            (Some(Executable::Skip(reason)), _) => {
-                self.skip(pid, key, reason);
-                return;
-            }
-            (_, Err(TargetError::NoSuchProcess { .. } | TargetError::KernelThread { .. })) => {
+    /// What `examine` found, applied to the registry (counts, logs,
+    /// `--max-targets`, the watched set).
+    fn admit(&mut self, pid: u32, examined: Examined) {
+        let (key, target, layout) = match examined {
+            Examined::Gone(key) => {
                 self.ignored.insert(pid, key);
                 if key != (0, 0, 0, 0) {
                     *self.skipped.entry("exited").or_default() += 1;
                 }
                 return;
             }
-            (None, Err(TargetError::Binary { .. })) => {
-                self.executables.insert(key, Executable::Skip("not_go"));
-                self.skip(pid, key, "not_go");
-                return;
-            }
-            (None, Err(e @ (TargetError::NotRegularFile { .. } | TargetError::ExecutableTooLarge { .. }))) => {
-                self.log_once(key, &format!("skipping pid {pid}: {e}"));
-                self.executables.insert(key, Executable::Skip("unreadable"));
-                self.skip(pid, key, "unreadable");
-                return;
-            }
-            (_, Err(e)) => {
-                self.log_once(key, &format!("skipping pid {pid}: {e}"));
-                self.skip(pid, key, "unreadable");
-                return;
-            }
-            (Some(known), Ok(target)) => (known, target),
-            (None, Ok(target)) => {
-                let binary = parsed.unwrap_or_else(|| target.binary.clone());
-                let executable = classify(&binary, self.force_version);
-                self.executables.insert(key, executable.clone());
-                (executable, target)
-            }
-        };
-        let (executable, target) = executable;
-        let layout = match executable {
-            Executable::Go { layout, .. } => layout,
-            Executable::Skip(reason) => {
-                let why = match reason {
-                    "unsupported_version" => format!(
-                        "{} is outside the supported or verified Go versions",
-                        target.binary.build.go_version_string
-                    ),
-                    _ => "its runtime layout could not be resolved".to_string(),
-                };
-                self.log_once(
-                    key,
-                    &format!(
-                        "skipping pid {pid} ({}): {why}",
-                        target::display_path(&target.exe)
-                    ),
-                );
+            Examined::Skip { key, reason, log } => {
+                if let Some(message) = log {
+                    self.log_once(key, &message);
+                }
                 self.skip(pid, key, reason);
                 return;
             }
+            Examined::Watch {
+                key,
+                target,
+                layout,
+            } => (key, target, layout),
         };
         if self.targets.len() >= self.max_targets {
             self.log_once(
@@ -195,7 +158,7 @@ impl Registry {
             self.skip(pid, key, "max_targets");
             return;
         }
-        match Watched::new(target, layout, &self.cgroup_root) {
+        match Watched::new(*target, layout, &self.cgroup_root) {
             Ok(w) => {
                 eprintln!(
                     "goscope agent: watching pid {pid} ({}, {})",
@@ -208,6 +171,28 @@ impl Registry {
                 self.log_once(key, &format!("skipping pid {pid}: {e:#}"));
                 self.skip(pid, key, "read_error");
             }
+        }
+    }
+
+    /// Drops cached executables no watched process runs any more (their
+    /// whole file is held in memory), and bounds the cache of skipped ones.
+    fn evict(&mut self) {
+        let mut cache = self.executables.lock().unwrap_or_else(|p| p.into_inner());
+        let before = cache.len();
+        cache.retain(|_, e| match e {
+            Executable::Go { binary, .. } => Arc::strong_count(binary) > 1,
+            Executable::Skip(_) => true,
+        });
+        if cache.len() < before {
+            // Hand the freed executables' pages back to the kernel.
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+        }
+        if cache.len() > MAX_CACHED_EXECUTABLES {
+            cache.retain(|_, e| matches!(e, Executable::Go { .. }));
+        }
+        if self.logged.len() > MAX_CACHED_EXECUTABLES {
+            self.logged.clear();
         }
     }
 
@@ -237,6 +222,97 @@ impl Registry {
             *self.skipped.entry("exited").or_default() += 1;
         }
         errors
+    }
+}
+
+/// What looking at one PID found (done without the registry's lock: it
+/// parses executables).
+enum Examined {
+    /// Gone, a kernel thread, or no executable.
+    Gone(FileKey),
+    Skip {
+        key: FileKey,
+        reason: &'static str,
+        /// A message worth logging once per executable.
+        log: Option<String>,
+    },
+    Watch {
+        key: FileKey,
+        target: Box<TargetProcess>,
+        layout: Arc<RuntimeLayout>,
+    },
+}
+
+/// Opens and pins `pid`, parsing its executable unless `cache` knows it.
+/// The key is the identity of the file the process runs, read from the
+/// executable goscope pinned (not from a second lookup).
+fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version: bool) -> Examined {
+    let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut key: FileKey = (0, 0, 0, 0);
+    let mut known = None;
+    let mut parsed = None;
+    let opened = TargetProcess::open_with(pid, |exe| {
+        key = file_key(exe.meta);
+        known = lock().get(&key).cloned();
+        match &known {
+            Some(Executable::Go { binary, .. }) => Ok(binary.clone()),
+            Some(Executable::Skip(_)) => Err(TargetError::NoSuchProcess { pid }),
+            None => {
+                let binary = Arc::new(target::read_binary(pid, exe.path, exe.file, exe.meta)?);
+                parsed = Some(binary.clone());
+                Ok(binary)
+            }
+        }
+    });
+    let skip = |key, reason, log| Examined::Skip { key, reason, log };
+    let (executable, target) = match (known, opened) {
+        (Some(Executable::Skip(reason)), _) => return skip(key, reason, None),
+        (_, Err(TargetError::NoSuchProcess { .. } | TargetError::KernelThread { .. })) => {
+            return Examined::Gone(key);
+        }
+        (None, Err(TargetError::Binary { .. })) => {
+            lock().insert(key, Executable::Skip("not_go"));
+            return skip(key, "not_go", None);
+        }
+        (
+            None,
+            Err(e @ (TargetError::NotRegularFile { .. } | TargetError::ExecutableTooLarge { .. })),
+        ) => {
+            lock().insert(key, Executable::Skip("unreadable"));
+            return skip(key, "unreadable", Some(format!("skipping pid {pid}: {e}")));
+        }
+        (_, Err(e)) => return skip(key, "unreadable", Some(format!("skipping pid {pid}: {e}"))),
+        (Some(known), Ok(target)) => (known, target),
+        (None, Ok(target)) => {
+            let binary = parsed.unwrap_or_else(|| target.binary.clone());
+            let executable = classify(&binary, force_version);
+            lock().insert(key, executable.clone());
+            (executable, target)
+        }
+    };
+    match executable {
+        Executable::Go { layout, .. } => Examined::Watch {
+            key,
+            target: Box::new(target),
+            layout,
+        },
+        Executable::Skip(reason) => {
+            let why = match reason {
+                "unsupported_version" => format!(
+                    "{} is outside the supported or verified Go versions",
+                    crate::format::escape_control(&target.binary.build.go_version_string)
+                ),
+                _ => "its runtime layout could not be resolved".to_string(),
+            };
+            skip(
+                key,
+                reason,
+                Some(format!(
+                    "skipping pid {pid} ({}): {why}",
+                    target::display_path(&target.exe)
+                )),
+            )
+        }
     }
 }
 

@@ -400,3 +400,115 @@ fn agent_answers_only_its_two_pages() {
     let finished = agent.interrupt().unwrap();
     assert!(finished.status.success(), "{}", finished.stderr);
 }
+
+/// The value of an unlabelled gauge in an exposition.
+fn gauge(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Polls the agent until `goscope_agent_targets` satisfies `done` (or fails
+/// after `within`); returns the last value.
+fn wait_for_targets(scraper: &Scraper, within: Duration, done: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, body, _) = scraper.get("/metrics");
+        let targets = gauge(&body, "goscope_agent_targets").unwrap_or(-1.0);
+        if done(targets) {
+            return targets;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "goscope_agent_targets stayed at {targets} for {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Distinct executables (each its own inode, padded to 8 MiB) are watched
+/// and then all exit: the agent forgets their parsed files, so its memory
+/// returns near its baseline instead of keeping every executable it ever
+/// saw; and a shell that execs a Go program after 300 ms is watched.
+#[test]
+fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
+    if !require_root_or_skip("agent_forgets_executables_and_watches_a_shell_that_execs_go") {
+        return;
+    }
+    const COPIES: usize = 30;
+    const PADDED: u64 = 8 << 20;
+    let original = loadgen("1.27", &cgo());
+    let dir = std::env::temp_dir().join(format!("goscope-agent-copies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copies: Vec<std::path::PathBuf> = (0..COPIES)
+        .map(|i| {
+            let path = dir.join(format!("server-{i}"));
+            std::fs::copy(&original, &path).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(PADDED)
+                .unwrap();
+            path
+        })
+        .collect();
+    let (agent, port) = start_agent("200");
+    let scraper = Scraper::new(port);
+    let before = wait_for_targets(&scraper, Duration::from_secs(30), |t| t >= 0.0);
+    // Warm up: one copy watched and gone, so the baseline includes what
+    // watching anything at all costs (threads, buffers).
+    let warm = Target::start(&copies[0], &["-work", "idle"], &[]).unwrap();
+    wait_for_targets(&scraper, Duration::from_secs(30), |t| t > before);
+    warm.quit().unwrap();
+    wait_for_targets(&scraper, Duration::from_secs(30), |t| t <= before);
+    let baseline = rss_anon_kib(agent.pid());
+
+    // A shell that becomes a Go program: skipped first, watched after its exec.
+    let mut shell = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("sleep 0.3; exec {} -work idle", original.display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let targets: Vec<Target> = copies
+        .iter()
+        .map(|p| Target::start(p, &["-work", "idle"], &[]).unwrap())
+        .collect();
+    let shell_metric = format!("pid=\"{}\"", shell.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body, _) = scraper.get("/metrics");
+        let watched = targets
+            .iter()
+            .filter(|t| body.contains(&format!("pid=\"{}\"", t.pid)))
+            .count();
+        if watched == COPIES && body.contains(&shell_metric) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 60 s the agent watches {watched} of {COPIES} copies; the exec'd shell {}",
+            if body.contains(&shell_metric) { "too" } else { "not" }
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let peak = rss_anon_kib(agent.pid());
+    for t in targets {
+        t.quit().unwrap();
+    }
+    let _ = shell.kill();
+    let _ = shell.wait();
+    wait_for_targets(&scraper, Duration::from_secs(30), |t| t <= before);
+    // One more scan, so the cache is evicted after the last exit.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_anon_kib(agent.pid());
+    eprintln!("agent RssAnon: baseline {baseline} KiB, {COPIES} copies watched {peak} KiB, after they exit {after} KiB");
+    assert!(
+        after <= baseline + RSS_SLACK_KIB,
+        "the agent kept {} KiB after every copy exited (baseline {baseline} KiB, peak {peak} KiB)",
+        after.saturating_sub(baseline)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
