@@ -171,8 +171,12 @@ pub fn attach(
     window: Option<std::time::Duration>,
 ) -> anyhow::Result<Attachment> {
     let Session {
-        target, runtime, ..
+        target,
+        runtime,
+        others,
+        ..
     } = session;
+    let budget = if sites { others.share(budget) } else { budget };
     let context = || format!("pid {}", target.pid);
     let bias = runtime.bias;
     let gc_point =
@@ -246,10 +250,16 @@ pub fn attach(
     let goroutines = GoroutineReader::new(&runtime.layout, bias, target.binary.go_version())
         .and_then(|reader| {
             let names = Symbolizer::new(&target.binary, bias);
+            let (memory, layout) = (target.memory(), Arc::clone(&runtime.layout));
             GoroutineWatch::start(
                 reader,
                 Box::new(target.memory()),
                 Box::new(move |pc| names.function(pc).map(str::to_string)),
+                Box::new(move || {
+                    RuntimeSnapshot::read(&memory, &layout, bias)
+                        .ok()
+                        .map(|s| s.goroutines_created)
+                }),
             )
         })
         .map_err(|e| format!("the goroutine table of pid {}: {e}", target.pid));

@@ -17,6 +17,36 @@ pub struct Session {
     pub target: TargetProcess,
     pub stop: StopSignal,
     pub runtime: RuntimeReader,
+    /// Whether another goscope observes a process of this executable.
+    pub others: OtherObservers,
+}
+
+/// Whether another goscope observes a process of the same executable (the
+/// observer lock is an flock on the executable's inode: it works across
+/// mount and PID namespaces, where a lock file under /run would not; it is
+/// per executable, so two processes of one binary count as shared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtherObservers {
+    None,
+    /// Per-call probes then get half the budget, so two instances together
+    /// stay within what one asked for.
+    Present,
+}
+
+impl OtherObservers {
+    /// The overhead budget this instance may spend, in percent.
+    pub fn share(self, budget_percent: f64) -> f64 {
+        match self {
+            Self::None => budget_percent,
+            Self::Present => {
+                eprintln!(
+                    "goscope: another goscope is observing a process of this executable; per-call probes get half the overhead budget ({}) so the two stay within it",
+                    crate::format::budget(budget_percent / 2.0)
+                );
+                budget_percent / 2.0
+            }
+        }
+    }
 }
 
 impl Session {
@@ -29,10 +59,16 @@ impl Session {
         check_version(&target, force_version)?;
         let runtime = RuntimeReader::open(&target, force_version)
             .map_err(|e| target.explain_attach_failure(e))?;
+        let others = if target.try_lock_observer() {
+            OtherObservers::None
+        } else {
+            OtherObservers::Present
+        };
         Ok(Self {
             target,
             stop,
             runtime,
+            others,
         })
     }
 

@@ -16,7 +16,15 @@ impl Symbolizer {
         let mut ranges: Vec<(u64, u64, String)> = binary
             .functions
             .iter()
-            .map(|f| (f.address, f.address + f.size.max(1), f.name.clone()))
+            // Names come from the target's binary: control characters are
+            // escaped here, once, so no output can drive a terminal.
+            .map(|f| {
+                (
+                    f.address,
+                    f.address + f.size.max(1),
+                    crate::format::escape_control(&f.name),
+                )
+            })
             .collect();
         ranges.sort_by_key(|r| r.0);
         Self { ranges, bias }
@@ -77,8 +85,8 @@ impl SourceSymbolizer {
             lines: frames
                 .into_iter()
                 .map(|f| pprof::SourceLine {
-                    function: f.function,
-                    file: f.file,
+                    function: crate::format::escape_control(&f.function),
+                    file: crate::format::escape_control(&f.file),
                     line: f.line,
                 })
                 .collect(),

@@ -221,6 +221,16 @@ impl TargetProcess {
         ProcessMemory::pinned(self.pid, std::sync::Arc::clone(&self.mem))
     }
 
+    /// Takes goscope's observer lock on the pinned executable (flock on its
+    /// inode, which every mount and PID namespace shares, held until goscope
+    /// exits however it exits). False when another goscope holds it: it
+    /// observes a process running this executable (maybe this one).
+    pub fn try_lock_observer(&self) -> bool {
+        // SAFETY: flock on an fd we own; no memory is passed.
+        let rc = unsafe { libc::flock(self.exe_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK)
+    }
+
     /// The pinned executable file.
     pub fn executable_file(&self) -> &File {
         &self.exe_file

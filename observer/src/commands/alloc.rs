@@ -68,6 +68,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         target,
         stop,
         runtime,
+        others,
     } = Session::open("goscope alloc", args.target)?;
     let symbols = SourceSymbolizer::new(&target.binary, runtime.bias);
     let source = HeapProfile::open(
@@ -78,7 +79,14 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     );
     let observed = match source {
         Ok((heap, _)) => from_heap_profile(args, &target, &stop, &runtime, &symbols, &heap)?,
-        Err(_) => from_probes(args, &target, &stop, &runtime, &symbols)?,
+        Err(_) => from_probes(
+            args,
+            others.share(args.overhead_budget.percent()),
+            &target,
+            &stop,
+            &runtime,
+            &symbols,
+        )?,
     };
     let Observed {
         window,
@@ -205,6 +213,7 @@ fn from_heap_profile(
 /// overhead governor, the runtime's counters predicting their rate.
 fn from_probes(
     args: &AllocArgs,
+    budget_percent: f64,
     target: &TargetProcess,
     stop: &StopSignal,
     runtime: &RuntimeReader,
@@ -225,7 +234,7 @@ fn from_probes(
         &target.exe_handle,
         pid,
         Governor::detached(
-            args.overhead_budget.percent(),
+            budget_percent,
             costs.hit_ns,
             target.cpu_time_ns()?,
         )

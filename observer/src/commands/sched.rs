@@ -79,6 +79,7 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         target,
         stop,
         runtime,
+        ..
     } = Session::open("goscope sched", args.target)?;
     let (layout, bias, memory) = (&runtime.layout, runtime.bias, &runtime.memory);
     let init_time = match layout

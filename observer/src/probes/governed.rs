@@ -213,6 +213,11 @@ impl Governed {
             return Ok(());
         }
         self.next_step = now + super::governor::POLL;
+        // Every set decided for good (declined or detached): nothing to do
+        // until `finish` takes the final count.
+        if self.sets.iter().all(|g| g.governor.is_settled()) {
+            return Ok(());
+        }
         let target_cpu_ns = target_cpu_ns()?;
         for g in &mut self.sets {
             let (hits, run_ns) = Self::measured(&g.set, session)?;

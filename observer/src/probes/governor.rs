@@ -137,6 +137,11 @@ impl Governor {
         self
     }
 
+    /// True once the set was declined or detached: no decision is left.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.phase, Phase::Detached { .. } | Phase::Declined { .. })
+    }
+
     pub fn is_on(&self) -> bool {
         self.phase == Phase::Attached
     }

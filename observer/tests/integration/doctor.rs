@@ -374,3 +374,36 @@ fn goroutine_creation_sites() {
         "main.spawnGoroutines: {estimated} estimated vs {spawned} spawned"
     );
 }
+
+/// Two goscopes on one target: the second notices the first (the observer
+/// lock on the executable's inode) and takes half the overhead budget
+/// instead of doubling the cost; the first keeps the whole budget.
+#[test]
+fn a_second_goscope_on_the_same_target_shares_the_budget() {
+    if !require_root_or_skip("a_second_goscope_on_the_same_target_shares_the_budget") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let target = Target::start(&binary, &["-work", "idle"], &[]).unwrap();
+    let pid = target.pid.to_string();
+    let mut first = Goscope::start(&["doctor", "--pid", &pid, "--duration", "600"]).unwrap();
+    first.wait_attached().unwrap();
+    let mut second = Goscope::start(&["doctor", "--pid", &pid, "--duration", "600"]).unwrap();
+    let shared = second
+        .wait_for_stderr(|l| l.contains("another goscope") || l.starts_with("goscope: attached"))
+        .unwrap();
+    assert!(
+        shared.contains("another goscope is observing") && shared.contains("half the overhead budget (0.5%)"),
+        "{shared}"
+    );
+    let second = second.interrupt().unwrap();
+    assert!(second.status.success(), "{}", second.stderr);
+    let first = first.interrupt().unwrap();
+    assert!(first.status.success(), "{}", first.stderr);
+    assert!(
+        !first.stderr.contains("another goscope"),
+        "the first instance had the target alone: {}",
+        first.stderr
+    );
+    target.quit().unwrap();
+}

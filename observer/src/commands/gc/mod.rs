@@ -39,6 +39,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         target,
         stop,
         runtime,
+        others,
     } = Session::open("goscope gc", args.target)?;
     let context = || format!("pid {}", target.pid);
     let (layout, bias, memory) = (&*runtime.layout, runtime.bias, &runtime.memory);
@@ -83,7 +84,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             let costs = calibrate::costs(&mut session).context("calibrating probe costs")?;
             Some(
                 Governor::detached(
-                    args.overhead_budget.percent(),
+                    others.share(args.overhead_budget.percent()),
                     costs.hit_ns,
                     target.cpu_time_ns()?,
                 )

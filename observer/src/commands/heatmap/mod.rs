@@ -57,6 +57,7 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
         target,
         stop,
         runtime,
+        ..
     } = Session::open("goscope heatmap", args.target)?;
     let class_sizes = &runtime.class_sizes;
     let read = || runtime.read();
