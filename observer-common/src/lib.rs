@@ -32,11 +32,19 @@ pub enum CounterSlot {
     /// Nanoseconds governed programs spent in their bodies (stack walks,
     /// map updates), on top of the trap the calibration measures.
     GovernedProbeNs = 8,
+    /// Events lost because a user stack could not be stored (the stack
+    /// map is full or the walk failed): the sample is kept without it.
+    DroppedStacks = 9,
+    /// Events lost because a hash map was full (sample, site, start-time
+    /// and thread maps).
+    DroppedMapFull = 10,
+    /// GC cycle records lost because the ring buffer was full.
+    DroppedRingBuffer = 11,
 }
 
 impl CounterSlot {
     /// Every slot, in discriminant order.
-    pub const ALL: [CounterSlot; 9] = [
+    pub const ALL: [CounterSlot; 12] = [
         CounterSlot::GcCycles,
         CounterSlot::AssistCreditSteals,
         CounterSlot::ThreadsCreated,
@@ -46,6 +54,9 @@ impl CounterSlot {
         CounterSlot::SpawnProbeHits,
         CounterSlot::AllocProbeHits,
         CounterSlot::GovernedProbeNs,
+        CounterSlot::DroppedStacks,
+        CounterSlot::DroppedMapFull,
+        CounterSlot::DroppedRingBuffer,
     ];
 
     /// The array index (and attach cookie) of this slot.

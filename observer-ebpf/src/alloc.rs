@@ -31,9 +31,8 @@ fn record(ctx: &ProbeContext, span_class: u32, size: u64) {
     // SAFETY: regs points at the saved user registers; the stack word is
     // read through bpf_probe_read_user.
     let caller = unsafe { bpf_probe_read_user((*ctx.regs).rsp as *const u64) }.unwrap_or(0);
-    let user_stack = ctx
-        .get_stackid(&ALLOC_STACKS, u64::from(BPF_F_USER_STACK))
-        .map_or(-1, |id| id as i32);
+    let user_stack =
+        crate::counters::stack_or_dropped(ctx.get_stackid(&ALLOC_STACKS, u64::from(BPF_F_USER_STACK)));
     let key = AllocSampleKey {
         user_stack,
         span_class,
@@ -44,7 +43,7 @@ fn record(ctx: &ProbeContext, span_class: u32, size: u64) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         Some(samples) => unsafe { *samples += 1 },
         None => {
-            let _ = ALLOC_SAMPLES.insert(&key, &1, 0);
+            crate::counters::note_insert(ALLOC_SAMPLES.insert(&key, &1, 0));
         }
     }
     // The body's own cost (the stack walk dominates), for the governor.

@@ -58,7 +58,7 @@ pub fn cgo_enter(ctx: ProbeContext) -> u32 {
     count(CounterSlot::CgoProbeHits);
     // SAFETY: helper without preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
-    let _ = CGO_START.insert(&g, &CgoStart { ts, site }, 0);
+    crate::counters::note_insert(CGO_START.insert(&g, &CgoStart { ts, site }, 0));
     0
 }
 
@@ -91,7 +91,7 @@ pub fn cgo_exit(ctx: ProbeContext) -> u32 {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         Some(calls) => unsafe { *calls += 1 },
         None => {
-            let _ = CGO_SITE_HIST.insert(&site_slot, &1, 0);
+            crate::counters::note_insert(CGO_SITE_HIST.insert(&site_slot, &1, 0));
         }
     }
     match CGO_SITES.get_ptr_mut(&start.site) {
@@ -101,14 +101,14 @@ pub fn cgo_exit(ctx: ProbeContext) -> u32 {
             (*stats).total_ns += elapsed;
         },
         None => {
-            let _ = CGO_SITES.insert(
+            crate::counters::note_insert(CGO_SITES.insert(
                 &start.site,
                 &CgoSiteStats {
                     calls: 1,
                     total_ns: elapsed,
                 },
                 0,
-            );
+            ));
         }
     }
     0

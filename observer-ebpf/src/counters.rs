@@ -34,6 +34,24 @@ pub fn count(slot: observer_common::CounterSlot) {
     }
 }
 
+/// Counts an insert into a full map (or any failed insert) as dropped.
+pub fn note_insert<E>(result: Result<(), E>) {
+    if result.is_err() {
+        count(observer_common::CounterSlot::DroppedMapFull);
+    }
+}
+
+/// A stack id, counting a failed walk or a full stack map as dropped.
+pub fn stack_or_dropped<E>(id: Result<i64, E>) -> i32 {
+    match id {
+        Ok(id) => id as i32,
+        Err(_) => {
+            count(observer_common::CounterSlot::DroppedStacks);
+            -1
+        }
+    }
+}
+
 #[uprobe]
 pub fn count_hit(ctx: ProbeContext) -> u32 {
     if !crate::target::is_target() {

@@ -21,9 +21,8 @@ pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
     if !is_target() {
         return 0;
     }
-    let user_stack = ctx
-        .get_stackid(&CPU_STACKS, u64::from(BPF_F_USER_STACK))
-        .map_or(-1, |id| id as i32);
+    let user_stack =
+        crate::counters::stack_or_dropped(ctx.get_stackid(&CPU_STACKS, u64::from(BPF_F_USER_STACK)));
     // SAFETY: ctx points at this sample's bpf_perf_event_data.
     let cs = unsafe { (*ctx.ctx).regs.cs };
     let key = CpuSampleKey {
@@ -34,7 +33,7 @@ pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         Some(count) => unsafe { *count += 1 },
         None => {
-            let _ = CPU_SAMPLES.insert(&key, &1, 0);
+            crate::counters::note_insert(CPU_SAMPLES.insert(&key, &1, 0));
         }
     }
     0

@@ -58,6 +58,7 @@ pub fn gc_cycle_end(_ctx: ProbeContext) -> u32 {
         return 0;
     }
     let Some(mut entry) = GC_EVENTS.reserve::<GcCycleEvent>(0) else {
+        crate::counters::count(observer_common::CounterSlot::DroppedRingBuffer);
         return 0;
     };
     let event = entry.as_mut_ptr();
@@ -103,7 +104,7 @@ pub fn assist_enter(ctx: ProbeContext) -> u32 {
     let g = current_g(&ctx);
     // SAFETY: plain hash map update.
     let now = unsafe { bpf_ktime_get_ns() } & !FLAGS;
-    let _ = ASSIST_START.insert(&g, &now, 0);
+    crate::counters::note_insert(ASSIST_START.insert(&g, &now, 0));
     0
 }
 
@@ -172,7 +173,7 @@ pub fn assist_exit(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: plain hash map lookup.
     let done = unsafe { ASSIST_GOROUTINES.get(&g) }.copied().unwrap_or(0);
-    let _ = ASSIST_GOROUTINES.insert(&g, &(done + 1), 0);
+    crate::counters::note_insert(ASSIST_GOROUTINES.insert(&g, &(done + 1), 0));
     0
 }
 

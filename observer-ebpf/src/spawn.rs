@@ -28,7 +28,7 @@ pub fn goroutine_spawn(ctx: ProbeContext) -> u32 {
         // SAFETY: per-CPU value, no concurrent writer on this CPU.
         Some(count) => unsafe { *count += 1 },
         None => {
-            let _ = SPAWN_SITES.insert(&site, &1, 0);
+            crate::counters::note_insert(SPAWN_SITES.insert(&site, &1, 0));
         }
     }
     0

@@ -73,7 +73,7 @@ pub fn thread_wakeup(ctx: TracePointContext) -> u32 {
     if is_target_tid(tid) {
         // SAFETY: helper without preconditions.
         let now = unsafe { bpf_ktime_get_ns() };
-        let _ = RUNNABLE_SINCE.insert(&tid, &now, 0);
+        crate::counters::note_insert(RUNNABLE_SINCE.insert(&tid, &now, 0));
     }
     0
 }
@@ -101,7 +101,7 @@ pub fn thread_switch(ctx: TracePointContext) -> u32 {
         let _ = TARGET_TIDS.insert(&tid, &1, u64::from(BPF_NOEXIST));
         if state & NOT_RUNNABLE_MASK == 0 {
             bump(CounterSlot::InvoluntarySwitches);
-            let _ = RUNNABLE_SINCE.insert(&tid, &now, 0);
+            crate::counters::note_insert(RUNNABLE_SINCE.insert(&tid, &now, 0));
         }
     }
     let next = next as u32;
@@ -125,7 +125,7 @@ pub fn thread_fork(ctx: TracePointContext) -> u32 {
     let _ = TARGET_TIDS.insert(&parent, &1, u64::from(BPF_NOEXIST));
     // SAFETY: reading a field of this tracepoint's record.
     if let Ok(child) = unsafe { ctx.read_at::<i32>(offset(&FORK_CHILD_PID)) } {
-        let _ = TARGET_TIDS.insert(&(child as u32), &1, 0);
+        crate::counters::note_insert(TARGET_TIDS.insert(&(child as u32), &1, 0));
         bump(CounterSlot::ThreadsCreated);
     }
     0

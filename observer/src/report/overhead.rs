@@ -28,9 +28,39 @@ pub struct OverheadFigures {
     /// What the governor did with each per-call probe set, by set
     /// (`alloc`, `cgo`, `spawn`; empty: none asked for).
     pub governor: std::collections::BTreeMap<&'static str, Phase>,
+    /// Events the kernel programs dropped since attach.
+    pub dropped_events: DroppedEvents,
     /// False when the kernel kept no run statistics (BPF_ENABLE_STATS
     /// refused): probe costs are then from the programs' own counters.
     pub kernel_run_statistics: bool,
+}
+
+/// Events the kernel programs could not record (cumulative since attach):
+/// figures built from them undercount by as much.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct DroppedEvents {
+    /// Samples kept without their user stack (stack map full, walk failed).
+    pub stacks: u64,
+    /// Inserts refused by a full map (samples, sites, start times, threads).
+    pub map_full: u64,
+    /// GC cycle records lost to a full ring buffer.
+    pub ring_buffer: u64,
+}
+
+impl DroppedEvents {
+    pub fn read(probes: &ProbeSession) -> Self {
+        use observer_common::CounterSlot;
+        let get = |slot| probes.counter(slot).unwrap_or(0);
+        Self {
+            stacks: get(CounterSlot::DroppedStacks),
+            map_full: get(CounterSlot::DroppedMapFull),
+            ring_buffer: get(CounterSlot::DroppedRingBuffer),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.stacks + self.map_full + self.ring_buffer > 0
+    }
 }
 
 /// Estimated target CPU per source, ns.
@@ -102,6 +132,7 @@ impl OverheadFigures {
             },
             by_source,
             governor,
+            dropped_events: DroppedEvents::read(probes),
             kernel_run_statistics: probes.has_run_stats(),
         }
     }

@@ -376,6 +376,14 @@ fn overhead(out: &mut String, o: &crate::report::overhead::OverheadFigures) {
         duration_ns(b.probes_ns),
         duration_ns(b.attach_detach_ns)
     );
+    let d = &o.dropped_events;
+    if d.any() {
+        let _ = writeln!(
+            out,
+            "  dropped in the kernel: {} stacks, {} map inserts (full maps), {} GC records (ring buffer full): sites and counts from probes undercount by as much",
+            d.stacks, d.map_full, d.ring_buffer
+        );
+    }
     for (set, phase) in &o.governor {
         let what = match *set {
             "alloc" => "allocation-site probes",

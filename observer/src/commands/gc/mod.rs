@@ -216,6 +216,13 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             g.cost_ns() / 1000.0
         );
     }
+    let dropped = crate::report::overhead::DroppedEvents::read(&session);
+    if dropped.any() {
+        eprintln!(
+            "goscope: the kernel dropped {} GC cycle record(s) (ring buffer full) and {} assist map insert(s): those cycles are missing above",
+            dropped.ring_buffer, dropped.map_full
+        );
+    }
     eprintln!(
         "goscope: {} GC cycle(s) in {:.1} s{}",
         printed.get(),
