@@ -21,24 +21,27 @@
 //! is every goroutine that lives longer than the time between readings.
 //! Goroutines that live and die between two readings are seen only while
 //! their dead g is not reused; those whose g was reused again are missed,
-//! and the runtime's exact created count says how many: created − seen.
-//! The missed ones are shared among the sites whose dead goroutines were
-//! seen, weighted by the share of each site's goroutines that died between
-//! readings (its goroutines caught alive are not among the missed). The
-//! estimate is exact when nothing was missed and for sites whose
+//! and the runtime's exact created count, read with every reading, says
+//! how many in each interval: created − seen. Each interval's missed
+//! goroutines are shared among the sites seen dying in that interval,
+//! weighted by the share of each site's goroutines that died between the
+//! readings (those caught alive are not among the missed); an interval
+//! with none seen dying leaves them to be shared in proportion at the end.
+//! The estimate is exact when nothing was missed and for sites whose
 //! goroutines outlive the reading interval; for short-lived goroutines it
 //! assumes that whether a dead g is reused before the next reading does
 //! not depend on the site. `covered_fraction` (seen / created) says how
 //! much was observed rather than estimated. `GoroutineWatch` reads the
-//! table on its own thread, as often as a goscope CPU budget allows
-//! (every 10 ms for small tables, at most every second), so that
-//! goroutines outliving 10 ms are counted exactly.
+//! table on its own thread, as often as a goscope CPU budget allows (1% of
+//! a core, by the reading's CPU time: every 10 ms for small tables, at
+//! most every second), so that goroutines outliving 10 ms are counted
+//! exactly.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Condvar, Mutex},
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -721,20 +724,27 @@ pub fn live_by_gopc(
 }
 
 /// New goroutines seen at one creation PC, cumulative.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SiteCounts {
     /// First seen alive.
     pub seen_alive: u64,
     /// First seen dead (lived and died between two readings, its g not
     /// reused yet).
     pub seen_dead: u64,
+    /// Goroutines created: those seen plus this site's share of the
+    /// missed ones, interval by interval.
+    pub estimated: f64,
 }
 
 /// What the tracker counted since it started (subtract two of them for a
 /// window).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CreationCounts {
     pub by_gopc: HashMap<u64, SiteCounts>,
+    /// Missed goroutines of intervals in which no site was seen dying (or
+    /// whose created count was unknown): shared at the end by the sites'
+    /// estimates.
+    pub unattributed: f64,
     /// Successful readings.
     pub readings: u64,
     /// Readings that failed, and the last reason.
@@ -747,14 +757,24 @@ pub struct CreationCounts {
 pub struct CreationTracker {
     /// Sorted goids of the previous reading (None before the first).
     previous: Option<Vec<u64>>,
+    /// The runtime's created count at the previous reading.
+    previous_created: Option<u64>,
+    /// Goroutines seen beyond the runtime's count in earlier intervals
+    /// (a reading's edges), taken from the next intervals' missed ones.
+    excess: u64,
     counts: CreationCounts,
 }
 
 impl CreationTracker {
     /// Counts the goroutines of `table` that were not in the previous
-    /// reading (the first reading is the baseline).
-    pub fn observe(&mut self, table: &GoroutineTable) {
+    /// reading (the first reading is the baseline), and shares the
+    /// interval's missed goroutines (`created`, the runtime's count read
+    /// just before the table, minus those seen) among the sites seen
+    /// dying in it (see `split_missed`).
+    pub fn observe(&mut self, table: &GoroutineTable, created: Option<u64>) {
         let mut goids = Vec::with_capacity(table.goroutines.len());
+        // (alive, dead) first seen in this interval, by creation PC.
+        let mut interval: HashMap<u64, (u64, u64)> = HashMap::new();
         for g in &table.goroutines {
             if g.goid == 0 || matches!(g.status, GoStatus::Idle | GoStatus::DeadExtra) {
                 continue;
@@ -766,24 +786,59 @@ impl CreationTracker {
             if previous.binary_search(&g.goid).is_ok() {
                 continue;
             }
-            let key = if self.counts.by_gopc.len() < MAX_SITES
+            let known = self.counts.by_gopc.len() + interval.len();
+            let key = if known < MAX_SITES
                 || self.counts.by_gopc.contains_key(&g.gopc)
+                || interval.contains_key(&g.gopc)
             {
                 g.gopc
             } else {
                 0
             };
-            let site = self.counts.by_gopc.entry(key).or_default();
+            let site = interval.entry(key).or_default();
             if g.status.is_dead() {
-                site.seen_dead += 1;
+                site.1 += 1;
             } else {
-                site.seen_alive += 1;
+                site.0 += 1;
             }
         }
         goids.sort_unstable();
         goids.dedup();
+        let baseline = self.previous.is_none();
         self.previous = Some(goids);
         self.counts.readings += 1;
+        let delta = match (self.previous_created, created) {
+            (Some(before), Some(now)) if !baseline => Some(now.saturating_sub(before)),
+            _ => None,
+        };
+        if created.is_some() {
+            self.previous_created = created;
+        }
+        if baseline {
+            return;
+        }
+        let mut rows: Vec<(u64, u64, u64)> =
+            interval.into_iter().map(|(k, (a, d))| (k, a, d)).collect();
+        rows.sort_unstable_by_key(|r| r.0);
+        let seen: u64 = rows.iter().map(|r| r.1 + r.2).sum();
+        let missed = match delta {
+            Some(delta) => {
+                let owed = seen + std::mem::take(&mut self.excess);
+                self.excess = owed.saturating_sub(delta);
+                delta.saturating_sub(owed)
+            }
+            None => 0,
+        } as f64;
+        let shares = split_missed(&rows, missed);
+        if shares.iter().all(|&s| s == 0.0) {
+            self.counts.unattributed += missed;
+        }
+        for (&(gopc, a, d), share) in rows.iter().zip(shares) {
+            let site = self.counts.by_gopc.entry(gopc).or_default();
+            site.seen_alive += a;
+            site.seen_dead += d;
+            site.estimated += (a + d) as f64 + share;
+        }
     }
 
     /// A reading that failed (the next one compares with the last good).
@@ -795,6 +850,56 @@ impl CreationTracker {
     pub fn counts(&self) -> &CreationCounts {
         &self.counts
     }
+}
+
+/// Rounds of the fixed-point iteration in `split_missed`.
+const SPLIT_ROUNDS: usize = 50;
+
+/// One interval's `missed` goroutines shared among its sites, given per
+/// site (gopc, `a` first seen alive, `d` first seen dead): site S gets
+/// `missed·w/Σw` with `w = d·(1 − a/n)`, `n = a + d + its share` its count.
+/// The missed goroutines lived and died between the readings; `a/n` of
+/// S's goroutines did not (they were caught alive), so the dead seen of S
+/// stand for `1 − a/n` of its goroutines. Solved by iterating from
+/// `w = d`. All zero when no site was seen dying (nothing to share by).
+pub fn split_missed(rows: &[(u64, u64, u64)], missed: f64) -> Vec<f64> {
+    let dead: u64 = rows.iter().map(|r| r.2).sum();
+    if dead == 0 || missed <= 0.0 {
+        return vec![0.0; rows.len()];
+    }
+    let mut shares: Vec<f64> = rows
+        .iter()
+        .map(|r| missed * r.2 as f64 / dead as f64)
+        .collect();
+    for _ in 0..SPLIT_ROUNDS {
+        let w: Vec<f64> = rows
+            .iter()
+            .zip(&shares)
+            .map(|(&(_, a, d), &share)| {
+                let n = (a + d) as f64 + share;
+                if d == 0 || n <= 0.0 {
+                    0.0
+                } else {
+                    d as f64 * (1.0 - a as f64 / n).max(0.0)
+                }
+            })
+            .collect();
+        let total: f64 = w.iter().sum();
+        if total <= 0.0 {
+            break;
+        }
+        let next: Vec<f64> = w.iter().map(|w| missed * w / total).collect();
+        let moved = next
+            .iter()
+            .zip(&shares)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        shares = next;
+        if moved < 1e-9 * missed.max(1.0) {
+            break;
+        }
+    }
+    shares
 }
 
 /// Goroutines one creation PC created in a window, estimated.
@@ -828,89 +933,38 @@ impl CreationEstimate {
     }
 }
 
-/// Rounds of the fixed-point iteration in `estimate`.
-const ESTIMATE_ROUNDS: usize = 50;
-
 /// The window between two tracker snapshots, with `created` the runtime's
-/// exact count of goroutines created in it (see the module comment).
-///
-/// Per site S: `a` goroutines first seen alive, `d` first seen dead. The
-/// missed total is `M = created − Σa − Σd`. S's count is `a + d + M·w/Σw`
-/// with `w = d·(1 − a/n)`, `n` S's count: the missed goroutines are those
-/// that lived and died between readings, and `a/n` of S's goroutines did
-/// not (they were caught alive). Solved by iterating from `w = d`.
+/// exact count of goroutines created in it: each site's estimate over the
+/// window, the unattributed missed goroutines shared in proportion, scaled
+/// so that the sites sum to `created`.
 pub fn estimate(first: &CreationCounts, last: &CreationCounts, created: u64) -> CreationEstimate {
-    let mut rows: Vec<(u64, u64, u64)> = last
+    let mut rows: Vec<(u64, SiteCounts)> = last
         .by_gopc
         .iter()
         .filter_map(|(&gopc, end)| {
             let start = first.by_gopc.get(&gopc).copied().unwrap_or_default();
-            let a = end.seen_alive.saturating_sub(start.seen_alive);
-            let d = end.seen_dead.saturating_sub(start.seen_dead);
-            (a + d > 0).then_some((gopc, a, d))
+            let delta = SiteCounts {
+                seen_alive: end.seen_alive.saturating_sub(start.seen_alive),
+                seen_dead: end.seen_dead.saturating_sub(start.seen_dead),
+                estimated: (end.estimated - start.estimated).max(0.0),
+            };
+            (delta.seen_alive + delta.seen_dead > 0 || delta.estimated > 0.0)
+                .then_some((gopc, delta))
         })
         .collect();
     rows.sort_unstable_by_key(|r| r.0);
-    let alive: u64 = rows.iter().map(|r| r.1).sum();
-    let dead: u64 = rows.iter().map(|r| r.2).sum();
-    let seen = alive + dead;
-    let missed = created.saturating_sub(seen) as f64;
-    let mut n: Vec<f64> = rows
-        .iter()
-        .map(|&(_, a, d)| {
-            let share = if dead > 0 {
-                d as f64 / dead as f64
-            } else {
-                0.0
-            };
-            (a + d) as f64 + missed * share
-        })
-        .collect();
-    if dead > 0 && missed > 0.0 {
-        for _ in 0..ESTIMATE_ROUNDS {
-            let w: Vec<f64> = rows
-                .iter()
-                .zip(&n)
-                .map(|(&(_, a, d), &n)| {
-                    if d == 0 || n <= 0.0 {
-                        0.0
-                    } else {
-                        d as f64 * (1.0 - a as f64 / n).max(0.0)
-                    }
-                })
-                .collect();
-            let total: f64 = w.iter().sum();
-            if total <= 0.0 {
-                break;
-            }
-            let next: Vec<f64> = rows
-                .iter()
-                .zip(&w)
-                .map(|(&(_, a, d), &w)| (a + d) as f64 + missed * w / total)
-                .collect();
-            let moved = next
-                .iter()
-                .zip(&n)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f64::max);
-            n = next;
-            if moved < 1e-9 * (created as f64).max(1.0) {
-                break;
-            }
-        }
-    }
-    // Scaled to the runtime's count (what no dead goroutine was seen for
-    // is shared by the goroutines seen).
-    let sum: f64 = n.iter().sum();
+    let seen: u64 = rows.iter().map(|r| r.1.seen_alive + r.1.seen_dead).sum();
+    // What was shared interval by interval, plus the unattributed rest in
+    // proportion (a uniform factor): scaled to the runtime's count.
+    let sum: f64 = rows.iter().map(|r| r.1.estimated).sum();
     let scale = if sum > 0.0 { created as f64 / sum } else { 0.0 };
     let mut sites: Vec<SiteEstimate> = rows
         .iter()
-        .zip(&n)
-        .map(|(&(gopc, a, d), &n)| SiteEstimate {
-            gopc,
-            created: n * scale,
-            seen_alive: a,
-            seen_dead: d,
+        .map(|(gopc, c)| SiteEstimate {
+            gopc: *gopc,
+            created: c.estimated * scale,
+            seen_alive: c.seen_alive,
+            seen_dead: c.seen_dead,
         })
         .collect();
     sites.sort_by(|x, y| {
@@ -939,25 +993,33 @@ pub struct GoroutineReading {
 }
 
 /// How much of one core goscope may spend reading the table, as the
-/// ratio of the time between readings to the time one reading takes.
+/// ratio of the time between readings to the CPU time one reading takes.
 const READ_COST_RATIO: u32 = 100;
 pub const MIN_READ_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_READ_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The runtime's count of goroutines created so far (None: unreadable).
+pub type CreatedCounter = Box<dyn FnMut() -> Option<u64> + Send>;
+
+/// Names the function at a PC.
+pub type FunctionNames = Box<dyn FnMut(u64) -> Option<String> + Send>;
 
 struct WatchState {
     reader: GoroutineReader,
     memory: Box<dyn TargetMemory + Send>,
     tracker: CreationTracker,
-    system: SystemGoroutines<Box<dyn FnMut(u64) -> Option<String> + Send>>,
+    system: SystemGoroutines<FunctionNames>,
+    created: CreatedCounter,
     /// The target is gone: no further readings.
     gone: bool,
 }
 
 impl WatchState {
     fn read(&mut self) -> Result<GoroutineTable, GoroutineError> {
+        let created = (self.created)();
         match self.reader.read(&*self.memory) {
             Ok(table) => {
-                self.tracker.observe(&table);
+                self.tracker.observe(&table, created);
                 Ok(table)
             }
             Err(e) => {
@@ -985,18 +1047,22 @@ pub struct GoroutineWatch {
 
 impl GoroutineWatch {
     /// Starts watching; `start_function(pc)` names the function at a
-    /// start PC (for telling system goroutines apart). The first reading
-    /// is taken before this returns (the baseline).
+    /// start PC (for telling system goroutines apart), `created()` reads
+    /// the runtime's created count (read before each reading of the
+    /// table). The first reading is taken before this returns (the
+    /// baseline).
     pub fn start(
         reader: GoroutineReader,
         memory: Box<dyn TargetMemory + Send>,
-        start_function: Box<dyn FnMut(u64) -> Option<String> + Send>,
+        start_function: FunctionNames,
+        created: CreatedCounter,
     ) -> Result<Self, GoroutineError> {
         let mut state = WatchState {
             reader,
             memory,
             tracker: CreationTracker::default(),
             system: SystemGoroutines::new(start_function),
+            created,
             gone: false,
         };
         state.read()?;
@@ -1068,14 +1134,31 @@ fn watch(shared: &Shared) {
         if state.gone {
             return;
         }
-        let started = Instant::now();
+        // The reading's CPU time, not its wall time: on a busy host the
+        // thread waits for a CPU, which costs nothing.
+        let started = thread_cpu_time();
         interval = match state.read() {
-            Ok(_) => {
-                (started.elapsed() * READ_COST_RATIO).clamp(MIN_READ_INTERVAL, MAX_READ_INTERVAL)
-            }
+            Ok(_) => (thread_cpu_time().saturating_sub(started) * READ_COST_RATIO)
+                .clamp(MIN_READ_INTERVAL, MAX_READ_INTERVAL),
             Err(_) => MAX_READ_INTERVAL,
         };
     }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the kernel to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 impl Drop for GoroutineWatch {
@@ -1776,7 +1859,7 @@ mod tests {
     fn new_goroutines_are_those_not_in_the_previous_reading() {
         use GoStatus::{Dead, Running, Waiting};
         let mut t = CreationTracker::default();
-        t.observe(&table_of(&[(1, Waiting, 100), (2, Dead, 200)]));
+        t.observe(&table_of(&[(1, Waiting, 100), (2, Dead, 200)]), Some(10));
         assert!(
             t.counts().by_gopc.is_empty(),
             "the first reading is the baseline"
@@ -1784,34 +1867,26 @@ mod tests {
         let start = t.counts().clone();
         // g of goid 2 reused for 9 (alive), a new g with goid 5 (dead
         // already); 1 unchanged. Goids below the last maximum count too.
-        t.observe(&table_of(&[
-            (1, Waiting, 100),
-            (9, Running, 200),
-            (5, Dead, 300),
-        ]));
-        t.observe(&table_of(&[
-            (1, Waiting, 100),
-            (9, Dead, 200),
-            (5, Dead, 300),
-            (3, Waiting, 300),
-        ]));
+        t.observe(
+            &table_of(&[(1, Waiting, 100), (9, Running, 200), (5, Dead, 300)]),
+            Some(12),
+        );
+        t.observe(
+            &table_of(&[
+                (1, Waiting, 100),
+                (9, Dead, 200),
+                (5, Dead, 300),
+                (3, Waiting, 300),
+            ]),
+            Some(13),
+        );
         let end = t.counts();
         assert_eq!(end.readings, 3);
-        assert_eq!(
-            end.by_gopc[&200],
-            SiteCounts {
-                seen_alive: 1,
-                seen_dead: 0
-            }
-        );
-        assert_eq!(
-            end.by_gopc[&300],
-            SiteCounts {
-                seen_alive: 1,
-                seen_dead: 1
-            }
-        );
+        let seen = |gopc: u64| (end.by_gopc[&gopc].seen_alive, end.by_gopc[&gopc].seen_dead);
+        assert_eq!(seen(200), (1, 0));
+        assert_eq!(seen(300), (1, 1));
         assert!(!end.by_gopc.contains_key(&100));
+        assert_eq!(end.unattributed, 0.0);
         // Nothing missed: the estimate is what was seen.
         let e = estimate(&start, end, 3);
         assert_eq!(e.seen, 3);
@@ -1824,79 +1899,149 @@ mod tests {
         assert_eq!(e.readings, 2);
     }
 
-    fn counts(rows: &[(u64, u64, u64)]) -> CreationCounts {
-        CreationCounts {
-            by_gopc: rows
-                .iter()
-                .map(|&(gopc, a, d)| {
-                    (
-                        gopc,
-                        SiteCounts {
-                            seen_alive: a,
-                            seen_dead: d,
-                        },
-                    )
-                })
-                .collect(),
-            readings: 10,
-            ..Default::default()
+    #[test]
+    fn missed_goroutines_go_to_the_sites_seen_dying() {
+        // One interval: site 1 (rate 8/ms) lives microseconds, site 2
+        // (rate 2/ms) lives a tenth of the interval: 10% of it is caught
+        // alive, the rest dies between the readings; deaths are seen in
+        // proportion to the death rate near the reading (4:1), the rest is
+        // missed.
+        let rows = [(1, 3, 40), (2, 200, 10)];
+        let created = 10_000.0;
+        let seen: u64 = rows.iter().map(|r| r.1 + r.2).sum();
+        let shares = split_missed(&rows, created - seen as f64);
+        let n1 = (3 + 40) as f64 + shares[0];
+        assert!((n1 / created - 0.8).abs() < 0.005, "{shares:?}");
+        assert!((shares.iter().sum::<f64>() - (created - seen as f64)).abs() < 1e-6);
+        // Without the correction (shares by dead seen alone) site 2 would
+        // get a fifth of everything missed, 21.6% in all.
+        // No site seen dying: nothing to share by; nothing missed: nothing.
+        assert_eq!(split_missed(&[(1, 5, 0)], 10.0), vec![0.0]);
+        assert_eq!(split_missed(&[(1, 5, 5)], 0.0), vec![0.0]);
+    }
+
+    /// Readings every 10 ms of a target creating per interval 80 short
+    /// goroutines (two seen dead, the rest missed) and 20 living 100 ms
+    /// (all seen alive); one interval of 150 ms (the watch starved) in
+    /// which 100 ms' worth of the long ones are caught alive and deaths of
+    /// both are seen at their death rates (4:1).
+    #[test]
+    fn each_intervals_missed_goroutines_go_to_that_intervals_sites() {
+        use GoStatus::{Dead, Waiting};
+        let mut t = CreationTracker::default();
+        let mut goid = 100;
+        let mut created = 1000;
+        t.observe(&table_of(&[(1, Waiting, 1)]), Some(created));
+        let start = t.counts().clone();
+        for interval in 0..100 {
+            let starved = interval == 50;
+            let (short, long) = if starved { (1200, 300) } else { (80, 20) };
+            let (dead_short, dead_long, alive_long) =
+                if starved { (8, 2, 200) } else { (2, 0, 20) };
+            goid += short + long;
+            created += short + long;
+            let mut gs = vec![(1, Waiting, 1)];
+            let mut next = goid;
+            for (n, status, gopc) in [
+                (dead_short, Dead, 10),
+                (dead_long, Dead, 20),
+                (alive_long, Waiting, 20),
+            ] {
+                for _ in 0..n {
+                    gs.push((next, status, gopc));
+                    next -= 1;
+                }
+            }
+            t.observe(&table_of(&gs), Some(created));
         }
+        let total = created - 1000;
+        let e = estimate(&start, t.counts(), total);
+        let by: HashMap<u64, f64> = e.sites.iter().map(|s| (s.gopc, s.created)).collect();
+        // Truth: 9120 short, 2280 long.
+        assert!((by[&10] - 9120.0).abs() < 5.0, "{e:?}");
+        assert!((by[&20] - 2280.0).abs() < 5.0, "{e:?}");
+        assert_eq!(t.counts().unattributed, 0.0);
     }
 
     #[test]
-    fn missed_goroutines_go_to_the_sites_seen_dying() {
-        // Per reading interval I: site A (rate 8/ms) lives microseconds,
-        // site B (rate 2/ms) lives I/10: 10% of B is caught alive, the rest
-        // dies between readings; deaths are seen in proportion to the
-        // death rate near the reading (4:1), everything else is missed.
-        let (rate_a, rate_b, interval) = (8000.0, 2000.0, 1.0);
-        let alive_b = rate_b * 0.1 * interval;
-        let (dead_a, dead_b) = (40.0, 10.0);
-        let created = ((rate_a + rate_b) * interval) as u64;
-        let e = estimate(
-            &CreationCounts::default(),
-            &counts(&[(1, 3, dead_a as u64), (2, alive_b as u64, dead_b as u64)]),
-            created,
-        );
-        let by: HashMap<u64, f64> = e.sites.iter().map(|s| (s.gopc, s.created)).collect();
-        let share_a = by[&1] / created as f64;
-        assert!((share_a - 0.8).abs() < 0.005, "{e:?}");
-        assert!(((by[&1] + by[&2]) - created as f64).abs() < 1e-6);
+    fn window_estimates_are_differences_scaled_to_the_runtimes_count() {
+        let site = |a: u64, d: u64, n: f64| SiteCounts {
+            seen_alive: a,
+            seen_dead: d,
+            estimated: n,
+        };
+        let first = CreationCounts {
+            by_gopc: [(1, site(5, 5, 100.0)), (2, site(1, 0, 1.0))].into(),
+            readings: 4,
+            ..Default::default()
+        };
+        let last = CreationCounts {
+            by_gopc: [
+                (1, site(15, 25, 900.0)),
+                (2, site(101, 0, 101.0)),
+                (3, site(0, 0, 0.0)),
+            ]
+            .into(),
+            unattributed: 50.0,
+            readings: 14,
+            ..Default::default()
+        };
+        // 800 + 100 estimated, 50 unattributed shared alike: scaled to 950.
+        let e = estimate(&first, &last, 950);
+        assert_eq!(e.seen, 130);
+        assert_eq!(e.readings, 10);
+        assert_eq!(e.sites.len(), 2);
         assert_eq!(e.sites[0].gopc, 1, "largest first");
-        // Sites never seen dying keep what was seen of them; long-lived.
-        let e = estimate(
-            &CreationCounts::default(),
-            &counts(&[(1, 0, 50), (2, 2000, 0)]),
-            10_000,
-        );
-        let by: HashMap<u64, f64> = e.sites.iter().map(|s| (s.gopc, s.created)).collect();
         assert!(
-            (by[&2] - 2000.0).abs() < 1e-6 && (by[&1] - 8000.0).abs() < 1e-6,
+            (e.sites[0].created - 950.0 * 8.0 / 9.0).abs() < 1e-9,
             "{e:?}"
         );
-        assert!((e.covered_fraction().unwrap() - 0.205).abs() < 1e-9);
-        // Differences between two snapshots; a window with nothing created.
-        let first = counts(&[(1, 5, 5)]);
-        let e = estimate(&first, &counts(&[(1, 5, 5)]), 0);
+        assert_eq!((e.sites[0].seen_alive, e.sites[0].seen_dead), (10, 20));
+        assert!((e.covered_fraction().unwrap() - 130.0 / 950.0).abs() < 1e-12);
+        // A window with nothing created.
+        let e = estimate(&last, &last, 0);
         assert!(e.sites.is_empty() && e.covered_fraction().is_none());
-        // Seen more than the runtime counted (edges of the window): shares
-        // of what was seen, scaled to the runtime's count.
-        let e = estimate(
-            &CreationCounts::default(),
-            &counts(&[(1, 6, 0), (2, 2, 0)]),
-            4,
+    }
+
+    #[test]
+    fn goroutines_seen_beyond_the_runtimes_count_are_taken_from_later_intervals() {
+        use GoStatus::{Dead, Waiting};
+        let mut t = CreationTracker::default();
+        t.observe(&table_of(&[]), Some(0));
+        // A goroutine created between the counter and the table: seen at
+        // the first interval, counted by the runtime in the second.
+        t.observe(&table_of(&[(1, Waiting, 7), (2, Waiting, 7)]), Some(1));
+        t.observe(
+            &table_of(&[(1, Waiting, 7), (2, Waiting, 7), (3, Dead, 8)]),
+            Some(4),
         );
-        assert!((e.sites[0].created - 3.0).abs() < 1e-9, "{e:?}");
+        let c = t.counts();
+        // Second interval: 3 created, 1 seen, 1 owed: 1 missed, to site 8.
+        assert!((c.by_gopc[&8].estimated - 2.0).abs() < 1e-9, "{c:?}");
+        assert!((c.by_gopc[&7].estimated - 2.0).abs() < 1e-9, "{c:?}");
+        // Missed with no one seen dying: unattributed; unknown count: none.
+        t.observe(
+            &table_of(&[
+                (1, Waiting, 7),
+                (2, Waiting, 7),
+                (3, Dead, 8),
+                (4, Waiting, 7),
+            ]),
+            Some(10),
+        );
+        assert!((t.counts().unattributed - 5.0).abs() < 1e-9);
+        t.observe(&table_of(&[(1, Waiting, 7), (5, Waiting, 7)]), None);
+        assert!((t.counts().unattributed - 5.0).abs() < 1e-9);
     }
 
     #[test]
     fn the_tracker_keeps_a_bounded_number_of_sites() {
         let mut t = CreationTracker::default();
-        t.observe(&table_of(&[]));
+        t.observe(&table_of(&[]), None);
         let many: Vec<(u64, GoStatus, u64)> = (1..=(MAX_SITES as u64 + 10))
             .map(|i| (i, GoStatus::Waiting, 0x1000 + i))
             .collect();
-        t.observe(&table_of(&many));
+        t.observe(&table_of(&many), None);
         assert_eq!(t.counts().by_gopc.len(), MAX_SITES + 1);
         assert_eq!(t.counts().by_gopc[&0].seen_alive, 10);
     }
