@@ -101,7 +101,6 @@ fn no_probe_remains_after_sigkill_or_ctrl_c() {
     assert!(target.quit().unwrap().success());
 }
 
-
 #[test]
 fn target_exiting_inside_the_window_gives_a_report_and_nonzero_exit() {
     if !require_root_or_skip("target_exiting_inside_the_window") {
@@ -344,9 +343,11 @@ fn cgo_latency_matches_the_workloads_own_timing() {
     }
 }
 
-/// Goroutine creation sites: the function whose `go` statement created the
-/// batch's goroutines is the top site, and its rate accounts for the
-/// runtime's own count over the window (default overhead budget).
+/// Goroutine creation sites, from the goroutine table in memory (no
+/// newproc probe): the function whose `go` statement created the batch's
+/// goroutines is the top site, and its rate accounts for the runtime's own
+/// count over the window (default overhead budget). tests/integration/
+/// goroutines.rs checks shares and live goroutines by site.
 #[test]
 fn goroutine_creation_sites() {
     if !require_root_or_skip("goroutine_creation_sites") {
@@ -360,11 +361,18 @@ fn goroutine_creation_sites() {
         &[],
     )
     .unwrap();
-    let top = &report["goroutines"]["creation_sites"][0];
+    let goroutines = &report["goroutines"];
     assert_eq!(
-        top["function"], "main.spawnGoroutines",
-        "{}",
-        report["goroutines"]
+        goroutines["creation_sites_source"], "goroutine_table",
+        "{goroutines}"
+    );
+    let top = &goroutines["creation_sites"][0];
+    assert_eq!(top["function"], "main.spawnGoroutines", "{goroutines}");
+    assert!(
+        top["position"]
+            .as_str()
+            .is_some_and(|p| p.contains("loadgen/work.go:")),
+        "{goroutines}"
     );
     assert!(top["created_sampled"].as_u64().unwrap() > 0);
     let estimated = top["per_s"].as_f64().unwrap() * report["window_s"].as_f64().unwrap();
@@ -393,7 +401,8 @@ fn a_second_goscope_on_the_same_target_shares_the_budget() {
         .wait_for_stderr(|l| l.contains("another goscope") || l.starts_with("goscope: attached"))
         .unwrap();
     assert!(
-        shared.contains("another goscope is observing") && shared.contains("half the overhead budget (0.5%)"),
+        shared.contains("another goscope is observing")
+            && shared.contains("half the overhead budget (0.5%)"),
         "{shared}"
     );
     let second = second.interrupt().unwrap();
