@@ -375,19 +375,68 @@ fn sites(frame: &mut Frame, area: Rect, r: &DoctorReport) {
         .block(Block::bordered().title(" cgo call sites since attach ")),
         cgo,
     );
-    let spawn_rows: Vec<Row> = r
-        .goroutines
+    frame.render_widget(creation_table(&r.goroutines), created);
+}
+
+/// Goroutine creation sites since attach (rate, share) with the live
+/// goroutines of each site now; sites with live goroutines only follow.
+fn creation_table(go: &crate::report::figures::GoroutineFigures) -> Table<'static> {
+    let site = |function: &str, position: &str| match position.rsplit('/').next() {
+        Some(file) if !file.is_empty() => format!("{function} {file}"),
+        _ => function.to_string(),
+    };
+    let live_of = |function: &str, position: &str| {
+        go.live_by_creation_site
+            .iter()
+            .find(|l| l.function == function && l.position == position)
+            .map_or(0, |l| l.live)
+    };
+    let mut rows: Vec<Row> = go
         .creation_sites
         .iter()
-        .map(|s| Row::new(vec![s.function.clone(), format!("{}/s", count(s.per_s))]))
+        .map(|s| {
+            Row::new(vec![
+                site(&s.function, &s.position),
+                format!("{}/s", count(s.per_s)),
+                format!("{:.1}%", s.share * 100.0),
+                live_of(&s.function, &s.position).to_string(),
+            ])
+        })
         .collect();
-    frame.render_widget(
-        Table::new(spawn_rows, [Constraint::Min(30), Constraint::Length(14)])
-            .header(
-                Row::new(vec!["goroutine creation site", "rate"])
-                    .style(Style::default().add_modifier(Modifier::BOLD)),
-            )
-            .block(Block::bordered().title(" goroutine creation sites since attach ")),
-        created,
-    );
+    for l in &go.live_by_creation_site {
+        let listed = go
+            .creation_sites
+            .iter()
+            .any(|s| s.function == l.function && s.position == l.position);
+        if !listed {
+            rows.push(Row::new(vec![
+                site(&l.function, &l.position),
+                "-".into(),
+                "-".into(),
+                l.live.to_string(),
+            ]));
+        }
+    }
+    let title = match (&go.creation_sites_skipped, go.creation_sites_covered_fraction) {
+        (Some(why), _) => format!(" goroutine creation sites: {why} "),
+        (None, Some(covered)) => format!(
+            " goroutine creation sites since attach ({:.1}% seen in the goroutine table) ",
+            covered * 100.0
+        ),
+        (None, None) => " goroutine creation sites since attach ".to_string(),
+    };
+    Table::new(
+        rows,
+        [
+            Constraint::Min(30),
+            Constraint::Length(12),
+            Constraint::Length(7),
+            Constraint::Length(8),
+        ],
+    )
+    .header(
+        Row::new(vec!["goroutine creation site", "rate", "share", "live"])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    )
+    .block(Block::bordered().title(title))
 }
