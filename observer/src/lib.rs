@@ -3,6 +3,7 @@
 //! collection, verdicts and outputs.
 
 pub mod agent;
+pub mod alloc_sites;
 pub mod attachment;
 pub mod binary;
 pub mod cgroup;

@@ -1,25 +1,39 @@
-//! Allocation sites against ground truth: the "sites" workload allocates
-//! known bytes from three functions and reports them itself; goscope's byte
-//! shares per function (text report, JSON and the pprof profile read by
-//! `go tool pprof`) must be within 5 percentage points, on Go 1.22 and 1.27,
-//! plain and stripped.
+//! Allocation sites against ground truth, from both sources. Span-refill
+//! probes (loadgen, whose linker disables the heap profile): the "sites"
+//! workload allocates known bytes from three functions and reports them
+//! itself; goscope's byte shares per function (JSON and the pprof profile
+//! read by `go tool pprof`) must be within 5 percentage points, on Go 1.22
+//! and 1.27, plain and stripped. The runtime's heap profile (memprof, which
+//! links runtime/pprof): two functions at 3:1 bytes, shares within 5
+//! points, estimated bytes near the workload's own, the live heap by site,
+//! a four-type pprof heap profile, and no probe in the target's code. For
+//! both sources a function that only grows a map or appends to a slice is
+//! the site, not the runtime's map or growslice frames. Every window
+//! contains the target's batch (the target takes its baseline after
+//! goscope attached).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path};
 
-use testkit::{BuildOptions, require_root_or_skip};
+use serde_json::Value;
+use testkit::{BuildOptions, Goscope, Target, WorkloadResult, require_root_or_skip};
 
-use crate::util::{cgo, loadgen};
+use crate::util::{assert_code_matches_file, cgo, loadgen};
 
 /// Tolerance on each function's share of the bytes.
 const SHARE_TOLERANCE: f64 = 0.05;
 
 /// Byte shares per function from `go tool pprof -top` of an alloc profile.
-fn pprof_shares(go: &std::path::Path, profile: &std::path::Path) -> HashMap<String, f64> {
+fn pprof_shares(go: &Path, profile: &Path) -> HashMap<String, f64> {
+    pprof_top(go, profile, "alloc_space")
+}
+
+/// Flat shares per function from `go tool pprof -sample_index=INDEX -top`.
+fn pprof_top(go: &Path, profile: &Path, sample_index: &str) -> HashMap<String, f64> {
     let out = std::process::Command::new(go)
         .args([
             "tool",
             "pprof",
-            "-sample_index=alloc_space",
+            &format!("-sample_index={sample_index}"),
             "-top",
             "-unit=bytes",
         ])
@@ -74,6 +88,10 @@ fn allocation_site_shares_match_the_workloads_own_counts() {
             .unwrap_or_else(|e| panic!("{label}: {e:#}"));
             let report: serde_json::Value = serde_json::from_str(&finished.stdout)
                 .unwrap_or_else(|e| panic!("{label}: {e}: {}", finished.stdout));
+            // loadgen's linker disabled the heap profile: probes it is.
+            assert_eq!(report["source"], "span_refill_probes", "{label}: {report}");
+            assert!(report["sampling_rate_bytes"].is_null(), "{label}");
+            assert!(report["live_sites"].is_null(), "{label}");
             let total: u64 = truth.site_bytes.values().sum();
             assert!(total > 0, "{label}: the workload reported no site bytes");
             let go = testkit::go_binary(version).unwrap();
@@ -103,5 +121,299 @@ fn allocation_site_shares_match_the_workloads_own_counts() {
                 );
             }
         }
+    }
+}
+
+/// memprof's heap-profile batches ("memprof serve WORK").
+fn memprof(version: &str, options: &BuildOptions) -> std::path::PathBuf {
+    testkit::build_workload(version, "memprof", options)
+        .unwrap_or_else(|e| panic!("building memprof with Go {version}: {e:#}"))
+}
+
+/// `around_batch` that also runs `during(pid)` while goscope is attached,
+/// after the batch.
+fn observe_batch(
+    binary: &Path,
+    target_args: &[&str],
+    env: &[(&str, &str)],
+    command: &str,
+    extra: &[&str],
+    during: impl FnOnce(u32),
+) -> (Value, WorkloadResult, String) {
+    let mut target = Target::start(binary, target_args, env).unwrap();
+    let pid = target.pid.to_string();
+    let mut args = vec![command, "--pid", &pid, "--duration", "600"];
+    args.extend_from_slice(extra);
+    let mut goscope = Goscope::start(&args).unwrap();
+    goscope.wait_attached().unwrap();
+    target.baseline().unwrap();
+    let truth = target.run_batch().unwrap();
+    during(target.pid);
+    let finished = goscope.interrupt().unwrap();
+    target.quit().unwrap();
+    assert!(
+        finished.status.success(),
+        "goscope {command} failed: {}",
+        finished.stderr
+    );
+    let report = serde_json::from_str(&finished.stdout).unwrap_or_else(|e| {
+        panic!(
+            "goscope {command} printed invalid JSON ({e}): {}",
+            finished.stdout
+        )
+    });
+    (report, truth, finished.stderr)
+}
+
+fn site<'a>(sites: &'a Value, function: &str) -> Option<&'a Value> {
+    sites.as_array()?.iter().find(|s| s["function"] == function)
+}
+
+/// Heap-profile sampling rate the share test sets (runtime.MemProfileRate).
+const TEST_RATE: u64 = 64 << 10;
+
+#[test]
+fn heap_profile_sites_match_the_workloads_own_counts() {
+    if !require_root_or_skip("heap_profile_sites_match_the_workloads_own_counts") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("goscope-alloc-heap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (version, stripped) in [("1.22", false), ("1.27", false), ("1.27", true)] {
+        let options = BuildOptions {
+            ldflags: stripped.then(|| "-s -w".to_string()),
+            ..BuildOptions::default()
+        };
+        let binary = memprof(version, &options);
+        let label = format!("Go {version} stripped={stripped}");
+        let profile = dir.join(format!("heap-{version}-{stripped}.pb.gz"));
+        let profile_arg = profile.display().to_string();
+        let rate = TEST_RATE.to_string();
+        // Default overhead budget: the heap profile costs the target nothing.
+        let (report, truth, stderr) = observe_batch(
+            &binary,
+            &["serve", "sites"],
+            &[("MEMPROF_RATE", &rate)],
+            "alloc",
+            &["--json", "-o", &profile_arg],
+            // No probe in the target's code while goscope is attached.
+            |pid| assert_code_matches_file(pid, &binary),
+        );
+        assert!(stderr.contains("heap profile"), "{label}: {stderr}");
+        assert_eq!(report["source"], "memory_profile", "{label}: {report}");
+        assert_eq!(report["sampling_rate_bytes"], TEST_RATE, "{label}");
+        assert!(report["sampled_fraction"].is_null(), "{label}");
+        let window_s = report["window_s"].as_f64().unwrap();
+        let total: u64 = truth.site_bytes.values().sum();
+        assert!(total > 0, "{label}: the workload reported no site bytes");
+        let go = testkit::go_binary(version).unwrap();
+        let from_pprof = pprof_top(&go, &profile, "alloc_space");
+        let mut covered = 0.0;
+        for (function, bytes) in &truth.site_bytes {
+            let want = *bytes as f64 / total as f64;
+            let s = site(&report["sites"], function)
+                .unwrap_or_else(|| panic!("{label}: {function} missing: {report}"));
+            let got = s["bytes_share"].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= SHARE_TOLERANCE,
+                "{label}: {function} share {got:.3} vs the workload's {want:.3}"
+            );
+            assert!(
+                s["position"].as_str().unwrap().contains("main.go:"),
+                "{label}: {function} position {}",
+                s["position"]
+            );
+            // The scaled samples estimate the bytes themselves.
+            let estimated = s["bytes_per_s"].as_f64().unwrap() * window_s;
+            covered += estimated;
+            assert!(
+                (estimated / *bytes as f64 - 1.0).abs() <= 0.15,
+                "{label}: {function} estimated {estimated:.0} B vs the workload's {bytes} B"
+            );
+            assert!(s["samples"].as_u64().unwrap() >= 500, "{label}: {s}");
+            let in_profile = from_pprof.get(function).copied().unwrap_or(0.0);
+            assert!(
+                (in_profile - want).abs() <= SHARE_TOLERANCE,
+                "{label}: pprof alloc_space flat share of {function} {in_profile:.3} vs {want:.3}"
+            );
+            eprintln!(
+                "{label}: {function} share {got:.3} (pprof {in_profile:.3}) vs the workload's {want:.3}; estimated {estimated:.0} B of {bytes} B"
+            );
+        }
+        eprintln!(
+            "{label}: the two sites cover {covered:.0} B of the workload's {total} B ({:.1}%)",
+            100.0 * covered / total as f64
+        );
+
+        // The live heap at the end: the workload's rings, 20 MiB of large
+        // and 8 MiB of small objects.
+        let live = &report["live_sites"];
+        for (function, want) in [
+            ("main.sitesLarge", 20u64 << 20),
+            ("main.sitesSmall", 8 << 20),
+        ] {
+            let s = site(live, function)
+                .unwrap_or_else(|| panic!("{label}: {function} not in live_sites: {live}"));
+            let inuse = s["inuse_bytes"].as_u64().unwrap();
+            assert!(
+                (inuse as f64 / want as f64 - 1.0).abs() <= 0.35,
+                "{label}: {function} in use {inuse} B vs the workload's {want} B"
+            );
+            assert!(s["inuse_objects"].as_u64().unwrap() > 0, "{label}: {s}");
+            eprintln!("{label}: live {function} {inuse} B (workload keeps {want} B)");
+        }
+        let in_use = pprof_top(&go, &profile, "inuse_space");
+        let (large, small) = (
+            in_use.get("main.sitesLarge").copied().unwrap_or(0.0),
+            in_use.get("main.sitesSmall").copied().unwrap_or(0.0),
+        );
+        assert!(
+            small > 0.0 && large > 2.0 * small,
+            "{label}: pprof inuse_space: {in_use:?}"
+        );
+        for index in ["alloc_objects", "inuse_objects"] {
+            let objects = pprof_top(&go, &profile, index);
+            assert!(
+                objects.contains_key("main.sitesSmall"),
+                "{label}: pprof {index}: {objects:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Names that mean a site stopped inside the runtime's map or slice code.
+fn runtime_growth_frame(function: &str) -> bool {
+    function.starts_with("internal/runtime/")
+        || function.starts_with("runtime.growslice")
+        || function.starts_with("runtime.makeBucketArray")
+        || function.starts_with("runtime.hashGrow")
+        || function.starts_with("runtime.newarray")
+        || function.starts_with("runtime.map")
+}
+
+#[test]
+fn a_function_that_grows_a_map_or_appends_to_a_slice_is_the_site() {
+    if !require_root_or_skip("a_function_that_grows_a_map_or_appends_to_a_slice_is_the_site") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("goscope-alloc-growth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // MEMPROF_RATE=0 turns the heap profile off: the probes name the sites
+    // (a batch with few allocations per CPU second, so that they fit the
+    // default budget).
+    for (rate, work, source) in [
+        (None, "growth", "memory_profile"),
+        (Some("0"), "growth-slow", "span_refill_probes"),
+    ] {
+        for version in ["1.22", "1.27"] {
+            let binary = memprof(version, &BuildOptions::default());
+            let label = format!("Go {version} {source}");
+            let profile = dir.join(format!("growth-{version}-{source}.pb.gz"));
+            let profile_arg = profile.display().to_string();
+            let env: Vec<(&str, &str)> = rate.map(|r| ("MEMPROF_RATE", r)).into_iter().collect();
+            let (report, _, _) = observe_batch(
+                &binary,
+                &["serve", work],
+                &env,
+                "alloc",
+                &["--json", "-o", &profile_arg],
+                |_| {},
+            );
+            assert_eq!(report["source"], source, "{label}: {report}");
+            let sites = report["sites"].as_array().unwrap();
+            let share = |f: &str| {
+                site(&report["sites"], f).map_or(0.0, |s| s["bytes_share"].as_f64().unwrap())
+            };
+            let (map, slice) = (share("main.growMap"), share("main.appendSlice"));
+            assert!(
+                map > 0.05 && slice > 0.05 && map + slice > 0.8,
+                "{label}: growMap {map:.3}, appendSlice {slice:.3}: {sites:?}"
+            );
+            for s in sites {
+                let function = s["function"].as_str().unwrap();
+                assert!(
+                    !runtime_growth_frame(function),
+                    "{label}: {function} named as a site: {sites:?}"
+                );
+                // The runtime allocating for itself (every frame its own,
+                // e.g. a new M) is named by its outermost frame; it is
+                // noise here.
+                let share = s["bytes_share"].as_f64().unwrap();
+                assert!(
+                    !function.starts_with("runtime.") || share < 0.01,
+                    "{label}: {function} holds {share:.3} of the bytes: {sites:?}"
+                );
+            }
+            let go = testkit::go_binary(version).unwrap();
+            let flat = pprof_top(&go, &profile, "alloc_space");
+            let pprof_share = flat.get("main.growMap").copied().unwrap_or(0.0)
+                + flat.get("main.appendSlice").copied().unwrap_or(0.0);
+            assert!(
+                pprof_share > 0.8,
+                "{label}: go tool pprof -top charges the growth elsewhere: {flat:?}"
+            );
+            assert!(
+                flat.keys()
+                    .all(|f| !runtime_growth_frame(f) || flat[f] < 0.01),
+                "{label}: runtime growth frames flat in pprof: {flat:?}"
+            );
+            eprintln!(
+                "{label}: growMap {map:.3}, appendSlice {slice:.3} of the bytes ({} samples, probes attached {} of the window); pprof flat {pprof_share:.3}",
+                report["samples"], report["sampled_fraction"]
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn doctor_takes_allocation_sites_from_the_heap_profile() {
+    if !require_root_or_skip("doctor_takes_allocation_sites_from_the_heap_profile") {
+        return;
+    }
+    for version in ["1.22", "1.27"] {
+        let binary = memprof(version, &BuildOptions::default());
+        let label = format!("Go {version}");
+        // The runtime's default rate, 512 KiB.
+        let (report, _, _) = observe_batch(
+            &binary,
+            &["serve", "sites"],
+            &[],
+            "doctor",
+            &["--json"],
+            |_| {},
+        );
+        let alloc = &report["alloc"];
+        assert_eq!(alloc["sites_source"], "memory_profile", "{label}: {alloc}");
+        assert_eq!(alloc["sites_sampling_rate_bytes"], 512 * 1024, "{label}");
+        assert!(
+            alloc["sites_sampled_fraction"].is_null(),
+            "{label}: {alloc}"
+        );
+        assert!(alloc["sites_skipped"].is_null(), "{label}: {alloc}");
+        let names = |list: &Value| -> Vec<String> {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["function"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let sites = names(&alloc["sites"]);
+        assert!(
+            sites.iter().take(2).any(|f| f == "main.sitesSmall")
+                && sites.iter().take(2).any(|f| f == "main.sitesLarge"),
+            "{label}: top sites {sites:?}"
+        );
+        let live = names(&alloc["live_sites"]);
+        assert!(
+            live.first().map(String::as_str) == Some("main.sitesLarge"),
+            "{label}: live sites {live:?}"
+        );
+        let source = report["sources"]["alloc.sites, alloc.live_sites"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(source.contains("no probe"), "{label}: {source}");
+        eprintln!("{label}: doctor sites {sites:?}, live {live:?}");
     }
 }

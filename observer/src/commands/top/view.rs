@@ -10,6 +10,7 @@ use ratatui::{
 
 use super::{Pane, State};
 use crate::{
+    alloc_sites::{self, SitesSource},
     report::{DoctorReport, table},
     format::{bytes, count, duration_ns, percent},
     runtime::histogram::Percentiles,
@@ -276,9 +277,15 @@ fn alloc_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
             ])
         })
         .collect();
-    let sampled = a.sites_sampled_fraction.map_or("not probed".into(), |f| {
-        format!("probes on {:.2}% of the time", f * 100.0)
-    });
+    let source = match (a.sites_source, &a.sites_skipped) {
+        (_, Some(why)) => why.clone(),
+        (Some(source), None) => alloc_sites::source_text(
+            source,
+            a.sites_sampling_rate_bytes,
+            a.sites_sampled_fraction,
+        ),
+        (None, None) => "not collected".into(),
+    };
     Table::new(
         rows,
         [
@@ -291,13 +298,48 @@ fn alloc_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
         Row::new(vec!["bytes/s", "share", "allocation site"])
             .style(Style::default().add_modifier(Modifier::BOLD)),
     )
-    .block(Block::bordered().title(format!(" Top allocation sites since attach ({sampled}) ")))
+    .block(Block::bordered().title(format!(" Top allocation sites since attach ({source}) ")))
+}
+
+/// The live heap by site at the end of the report's window (heap-profile
+/// source only).
+fn live_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
+    let rows: Vec<Row> = r
+        .alloc
+        .live_sites
+        .iter()
+        .take(limit)
+        .map(|s| {
+            Row::new(vec![
+                bytes(s.inuse_bytes as f64),
+                percent(s.share),
+                format!(
+                    "{} {}",
+                    s.function,
+                    s.position.rsplit('/').next().unwrap_or("")
+                ),
+            ])
+        })
+        .collect();
+    Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Length(7),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(vec!["in use", "share", "live heap by site"])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    )
+    .block(Block::bordered().title(" Live heap by site (as of the last published GC cycle) "))
 }
 
 fn size_classes(frame: &mut Frame, area: Rect, r: &DoctorReport) {
     let a = &r.alloc;
     let mut classes: Vec<_> = a.by_size.iter().filter(|c| c.bytes > 0).collect();
-    classes.sort_by(|x, y| y.bytes.cmp(&x.bytes));
+    classes.sort_by_key(|c| std::cmp::Reverse(c.bytes));
     let per_s = |v: u64| v as f64 / r.window_s.max(1e-9);
     let rows: Vec<Row> = classes
         .iter()
@@ -346,7 +388,15 @@ fn sites(frame: &mut Frame, area: Rect, r: &DoctorReport) {
         Constraint::Percentage(25),
     ])
     .areas(area);
-    frame.render_widget(alloc_site_table(r, 20), alloc);
+    if r.alloc.sites_source == Some(SitesSource::MemoryProfile) {
+        let [allocated, live] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(alloc);
+        frame.render_widget(alloc_site_table(r, 20), allocated);
+        frame.render_widget(live_site_table(r, 20), live);
+    } else {
+        frame.render_widget(alloc_site_table(r, 20), alloc);
+    }
     let cgo_rows: Vec<Row> = r
         .cgo
         .sites
