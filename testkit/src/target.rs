@@ -16,6 +16,8 @@ use serde::Deserialize;
 /// Generous: a batch on a loaded 2-core VM.
 const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a target asked to quit may take (it finishes its batch first).
+const QUIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the target reported for one batch (runtime/metrics deltas).
 #[derive(Debug, Deserialize)]
@@ -284,7 +286,16 @@ impl Target {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = writeln!(stdin, "quit");
         }
-        Ok(self.child.wait()?)
+        let deadline = std::time::Instant::now() + QUIT_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("target {} did not quit within {QUIT_TIMEOUT:?}", self.pid);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

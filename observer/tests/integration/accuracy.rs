@@ -113,6 +113,8 @@ fn build_variants() -> Vec<(&'static str, BuildOptions)> {
     let pie = Some("pie".to_string());
     vec![
         ("plain", cgo()),
+        // CGO_ENABLED=0: internally linked, no cgo calls to count.
+        ("nocgo", BuildOptions::default()),
         (
             "stripped",
             BuildOptions {

@@ -60,8 +60,22 @@ fn observe(version: &str, work: &str) -> (BTreeMap<u64, Value>, Vec<Gctrace>, u6
         Goscope::start(&["gc", "--pid", &pid, "--duration", "600", "--json"]).unwrap();
     goscope.wait_attached().unwrap();
     let truth = target.run_batch().unwrap();
-    // gctrace for the last cycle is printed by the target after it ends.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // gctrace for the last cycle is printed by the target after it ends:
+    // wait for that line (bounded), not for a fixed time.
+    let last_cycle = truth.end("/gc/cycles/total:gc-cycles").unwrap() as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !target
+        .stderr_lines()
+        .iter()
+        .filter_map(|l| parse_gctrace(l))
+        .any(|t| t.cycle >= last_cycle)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Go {version}: no gctrace line for cycle {last_cycle} within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let finished = goscope.interrupt().unwrap();
     assert!(
         finished.status.success(),
