@@ -17,7 +17,8 @@ use super::{
 use crate::{
     binary::GoBinary,
     probe_points::{self, ProbePoint},
-    runtime::histogram::{Percentiles, percentiles},
+    probes::latency::percentiles,
+    runtime::histogram::Percentiles,
 };
 
 use probe_points::{

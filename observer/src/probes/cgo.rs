@@ -11,7 +11,8 @@ use super::{AttachedLink, ProbeSession};
 use crate::{
     binary::GoBinary,
     probe_points::{self, ProbePoint},
-    runtime::histogram::{Percentiles, percentiles},
+    probes::latency::percentiles,
+    runtime::histogram::Percentiles,
     symbols::Symbolizer,
 };
 

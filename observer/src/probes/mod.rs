@@ -8,6 +8,7 @@ pub mod calibrate;
 pub mod cgo;
 pub mod governed;
 pub mod governor;
+pub mod latency;
 pub mod spawn;
 pub mod threads;
 
