@@ -119,7 +119,10 @@ pub fn creation_sites(sites: &[SpawnSite], sampled_fraction: f64) -> CreationSit
         sampled_fraction,
         covered_fraction: None,
         readings: None,
+        failed_readings: None,
+        last_error: None,
         live: Vec::new(),
+        live_skipped: None,
         skipped: None,
     }
 }

@@ -89,6 +89,11 @@ pub struct GoroutineFigures {
     pub creation_sites_covered_fraction: Option<f64>,
     /// Readings of the goroutine table in the window.
     pub creation_sites_readings: Option<u64>,
+    /// Readings of the table that failed in the window (a race with the
+    /// runtime or a corrupt table; the readings around them cover the
+    /// interval) and the last reason (null when none failed).
+    pub creation_sites_failed_readings: Option<u64>,
+    pub creation_sites_last_error: Option<String>,
     /// Why there are no creation sites ("skipped: ..."); null when there
     /// are.
     pub creation_sites_skipped: Option<String>,
@@ -96,6 +101,9 @@ pub struct GoroutineFigures {
     /// does) by the `go` statement that created them, at the window's end:
     /// `function`, `position`, `live`. Exact at that reading.
     pub live_by_creation_site: Vec<LiveCreationSite>,
+    /// Why `live_by_creation_site` is empty ("skipped: ..."), null when
+    /// it was read.
+    pub live_by_creation_site_skipped: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -351,10 +359,13 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .map(|c| c.sampled_fraction),
             creation_sites_covered_fraction: creation.and_then(|c| c.covered_fraction),
             creation_sites_readings: creation.and_then(|c| c.readings),
+            creation_sites_failed_readings: creation.and_then(|c| c.failed_readings),
+            creation_sites_last_error: creation.and_then(|c| c.last_error.clone()),
             creation_sites_skipped: creation.and_then(|c| c.skipped.clone()),
             live_by_creation_site: creation
                 .map(|c| c.live.iter().take(TOP_CREATION_SITES).cloned().collect())
                 .unwrap_or_default(),
+            live_by_creation_site_skipped: creation.and_then(|c| c.live_skipped.clone()),
         },
         alloc: AllocFigures {
             objects,

@@ -1223,10 +1223,17 @@ pub struct CreationSites {
     pub covered_fraction: Option<f64>,
     /// Table readings in the window (goroutine table only).
     pub readings: Option<u64>,
+    /// Readings of the table that failed in the window and the last
+    /// reason (goroutine table only; the intervals around them are
+    /// longer, nothing is lost).
+    pub failed_readings: Option<u64>,
+    pub last_error: Option<String>,
     /// Live goroutines by creation site at the end, largest first
     /// (goroutine table only).
     pub live: Vec<LiveCreationSite>,
-    /// Why there are no sites (a reading failed), "skipped: ...".
+    /// Why `live` is empty: the window's last reading failed.
+    pub live_skipped: Option<String>,
+    /// Why there are no sites: the source is unavailable, "skipped: ...".
     pub skipped: Option<String>,
 }
 
@@ -1308,18 +1315,23 @@ impl CreationSites {
                 .then_with(|| a.function.cmp(&b.function))
                 .then_with(|| a.position.cmp(&b.position))
         });
-        let skipped = match (&first.live, &last.live) {
-            (Err(e), _) | (_, Err(e)) => Some(format!("skipped: {e}")),
-            _ => None,
-        };
+        let failed = last
+            .counts
+            .failed_readings
+            .saturating_sub(first.counts.failed_readings);
         Self {
             source: CreationSource::GoroutineTable,
-            sites: if skipped.is_some() { Vec::new() } else { sites },
+            sites,
             sampled_fraction: 1.0,
             covered_fraction: estimate.covered_fraction(),
             readings: Some(estimate.readings),
+            failed_readings: Some(failed),
+            last_error: (failed > 0)
+                .then(|| last.counts.last_error.clone())
+                .flatten(),
             live,
-            skipped,
+            live_skipped: last.live.as_ref().err().map(|e| format!("skipped: {e}")),
+            skipped: None,
         }
     }
 
@@ -1331,7 +1343,10 @@ impl CreationSites {
             sampled_fraction: 0.0,
             covered_fraction: None,
             readings: None,
+            failed_readings: None,
+            last_error: None,
             live: Vec::new(),
+            live_skipped: None,
             skipped: Some(reason),
         }
     }
@@ -2044,5 +2059,82 @@ mod tests {
         t.observe(&table_of(&many), None);
         assert_eq!(t.counts().by_gopc.len(), MAX_SITES + 1);
         assert_eq!(t.counts().by_gopc[&0].seen_alive, 10);
+    }
+
+    /// Random tables (lengths, pointers and gs from a PRNG, some valid):
+    /// every reading ends with a table or an error, never a panic, and the
+    /// estimates built on them stay finite.
+    #[test]
+    fn random_tables_are_read_or_refused() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let l = layout_127();
+        let mut tracker = CreationTracker::default();
+        let mut tables = 0;
+        for round in 0..2000u64 {
+            let n = next() % 64;
+            let pick = |r: u64, n: u64| match r % 8 {
+                0 => r,
+                1 => n + r % 3,
+                2 => 10_000_000,
+                _ => n,
+            };
+            let allglen = pick(next(), n);
+            let len = pick(next(), n).max(if next() % 4 == 0 { 0 } else { allglen });
+            let cap = pick(next(), n).max(if next() % 4 == 0 { 0 } else { len });
+            let corrupt = next() % 2 == 0;
+            let pointers: Vec<u64> = (0..n)
+                .map(|i| match if corrupt { next() % 16 } else { 15 } {
+                    0 => 0,
+                    1 => next(),
+                    2 => GS + (next() % 64) * STRIDE,
+                    3 => GS + i * STRIDE + 4,
+                    _ => GS + i * STRIDE,
+                })
+                .collect();
+            let gs: Vec<G> = (0..n)
+                .map(|_| G {
+                    goid: next() % 256,
+                    status: (next() % 16) as u32 | if next() % 8 == 0 { G_SCAN } else { 0 },
+                    reason: next() as u8,
+                    gopc: next() % 8,
+                    startpc: next(),
+                    parent: next(),
+                })
+                .collect();
+            let mut m = target_with(&gs, &pointers, allglen, len, cap, &l);
+            if round % 5 == 0 {
+                // gs partly unmapped.
+                let mut region = vec![0u8; (n * STRIDE / 2) as usize];
+                region.iter_mut().for_each(|b| *b = next() as u8);
+                m.insert(GS, region);
+            }
+            match reader().read(&m) {
+                Ok(table) => {
+                    assert_eq!(table.goroutines.len() as u64, table.allglen);
+                    assert!(table.allglen <= DEFAULT_MAX_GOROUTINES);
+                    tables += 1;
+                    tracker.observe(&table, Some(round * 10 + next() % 20));
+                }
+                Err(e) => {
+                    assert!(!e.to_string().is_empty());
+                    tracker.failed(e.to_string());
+                }
+            }
+        }
+        assert!(tables > 300, "{tables} tables read");
+        let e = estimate(&CreationCounts::default(), tracker.counts(), 20_000);
+        assert!(
+            e.sites
+                .iter()
+                .all(|s| s.created.is_finite() && s.created >= 0.0)
+        );
+        let sum: f64 = e.sites.iter().map(|s| s.created).sum();
+        assert!(e.sites.is_empty() || (sum - 20_000.0).abs() < 1e-6, "{sum}");
     }
 }

@@ -318,7 +318,14 @@ fn goroutine_sites(out: &mut String, go: &crate::report::figures::GoroutineFigur
                 percent(go.creation_sites_sampled_fraction.unwrap_or(0.0))
             ),
         };
-        let _ = writeln!(out, "  created by ({how}):");
+        let failed = match (
+            go.creation_sites_failed_readings,
+            &go.creation_sites_last_error,
+        ) {
+            (Some(n), Some(why)) if n > 0 => format!("; {n} readings failed, the last: {why}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  created by ({how}{failed}):");
     }
     for site in go.creation_sites.iter().take(TOP_CREATION_SITES) {
         let _ = writeln!(
@@ -330,7 +337,9 @@ fn goroutine_sites(out: &mut String, go: &crate::report::figures::GoroutineFigur
             short_position(&site.position)
         );
     }
-    if !go.live_by_creation_site.is_empty() {
+    if let Some(why) = &go.live_by_creation_site_skipped {
+        let _ = writeln!(out, "  live goroutines by creation site {why}");
+    } else if !go.live_by_creation_site.is_empty() {
         let _ = writeln!(out, "  live goroutines by creation site:");
     }
     for site in go.live_by_creation_site.iter().take(TOP_CREATION_SITES) {
