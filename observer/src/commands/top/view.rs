@@ -279,10 +279,15 @@ fn alloc_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
         .collect();
     let source = match (a.sites_source, &a.sites_skipped) {
         (_, Some(why)) => why.clone(),
-        (Some(source), None) => alloc_sites::source_text(
-            source,
-            a.sites_sampling_rate_bytes,
-            a.sites_sampled_fraction,
+        // Short: the pane may be half the terminal wide.
+        (Some(SitesSource::MemoryProfile), None) => format!(
+            "heap profile, 1 sample per {}",
+            a.sites_sampling_rate_bytes
+                .map_or("?".into(), alloc_sites::binary_bytes)
+        ),
+        (Some(SitesSource::SpanRefillProbes), None) => format!(
+            "probes attached {} of the time",
+            percent(a.sites_sampled_fraction.unwrap_or(0.0))
         ),
         (None, None) => "not collected".into(),
     };
@@ -333,7 +338,7 @@ fn live_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
         Row::new(vec!["in use", "share", "live heap by site"])
             .style(Style::default().add_modifier(Modifier::BOLD)),
     )
-    .block(Block::bordered().title(" Live heap by site (as of the last published GC cycle) "))
+    .block(Block::bordered().title(" Live heap by site (last published GC cycle) "))
 }
 
 fn size_classes(frame: &mut Frame, area: Rect, r: &DoctorReport) {
