@@ -383,7 +383,7 @@ impl Attachment {
         };
         Ok(figures::build(figures::Inputs {
             overhead,
-            target: &self.target,
+            target: crate::report::figures::TargetSummary::of(&self.target),
             layout: &self.runtime.layout,
             class_sizes: &self.runtime.class_sizes,
             gc_point: &self.gc_point,

@@ -32,7 +32,7 @@ pub struct SchedLine {
 }
 
 impl SchedLine {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         let t = &self.trace;
         let needspinning = t
             .needspinning

@@ -58,6 +58,17 @@ pub struct TargetSummary {
     pub go_version: String,
 }
 
+impl TargetSummary {
+    /// The pinned target's summary (names escaped for display).
+    pub fn of(target: &TargetProcess) -> Self {
+        Self {
+            pid: target.pid,
+            exe: target.exe.display().to_string(),
+            go_version: target.binary.build.go_version_string.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct GoroutineFigures {
     /// Goroutines created in the window (/sched/goroutines-created).
@@ -231,7 +242,7 @@ pub struct ProcessFigures {
 
 pub struct Inputs<'a> {
     pub overhead: super::overhead::OverheadFigures,
-    pub target: &'a TargetProcess,
+    pub target: TargetSummary,
     pub layout: &'a RuntimeLayout,
     pub class_sizes: &'a [u64],
     pub gc_point: &'a ProbePoint,
@@ -339,8 +350,8 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
     let mut report = DoctorReport {
         target: TargetSummary {
             pid: inputs.target.pid,
-            exe: inputs.target.exe.display().to_string(),
-            go_version: inputs.target.binary.build.go_version_string.clone(),
+            exe: inputs.target.exe.clone(),
+            go_version: inputs.target.go_version.clone(),
         },
         window_s,
         ended_by: inputs.ended_by,

@@ -13,6 +13,7 @@ mod cpu;
 mod doctor;
 mod exec;
 mod gc;
+mod golden;
 mod goroutines;
 mod heatmap;
 mod inspect;

@@ -2,7 +2,7 @@
 //! its start, every second and at its end, count GC cycles with one probe,
 //! and report the window's deltas with verdicts.
 
-mod render;
+pub mod render;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! interval (memory reads only, nothing attached), drawn as SVG or as a
 //! self-contained HTML page.
 
-mod svg;
+pub mod svg;
 
 use std::time::{Duration, Instant};
 
