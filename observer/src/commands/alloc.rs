@@ -79,14 +79,17 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
     );
     let observed = match source {
         Ok((heap, _)) => from_heap_profile(args, &target, &stop, &runtime, &symbols, &heap)?,
-        Err(_) => from_probes(
-            args,
-            others.share(args.overhead_budget.percent()),
-            &target,
-            &stop,
-            &runtime,
-            &symbols,
-        )?,
+        Err(why) => {
+            eprintln!("goscope: allocation sites from span-refill probes: {why}");
+            from_probes(
+                args,
+                others.share(args.overhead_budget.percent()),
+                &target,
+                &stop,
+                &runtime,
+                &symbols,
+            )?
+        }
     };
     let Observed {
         window,
@@ -233,12 +236,8 @@ fn from_probes(
         &mut session,
         &target.exe_handle,
         pid,
-        Governor::detached(
-            budget_percent,
-            costs.hit_ns,
-            target.cpu_time_ns()?,
-        )
-        .with_window(Duration::from_secs_f64(args.duration)),
+        Governor::detached(budget_percent, costs.hit_ns, target.cpu_time_ns()?)
+            .with_window(Duration::from_secs_f64(args.duration)),
         &costs,
     )
     .map_err(|e| target.explain_attach_failure(e))?;

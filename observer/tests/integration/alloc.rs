@@ -89,6 +89,13 @@ fn allocation_site_shares_match_the_workloads_own_counts() {
             let report: serde_json::Value = serde_json::from_str(&finished.stdout)
                 .unwrap_or_else(|e| panic!("{label}: {e}: {}", finished.stdout));
             // loadgen's linker disabled the heap profile: probes it is.
+            assert!(
+                finished.stderr.contains(
+                    "allocation sites from span-refill probes: the runtime's heap profile is off"
+                ),
+                "{label}: {}",
+                finished.stderr
+            );
             assert_eq!(report["source"], "span_refill_probes", "{label}: {report}");
             assert!(report["sampling_rate_bytes"].is_null(), "{label}");
             assert!(report["live_sites"].is_null(), "{label}");
