@@ -18,7 +18,10 @@
 // the default overhead budget). Every batch ends with two
 // GCs, so that the runtime has published its allocations in the heap
 // profile before the result line. MEMPROF_RATE, when set, is assigned to
-// runtime.MemProfileRate first thing (0 turns the heap profile off).
+// runtime.MemProfileRate first thing (0 turns the heap profile off). With
+// MEMPROF_WRITE_DIR the target writes its own heap profile (debug=1 text)
+// to DIR/start.txt at "baseline" and to DIR/end.txt after a batch's GCs:
+// the profiles at the two ends of an observer's window.
 package main
 
 import (
@@ -277,6 +280,9 @@ func serve(work string) {
 	for in.Scan() {
 		switch in.Text() {
 		case "baseline":
+			if dir := os.Getenv("MEMPROF_WRITE_DIR"); dir != "" {
+				writeProfile(dir+"/start.txt", 1)
+			}
 			fmt.Println("baseline")
 		case "run":
 			start := time.Now()
@@ -286,6 +292,9 @@ func serve(work string) {
 			// second publishes it.
 			runtime.GC()
 			runtime.GC()
+			if dir := os.Getenv("MEMPROF_WRITE_DIR"); dir != "" {
+				writeProfile(dir+"/end.txt", 1)
+			}
 			out, err := json.Marshal(result{
 				GoVersion:  runtime.Version(),
 				Pid:        os.Getpid(),

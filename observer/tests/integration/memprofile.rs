@@ -5,7 +5,9 @@
 //! raw counts, and the proto, scaled values) before saying ready. The same
 //! buckets must come out of its memory with equal counts and bytes, the
 //! scaled figures must equal the proto's, and the two functions must be the
-//! sites. Reading another process's memory needs root.
+//! sites. Separately, the delta between two readings equals the difference
+//! of the two profiles the target writes at the window's ends. Reading
+//! another process's memory needs root.
 
 use std::{collections::HashMap, io::Read as _, path::Path};
 
@@ -296,6 +298,116 @@ fn reading_while_the_target_allocates_and_collects() {
         assert!(
             cycles.len() > 1,
             "Go {version}: the target published no new cycle"
+        );
+    }
+}
+
+/// Allocated (objects, bytes) by stack, summed over the buckets of each
+/// stack (one per object size), leaving out stacks that allocated nothing.
+fn allocated_by_stack(
+    records: impl Iterator<Item = (Vec<u64>, i64, i64)>,
+) -> Vec<(Vec<u64>, [i64; 2])> {
+    let mut by_stack: HashMap<Vec<u64>, [i64; 2]> = HashMap::new();
+    for (stack, objects, bytes) in records {
+        let e = by_stack.entry(stack).or_default();
+        e[0] += objects;
+        e[1] += bytes;
+    }
+    sorted(by_stack.into_iter().filter(|(_, v)| *v != [0, 0]).collect())
+}
+
+/// The window delta: what two readings from outside (before the target's
+/// baseline, after its batch) say each stack allocated equals the
+/// difference of the two heap profiles the target wrote of itself at
+/// those points (nothing is published in between: no GC runs), and the
+/// sites built from it count the same samples.
+#[test]
+fn window_delta_equals_the_difference_of_the_targets_own_profiles() {
+    if !testkit::require_root_or_skip("memprofile window delta") {
+        return;
+    }
+    for version in STRIPPED {
+        let binary = testkit::build_workload(version, "memprof", &BuildOptions::default())
+            .unwrap_or_else(|e| panic!("building memprof with Go {version}: {e:#}"));
+        let dir = std::env::temp_dir().join(format!(
+            "goscope-memprof-window-{}-{version}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut target = Target::start(
+            &binary,
+            &["serve", "sites"],
+            &[
+                ("MEMPROF_WRITE_DIR", dir.to_str().unwrap()),
+                ("MEMPROF_RATE", "65536"),
+            ],
+        )
+        .unwrap();
+        let process = TargetProcess::open(target.pid).unwrap();
+        let layout = RuntimeLayout::resolve(&process.binary, false).unwrap();
+        let bias = process.load_bias().unwrap();
+        let reader = MemProfileReader::new(&layout, bias).unwrap();
+        let first = reader.read(&process.memory()).unwrap();
+        target.baseline().unwrap();
+        target.run_batch().unwrap();
+        let last = reader.read(&process.memory()).unwrap();
+        let start = parse_text(&std::fs::read_to_string(dir.join("start.txt")).unwrap());
+        let end = parse_text(&std::fs::read_to_string(dir.join("end.txt")).unwrap());
+        let symbols = SourceSymbolizer::new(&process.binary, bias);
+        let sites =
+            goscope::alloc_sites::heap_sites(&first, &last, 1.0, |pc| symbols.location(pc, true));
+        drop(target);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let what = format!("Go {version}");
+        assert_eq!(last.rate, 65536, "{what}");
+        let minus = |a: &[(Vec<u64>, [i64; 2])], b: &[(Vec<u64>, [i64; 2])]| {
+            let before: HashMap<_, _> = b.iter().cloned().collect();
+            allocated_by_stack(a.iter().map(|(stack, v)| {
+                let w = before.get(stack).copied().unwrap_or_default();
+                (stack.clone(), v[0] - w[0], v[1] - w[1])
+            }))
+        };
+        let ours = minus(
+            &allocated_by_stack(
+                last.records
+                    .iter()
+                    .map(|r| (r.stack.clone(), r.allocs as i64, r.alloc_bytes as i64)),
+            ),
+            &allocated_by_stack(
+                first
+                    .records
+                    .iter()
+                    .map(|r| (r.stack.clone(), r.allocs as i64, r.alloc_bytes as i64)),
+            ),
+        );
+        let theirs = minus(
+            &allocated_by_stack(end.records.iter().map(|(s, c)| (s.clone(), c[2], c[3]))),
+            &allocated_by_stack(start.records.iter().map(|(s, c)| (s.clone(), c[2], c[3]))),
+        );
+        assert!(
+            theirs.len() >= 2,
+            "{what}: the target's profiles differ in {theirs:?}"
+        );
+        assert_eq!(
+            ours, theirs,
+            "{what}: the window's delta read from memory vs the target's end profile minus its start profile"
+        );
+        let samples: i64 = theirs.iter().map(|(_, v)| v[0]).sum();
+        assert_eq!(sites.samples as i64, samples, "{what}");
+        for function in ["main.sitesSmall", "main.sitesLarge"] {
+            assert!(
+                sites
+                    .sites
+                    .iter()
+                    .any(|s| s.function == function && s.samples > 0),
+                "{what}: {function} missing from {:?}",
+                sites.sites
+            );
+        }
+        eprintln!(
+            "{what}: {} stacks allocated in the window, {samples} samples, equal to the target's own profiles",
+            theirs.len()
         );
     }
 }
