@@ -81,7 +81,7 @@ fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
         out.counter(
             "goscope_agent_skipped_processes_total",
             "Processes the agent looked at and did not watch, by reason.",
-            &Labels::new(&[("reason", reason.to_string())]),
+            &Labels::new(&[("reason", reason.label().to_string())]),
             *n as f64,
         );
     }

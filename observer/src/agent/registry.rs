@@ -11,6 +11,34 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+/// Why a process is not watched: the `reason` label of
+/// goscope_agent_skipped_processes_total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    NotGo,
+    Exited,
+    UnsupportedVersion,
+    NoLayout,
+    MaxTargets,
+    ReadError,
+    Unreadable,
+}
+
+impl SkipReason {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotGo => "not_go",
+            Self::Exited => "exited",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::NoLayout => "no_layout",
+            Self::MaxTargets => "max_targets",
+            Self::ReadError => "read_error",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// Most executables remembered (skipped ones are forgotten past it).
 const MAX_CACHED_EXECUTABLES: usize = 4096;
 
@@ -32,7 +60,7 @@ enum Executable {
         layout: Arc<RuntimeLayout>,
     },
     /// Not watchable; the reason is a metric label.
-    Skip(&'static str),
+    Skip(SkipReason),
 }
 
 pub struct Registry {
@@ -43,7 +71,7 @@ pub struct Registry {
     /// runs without the registry's lock).
     executables: Arc<Mutex<HashMap<FileKey, Executable>>>,
     logged: HashSet<FileKey>,
-    pub skipped: BTreeMap<&'static str, u64>,
+    pub skipped: BTreeMap<SkipReason, u64>,
     max_targets: usize,
     cgroup_root: PathBuf,
     own_pid: u32,
@@ -118,7 +146,7 @@ impl Registry {
         fresh
     }
 
-    fn skip(&mut self, pid: u32, key: FileKey, reason: &'static str) {
+    fn skip(&mut self, pid: u32, key: FileKey, reason: SkipReason) {
         self.ignored.insert(pid, key);
         *self.skipped.entry(reason).or_default() += 1;
     }
@@ -130,7 +158,7 @@ impl Registry {
             Examined::Gone(key) => {
                 self.ignored.insert(pid, key);
                 if key != (0, 0, 0, 0) {
-                    *self.skipped.entry("exited").or_default() += 1;
+                    *self.skipped.entry(SkipReason::Exited).or_default() += 1;
                 }
                 return;
             }
@@ -155,7 +183,7 @@ impl Registry {
                     self.max_targets
                 ),
             );
-            self.skip(pid, key, "max_targets");
+            self.skip(pid, key, SkipReason::MaxTargets);
             return;
         }
         match Watched::new(*target, layout, &self.cgroup_root) {
@@ -169,7 +197,7 @@ impl Registry {
             }
             Err(e) => {
                 self.log_once(key, &format!("skipping pid {pid}: {e:#}"));
-                self.skip(pid, key, "read_error");
+                self.skip(pid, key, SkipReason::ReadError);
             }
         }
     }
@@ -219,7 +247,7 @@ impl Registry {
         }
         for pid in gone {
             self.targets.remove(&pid);
-            *self.skipped.entry("exited").or_default() += 1;
+            *self.skipped.entry(SkipReason::Exited).or_default() += 1;
         }
         errors
     }
@@ -232,7 +260,7 @@ enum Examined {
     Gone(FileKey),
     Skip {
         key: FileKey,
-        reason: &'static str,
+        reason: SkipReason,
         /// A message worth logging once per executable.
         log: Option<String>,
     },
@@ -271,17 +299,17 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
             return Examined::Gone(key);
         }
         (None, Err(TargetError::Binary { .. })) => {
-            lock().insert(key, Executable::Skip("not_go"));
-            return skip(key, "not_go", None);
+            lock().insert(key, Executable::Skip(SkipReason::NotGo));
+            return skip(key, SkipReason::NotGo, None);
         }
         (
             None,
             Err(e @ (TargetError::NotRegularFile { .. } | TargetError::ExecutableTooLarge { .. })),
         ) => {
-            lock().insert(key, Executable::Skip("unreadable"));
-            return skip(key, "unreadable", Some(format!("skipping pid {pid}: {e}")));
+            lock().insert(key, Executable::Skip(SkipReason::Unreadable));
+            return skip(key, SkipReason::Unreadable, Some(format!("skipping pid {pid}: {e}")));
         }
-        (_, Err(e)) => return skip(key, "unreadable", Some(format!("skipping pid {pid}: {e}"))),
+        (_, Err(e)) => return skip(key, SkipReason::Unreadable, Some(format!("skipping pid {pid}: {e}"))),
         (Some(known), Ok(target)) => (known, target),
         (None, Ok(target)) => {
             let binary = parsed.unwrap_or_else(|| target.binary.clone());
@@ -298,7 +326,7 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
         },
         Executable::Skip(reason) => {
             let why = match reason {
-                "unsupported_version" => format!(
+                SkipReason::UnsupportedVersion => format!(
                     "{} is outside the supported or verified Go versions",
                     crate::format::escape_control(&target.binary.build.go_version_string)
                 ),
@@ -332,14 +360,14 @@ fn current_key(pid: u32) -> Option<FileKey> {
 fn classify(binary: &Arc<GoBinary>, force_version: bool) -> Executable {
     let version = binary.go_version();
     if !force_version && !(version.is_supported() && version.is_verified()) {
-        return Executable::Skip("unsupported_version");
+        return Executable::Skip(SkipReason::UnsupportedVersion);
     }
     match RuntimeLayout::resolve(binary, force_version) {
         Ok(layout) => Executable::Go {
             binary: binary.clone(),
             layout: Arc::new(layout),
         },
-        Err(_) => Executable::Skip("no_layout"),
+        Err(_) => Executable::Skip(SkipReason::NoLayout),
     }
 }
 
