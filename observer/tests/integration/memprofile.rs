@@ -156,7 +156,9 @@ fn check(version: &str, options: &BuildOptions, stripped: bool) {
         .filter(|(_, c)| c[2] != 0)
         .cloned()
         .collect();
-    assert!(theirs.len() >= 3, "{what}: target profile has {theirs:?}");
+    // allocSmall and allocLarge at least (other buckets, e.g. the growth
+    // of the slices that keep objects, may or may not be sampled).
+    assert!(theirs.len() >= 2, "{what}: target profile has {theirs:?}");
     assert_eq!(
         sorted(ours),
         sorted(theirs),
