@@ -327,6 +327,24 @@ fn doctor_reads_gogc_and_gomemlimit_in_force() {
         truth.delta("/gc/cycles/total:gc-cycles").unwrap()
     );
 
+    // A limit small enough to bind: the goal comes from GOMEMLIMIT, and
+    // goscope says so with the runtime's own goal.
+    let (report, truth) = observe_batch("1.25", "gc", &[("GOMEMLIMIT", "20MiB")]);
+    assert_eq!(
+        report["gc"]["goal_set_by_memory_limit"], true,
+        "GOMEMLIMIT 20MiB over an 8 MiB live set must set the goal: {}",
+        report["gc"]
+    );
+    // The limit's goal follows the memory the runtime holds, which the
+    // background scavenger keeps returning after the target's last reading
+    // and before goscope's: close, not equal.
+    let goal = number(&report, "gc.heap_goal_bytes");
+    let want = truth.end("/gc/heap/goal:bytes").unwrap();
+    assert!(
+        (goal - want).abs() <= want * 0.05,
+        "memory-limit goal: goscope {goal} vs runtime/metrics {want}"
+    );
+
     let (report, _) = observe_batch("1.27", "idle", &[("GOGC", "off")]);
     assert!(report["gc"]["gogc"].is_null(), "{}", report["gc"]);
     assert!(
