@@ -97,6 +97,8 @@ pub struct TargetProcess {
     /// check the sentinel.
     sentinel_address: u64,
     load_bias: u64,
+    /// /proc/PID/auxv when pinned (every exec writes a new one).
+    auxv: Vec<u8>,
 }
 
 /// The pinned executable handed to a loader: its path as the process sees
@@ -165,6 +167,7 @@ impl TargetProcess {
             .checked_add(load_bias)
             .ok_or(TargetError::ExitedDuringAttach { pid })?;
         let exe_handle = PathBuf::from(format!("/proc/self/fd/{}", exe_file.as_raw_fd()));
+        let auxv = read_auxv(pid).unwrap_or_default();
         let target = Self {
             pid,
             exe,
@@ -175,6 +178,7 @@ impl TargetProcess {
             mem: std::sync::Arc::new(mem),
             sentinel_address,
             load_bias,
+            auxv,
         };
         match target.liveness() {
             Liveness::Alive => Ok(target),
@@ -200,7 +204,14 @@ impl TargetProcess {
         }
         let mut byte = [0u8; 1];
         match self.mem.read_at(&mut byte, self.sentinel_address) {
-            Ok(1) => Liveness::Alive,
+            // The old address space is alive, but a CLONE_VM child can keep
+            // it alive past an exec: the auxiliary vector is written anew by
+            // every exec, so it tells.
+            Ok(1) if read_auxv(self.pid).is_none_or(|now| now == self.auxv) => Liveness::Alive,
+            Ok(1) if pidfd_exited(&self.pidfd) => Liveness::Exited,
+            Ok(1) => Liveness::Execd {
+                path: std::fs::read_link(format!("/proc/{}/exe", self.pid)).unwrap_or_default(),
+            },
             // Zero bytes (or an error) from the held memory file: the address
             // space it was opened on is gone, by exit or by exec.
             _ if pidfd_exited(&self.pidfd) => Liveness::Exited,
@@ -418,10 +429,34 @@ fn pidfd_exited(pidfd: &OwnedFd) -> bool {
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd, no timeout.
-    let n = unsafe { libc::poll(&mut poll, 1, 0) };
-    n != 0 && (n < 0 || poll.revents != 0)
+    loop {
+        // SAFETY: one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return n != 0 && (n < 0 || poll.revents != 0);
+    }
 }
+
+/// The process's auxiliary vector (a few hundred bytes, written by exec);
+/// None when unreadable.
+fn read_auxv(pid: u32) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut auxv = Vec::new();
+    File::open(format!("/proc/{pid}/auxv"))
+        .ok()?
+        .take(MAX_AUXV_BYTES)
+        .read_to_end(&mut auxv)
+        .ok()?;
+    Some(auxv)
+}
+
+/// Far more than any auxiliary vector (about 400 bytes on x86-64).
+const MAX_AUXV_BYTES: u64 = 16 << 10;
+/// Longest /proc/PID/maps goscope reads for the load bias (a hostile
+/// process can have tens of thousands of mappings with long names).
+const MAX_MAPS_BYTES: u64 = 8 << 20;
 
 fn open_mem(pid: u32) -> Result<File, TargetError> {
     std::fs::OpenOptions::new()
@@ -454,9 +489,28 @@ fn load_bias(
         file: "maps",
         cause,
     };
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(proc_err)?;
+    let maps = File::open(format!("/proc/{pid}/maps")).map_err(proc_err)?;
     let first_load = binary.first_load_vaddr().unwrap_or(0);
-    bias_from_maps(&maps, exe_meta.ino(), first_load).ok_or_else(|| {
+    let dev = exe_meta.dev();
+    // The kernel prints dev_t as major:minor in hex.
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    // The executable is mapped early: read line by line, bounded, and stop
+    // at the first mapping of its (device, inode) at offset 0.
+    let mut reader = io::BufReader::new(io::Read::take(maps, MAX_MAPS_BYTES));
+    let mut line = String::new();
+    let mut found = None;
+    while found.is_none() {
+        line.clear();
+        match io::BufRead::read_line(&mut reader, &mut line) {
+            Ok(0) => break,
+            Ok(_) => found = bias_from_maps(&line, Some((major, minor)), exe_meta.ino(), first_load),
+            Err(e) => return Err(proc_err(e)),
+        }
+    }
+    found.ok_or_else(|| {
         proc_err(io::Error::new(
             io::ErrorKind::NotFound,
             "no mapping of the executable at file offset 0",
@@ -467,16 +521,29 @@ fn load_bias(
 /// The load bias from the text of /proc/PID/maps: the start of the first
 /// mapping of inode `inode` at file offset 0, minus `first_load` (the
 /// binary's lowest PT_LOAD address); `None` when there is none.
-pub fn bias_from_maps(maps: &str, inode: u64, first_load: u64) -> Option<u64> {
+pub fn bias_from_maps(
+    maps: &str,
+    dev: Option<(u64, u64)>,
+    inode: u64,
+    first_load: u64,
+) -> Option<u64> {
     maps.lines().find_map(|line| {
         let mut fields = line.split_whitespace();
         let range = fields.next()?;
         let _perms = fields.next()?;
         let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-        let _dev = fields.next()?;
+        let mapped_dev = fields.next()?;
         let mapped: u64 = fields.next()?.parse().ok()?;
         if offset != 0 || mapped != inode {
             return None;
+        }
+        if let Some((major, minor)) = dev {
+            let (ma, mi) = mapped_dev.split_once(':')?;
+            if u64::from_str_radix(ma, 16).ok()? != major
+                || u64::from_str_radix(mi, 16).ok()? != minor
+            {
+                return None;
+            }
         }
         let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
         start.checked_sub(first_load)
@@ -514,11 +581,17 @@ mod tests {
 55d0c0200000-55d0c0300000 r--p 00000000 08:01 77 /srv/app
 garbage line
 ";
-        assert_eq!(bias_from_maps(maps, 77, 0), Some(0x55d0_c020_0000));
-        assert_eq!(bias_from_maps(maps, 77, 0x1000), Some(0x55d0_c01f_f000));
-        assert_eq!(bias_from_maps(maps, 79, 0), None);
+        assert_eq!(bias_from_maps(maps, None, 77, 0), Some(0x55d0_c020_0000));
+        assert_eq!(bias_from_maps(maps, None, 77, 0x1000), Some(0x55d0_c01f_f000));
+        assert_eq!(bias_from_maps(maps, None, 79, 0), None);
         // A start below the first PT_LOAD address does not wrap.
-        assert_eq!(bias_from_maps(maps, 78, u64::MAX), None);
+        assert_eq!(bias_from_maps(maps, None, 78, u64::MAX), None);
+        // The same inode number on another device is another file.
+        assert_eq!(bias_from_maps(maps, Some((8, 2)), 77, 0), None);
+        assert_eq!(
+            bias_from_maps(maps, Some((8, 1)), 77, 0),
+            Some(0x55d0_c020_0000)
+        );
     }
 
     #[test]

@@ -215,7 +215,7 @@ pub fn proc(data: &[u8]) {
     }
     let inode = data.first().map_or(0, |&b| u64::from(b));
     for first_load in [0, 0x1000, synth::TEXT_BASE, u64::MAX] {
-        let _ = crate::target::bias_from_maps(&text, inode, first_load);
+        let _ = crate::target::bias_from_maps(&text, None, inode, first_load);
     }
 }
 

@@ -51,7 +51,7 @@ fn top_draws_switches_panes_and_restores_the_terminal() {
     let log = std::env::temp_dir().join(format!("{session}.log"));
     let _ = std::fs::remove_file(&log);
     let command = format!(
-        "{} top --pid {} --log {}; echo GOSCOPE_EXIT=$?; sleep 30",
+        "{} top --pid {} --overhead-budget off --log {}; echo GOSCOPE_EXIT=$?; sleep 30",
         testkit::goscope_binary().display(),
         target.pid,
         log.display()
@@ -85,6 +85,11 @@ fn top_draws_switches_panes_and_restores_the_terminal() {
     tmux(&["send-keys", "-t", &session, "3"]);
     wait_for_pane(&session, "the sites pane", |s| {
         s.contains("Top allocation sites") && s.contains("main.allocMix")
+    });
+    // The figures pane: the figure table, with each runtime/metrics twin.
+    tmux(&["send-keys", "-t", &session, "4"]);
+    wait_for_pane(&session, "the figures pane", |s| {
+        s.contains("heap bytes allocated") && s.contains("/gc/heap/allocs:bytes")
     });
     tmux(&["send-keys", "-t", &session, "q"]);
     let screen = wait_for_pane(&session, "its exit", |s| s.contains("GOSCOPE_EXIT="));
