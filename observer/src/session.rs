@@ -21,10 +21,10 @@ pub struct Session {
     pub others: OtherObservers,
 }
 
-/// Whether another goscope observes a process of the same executable (the
-/// observer lock is an flock on the executable's inode: it works across
-/// mount and PID namespaces, where a lock file under /run would not; it is
-/// per executable, so two processes of one binary count as shared).
+/// Whether another goscope observes the same process (the observer lock is
+/// a byte-range lock on the executable's inode at an offset named by the
+/// process's start time: it works across mount and PID namespaces, where a
+/// lock file under /run would not, see `TargetProcess::try_lock_observer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OtherObservers {
     None,
@@ -40,7 +40,7 @@ impl OtherObservers {
             Self::None => budget_percent,
             Self::Present => {
                 eprintln!(
-                    "goscope: another goscope is observing a process of this executable; per-call probes get half the overhead budget ({}) so the two stay within it",
+                    "goscope: another goscope is observing this process; per-call probes get half the overhead budget ({}) so the two stay within it",
                     crate::format::budget(budget_percent / 2.0)
                 );
                 budget_percent / 2.0

@@ -232,14 +232,33 @@ impl TargetProcess {
         ProcessMemory::pinned(self.pid, std::sync::Arc::clone(&self.mem))
     }
 
-    /// Takes goscope's observer lock on the pinned executable (flock on its
-    /// inode, which every mount and PID namespace shares, held until goscope
-    /// exits however it exits). False when another goscope holds it: it
-    /// observes a process running this executable (maybe this one).
+    /// Takes goscope's observer lock for this process and says whether
+    /// another goscope held it already. The lock is an open-file-description
+    /// read lock on one byte of the pinned executable's inode (which every
+    /// mount and PID namespace shares), at an offset named by the process's
+    /// start time (the same in every PID namespace), far beyond any real
+    /// file: it does not disturb the target's own flock or fcntl locks, and
+    /// the kernel drops it when goscope exits however it exits. Read locks
+    /// do not exclude each other, so goscope asks first whether a write
+    /// lock would conflict. False when another goscope observes this
+    /// process.
     pub fn try_lock_observer(&self) -> bool {
-        // SAFETY: flock on an fd we own; no memory is passed.
-        let rc = unsafe { libc::flock(self.exe_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK)
+        let Some(start) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| stat_field(&s, 22).and_then(|f| f.parse::<i64>().ok()))
+        else {
+            return true;
+        };
+        let offset = OBSERVER_LOCK_BASE.saturating_add(start % OBSERVER_LOCK_SPAN);
+        let fd = self.exe_file.as_raw_fd();
+        let mut probe = observer_lock(libc::F_WRLCK as i16, offset);
+        // SAFETY: fcntl with a flock struct we own.
+        let asked = unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut probe) };
+        let other = asked == 0 && probe.l_type != libc::F_UNLCK as i16;
+        let mut lock = observer_lock(libc::F_RDLCK as i16, offset);
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &mut lock) };
+        !other
     }
 
     /// The pinned executable file.
@@ -450,6 +469,21 @@ fn read_auxv(pid: u32) -> Option<Vec<u8>> {
         .read_to_end(&mut auxv)
         .ok()?;
     Some(auxv)
+}
+
+/// Where observer locks live in the executable's byte range: beyond any
+/// real file, one byte per process start time.
+const OBSERVER_LOCK_BASE: i64 = 1 << 62;
+const OBSERVER_LOCK_SPAN: i64 = 1 << 60;
+
+fn observer_lock(kind: i16, offset: i64) -> libc::flock {
+    // SAFETY: flock is plain data; zero is a valid value for every field.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind;
+    lock.l_whence = libc::SEEK_SET as i16;
+    lock.l_start = offset;
+    lock.l_len = 1;
+    lock
 }
 
 /// Far more than any auxiliary vector (about 400 bytes on x86-64).

@@ -405,6 +405,16 @@ fn a_second_goscope_on_the_same_target_shares_the_budget() {
             && shared.contains("half the overhead budget (0.5%)"),
         "{shared}"
     );
+    // Another process of the same executable is not "the same target".
+    let neighbour = Target::start(&binary, &["-work", "idle"], &[]).unwrap();
+    let neighbour_pid = neighbour.pid.to_string();
+    let mut third =
+        Goscope::start(&["doctor", "--pid", &neighbour_pid, "--duration", "600"]).unwrap();
+    third.wait_attached().unwrap();
+    let third = third.interrupt().unwrap();
+    assert!(third.status.success(), "{}", third.stderr);
+    assert!(!third.stderr.contains("another goscope"), "{}", third.stderr);
+    neighbour.quit().unwrap();
     let second = second.interrupt().unwrap();
     assert!(second.status.success(), "{}", second.stderr);
     let first = first.interrupt().unwrap();
