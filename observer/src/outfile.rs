@@ -136,7 +136,7 @@ fn create_temp(dir: &Path, name: &[u8], shown: &Path) -> Result<(PathBuf, File),
 pub fn open_log(path: &Path) -> Result<File, OutfileError> {
     let name = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| refused(path, "the path holds a NUL byte"))?;
-    open_append_at(libc::AT_FDCWD, &name, path, false)
+    open_append_at(libc::AT_FDCWD, &name, path, true)
 }
 
 /// Where goscope keeps its logs by default: $XDG_RUNTIME_DIR/goscope when
@@ -270,18 +270,22 @@ fn open_append_at(
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => return Err(io_error(shown, e)),
     }
-    let check = |mode: libc::mode_t, uid: u32| {
+    // Someone else's file, or a hard link to another file (appending
+    // would write root's log into it), is refused.
+    let check = |mode: libc::mode_t, uid: u32, links: u64| {
         if mode & libc::S_IFMT != libc::S_IFREG {
             Err(refused(shown, file_type_of(mode)))
         } else if require_owner && uid != effective_uid() {
             Err(refused(shown, not_ours(uid)))
+        } else if links > 1 {
+            Err(refused(shown, "it has other hard links"))
         } else {
             Ok(())
         }
     };
     // Look before opening, so no device or FIFO is ever opened.
     if let Some(st) = lstat_at(dirfd, name).map_err(|e| io_error(shown, e))? {
-        check(st.st_mode, st.st_uid)?;
+        check(st.st_mode, st.st_uid, st.st_nlink)?;
     }
     let file =
         openat(dirfd, name, base | libc::O_NONBLOCK).map_err(|e| match e.raw_os_error() {
@@ -292,7 +296,7 @@ fn open_append_at(
         })?;
     // Whatever was swapped in between: check what was opened.
     let metadata = file.metadata().map_err(|e| io_error(shown, e))?;
-    check(metadata.mode() as libc::mode_t, metadata.uid())?;
+    check(metadata.mode() as libc::mode_t, metadata.uid(), metadata.nlink())?;
     // SAFETY: fcntl on a descriptor we own; clears O_NONBLOCK again.
     unsafe {
         let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
@@ -434,6 +438,18 @@ mod tests {
         writeln!(open_log(&path).unwrap(), "two").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "one\ntwo\n");
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn open_log_refuses_a_hard_link_to_another_file() {
+        let dir = scratch("hardlink");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let link = dir.join("top.log");
+        std::fs::hard_link(&victim, &link).unwrap();
+        let err = open_log(&link).unwrap_err().to_string();
+        assert!(err.contains("hard links"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 
     #[test]

@@ -114,6 +114,10 @@ impl StopSignal {
     pub fn install() -> anyhow::Result<Self> {
         let raised = Arc::new(AtomicBool::new(false));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal while the first is being handled (a read stuck
+            // on the target, say) ends goscope at once; the kernel removes
+            // its probes whatever way it exits.
+            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&raised))?;
             signal_hook::flag::register(signal, Arc::clone(&raised))?;
         }
         Ok(Self { raised })
