@@ -403,6 +403,18 @@ pub fn read_binary(
         size: meta.len(),
         limit,
     })?;
+    // Most executables on a host are not Go: read only the headers they
+    // need to say so (the ELF and section headers and the section names)
+    // before reading a whole file.
+    if !has_go_buildinfo(file) {
+        return Err(TargetError::Binary {
+            pid,
+            exe: display_path(exe),
+            cause: BinaryError::NotGo {
+                path: exe.to_path_buf(),
+            },
+        });
+    }
     let mut data = vec![0; len];
     file.read_exact_at(&mut data, 0)
         .map_err(|cause| TargetError::Proc {
@@ -414,6 +426,21 @@ pub fn read_binary(
         pid,
         exe: display_path(exe),
         cause,
+    })
+}
+
+/// True when `file` is an ELF file with a `.go.buildinfo` section, read on
+/// demand (headers only); false for anything else, unreadable included.
+fn has_go_buildinfo(file: &File) -> bool {
+    use object::{Object as _, ObjectSection as _};
+    let mut reader = file;
+    if std::io::Seek::rewind(&mut reader).is_err() {
+        return false;
+    }
+    let cache = object::ReadCache::new(reader);
+    object::File::parse(&cache).is_ok_and(|elf| {
+        elf.sections()
+            .any(|s| s.name().is_ok_and(|n| n == ".go.buildinfo"))
     })
 }
 
