@@ -41,6 +41,9 @@ impl SkipReason {
 
 /// Most executables remembered (skipped ones are forgotten past it).
 const MAX_CACHED_EXECUTABLES: usize = 4096;
+/// Most bytes of a build-info version a log line carries (a crafted
+/// binary's version can be megabytes long).
+const LOGGED_VERSION_LEN: usize = 160;
 
 use super::{exposition::Exposition, watched::Watched};
 use crate::{
@@ -191,7 +194,7 @@ impl Registry {
                 eprintln!(
                     "goscope agent: watching pid {pid} ({}, {})",
                     target::display_path(&w.target.exe),
-                    crate::format::escape_control(&w.target.binary.build.go_version_string)
+                    logged_version(&w.target.binary.build.go_version_string)
                 );
                 self.targets.insert(pid, w);
             }
@@ -292,6 +295,14 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
             }
         }
     });
+    // Refused before the executable was pinned (not a regular file, over
+    // the size cap): key it by the file the link names now (a stat, no
+    // open). With the zero key every such executable shared one log line
+    // (only the first ever was said) and, its current key never zero, the
+    // process was looked at and counted again at every scan.
+    if opened.is_err() && key == (0, 0, 0, 0) {
+        key = current_key(pid).unwrap_or(key);
+    }
     let skip = |key, reason, log| Examined::Skip { key, reason, log };
     let (executable, target) = match (known, opened) {
         (Some(Executable::Skip(reason)), _) => return skip(key, reason, None),
@@ -328,7 +339,7 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
             let why = match reason {
                 SkipReason::UnsupportedVersion => format!(
                     "{} is outside the supported or verified Go versions",
-                    crate::format::escape_control(&target.binary.build.go_version_string)
+                    logged_version(&target.binary.build.go_version_string)
                 ),
                 _ => "its runtime layout could not be resolved".to_string(),
             };
@@ -346,6 +357,16 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
 
 fn file_key(meta: &std::fs::Metadata) -> FileKey {
     (meta.dev(), meta.ino(), meta.size(), meta.mtime())
+}
+
+/// A build-info version for a log line: bounded, control characters escaped.
+fn logged_version(version: &str) -> String {
+    let mut cut = version.len().min(LOGGED_VERSION_LEN);
+    while !version.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let more = if cut < version.len() { "…" } else { "" };
+    format!("{}{more}", crate::format::escape_control(&version[..cut]))
 }
 
 /// The identity of the file `pid` runs now (None for kernel threads and
