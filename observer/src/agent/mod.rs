@@ -69,7 +69,7 @@ struct Rendering {
 fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
     let mut out = Exposition::default();
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
-    let read_errors = registry.export(&mut out);
+    let (read_errors, late) = registry.export(&mut out);
     let none = Labels::default();
     out.gauge(
         "goscope_agent_targets",
@@ -91,6 +91,12 @@ fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
         "Targets left out of this scrape because reading them failed.",
         &none,
         read_errors as f64,
+    );
+    out.gauge(
+        "goscope_agent_late_targets",
+        "Targets whose latest reading is older than 3 s (a read stuck or slow on that target); their series are from that reading.",
+        &none,
+        late as f64,
     );
     Rendering {
         seq,

@@ -45,7 +45,10 @@ const MAX_CACHED_EXECUTABLES: usize = 4096;
 /// binary's version can be megabytes long).
 const LOGGED_VERSION_LEN: usize = 160;
 
-use super::{exposition::Exposition, watched::Watched};
+use super::{
+    exposition::Exposition,
+    watched::{Freshness, Watched},
+};
 use crate::{
     binary::GoBinary,
     runtime::RuntimeLayout,
@@ -235,24 +238,24 @@ impl Registry {
 
     /// Reads every target; those that fail are left out of this scrape
     /// (and dropped if they exited).
-    pub fn export(&mut self, out: &mut Exposition) -> u64 {
-        let mut errors = 0;
-        let mut gone = Vec::new();
+    /// Exports every target's latest reading (read on the target's own
+    /// thread, so nothing here waits on a target); returns how many had no
+    /// reading to export and how many exported a late one.
+    pub fn export(&mut self, out: &mut Exposition) -> (u64, u64) {
+        let (mut missing, mut late) = (0, 0);
         for (pid, w) in &self.targets {
-            match w.read() {
-                Ok(reading) => w.export(&reading, out),
-                Err(_) if !w.target.is_alive() => gone.push(*pid),
-                Err(e) => {
-                    errors += 1;
-                    eprintln!("goscope agent: pid {pid} left out of this scrape: {e:#}");
+            match w.export_latest(out) {
+                Freshness::Fresh => {}
+                Freshness::Late => late += 1,
+                Freshness::Missing => {
+                    missing += 1;
+                    if let Some(e) = w.last_error() {
+                        eprintln!("goscope agent: pid {pid} left out of this scrape: {e}");
+                    }
                 }
             }
         }
-        for pid in gone {
-            self.targets.remove(&pid);
-            *self.skipped.entry(SkipReason::Exited).or_default() += 1;
-        }
-        errors
+        (missing, late)
     }
 }
 

@@ -1,10 +1,19 @@
 //! One Go process the agent watches: what was resolved once at discovery
-//! (runtime layout, load bias, size classes, cgroup, labels) and a reading
-//! of its cumulative counters at scrape time, exported as Prometheus
-//! series. Everything comes from the process's memory and /proc: no probe
-//! is attached, so watching costs the target nothing.
+//! (runtime layout, load bias, size classes, cgroup, labels), a reader
+//! thread of its own that reads its cumulative counters every
+//! `READ_EVERY` (one read in flight at most, so a read stuck on this target
+//! delays only this target's figures), and the latest reading exported as
+//! Prometheus series, with its age. Everything comes from the process's
+//! memory and /proc: no probe is attached, so watching costs the target
+//! nothing.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use super::exposition::{Exposition, Labels};
 use crate::{
@@ -21,11 +30,42 @@ use crate::{
 /// Longest label value exported (bounded cardinality and size).
 const MAX_LABEL_LEN: usize = 160;
 
+/// How often each target's reader thread reads it.
+pub const READ_EVERY: Duration = Duration::from_millis(500);
+/// A reading older than this is late: exported, and counted as late.
+pub const LATE_AFTER: Duration = Duration::from_secs(3);
+
 pub struct Watched {
-    pub target: TargetProcess,
+    pub target: Arc<TargetProcess>,
+    cgroups: Cgroups,
+    class_sizes: Vec<u64>,
+    latest: Arc<Mutex<Latest>>,
+    stop: Arc<AtomicBool>,
+    pub labels: Labels,
+}
+
+/// What the reader thread reads from.
+struct Source {
+    target: Arc<TargetProcess>,
     runtime: RuntimeReader,
     cgroups: Cgroups,
-    pub labels: Labels,
+}
+
+/// The reader thread's latest result.
+#[derive(Default)]
+struct Latest {
+    reading: Option<(Instant, Arc<Reading>)>,
+    error: Option<String>,
+}
+
+/// How a target's figures stood at a scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Exported, but older than `LATE_AFTER` (a read is stuck or slow).
+    Late,
+    /// Nothing to export yet, or its reads fail.
+    Missing,
 }
 
 /// Counters read at one scrape.
@@ -82,15 +122,79 @@ impl Watched {
             ),
             ("cgroup", bounded(cgroup)),
         ]);
+        let target = Arc::new(target);
+        let source = Source {
+            target: Arc::clone(&target),
+            runtime,
+            cgroups: cgroups.clone(),
+        };
+        let class_sizes = source.runtime.class_sizes.clone();
+        // The first reading is taken here, on the discovery thread, so a
+        // target is exported from the first scrape after it is watched.
+        let first = source.read()?;
+        let latest = Arc::new(Mutex::new(Latest {
+            reading: Some((Instant::now(), Arc::new(first))),
+            error: None,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (latest, stop) = (Arc::clone(&latest), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name(format!("read-{}", target.pid))
+                .spawn(move || source.read_until(&latest, &stop))?;
+        }
         Ok(Self {
             target,
-            runtime,
             cgroups,
+            class_sizes,
+            latest,
+            stop,
             labels,
         })
     }
 
-    pub fn read(&self) -> anyhow::Result<Reading> {
+    /// Exports the latest reading (with its age) and says how fresh it was.
+    pub fn export_latest(&self, out: &mut Exposition) -> Freshness {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((at, reading)) = latest.reading.clone() else {
+            return Freshness::Missing;
+        };
+        drop(latest);
+        let age = at.elapsed();
+        self.export(&reading, out);
+        out.gauge(
+            "goscope_target_reading_age_seconds",
+            "Age of the reading these series come from (each target is read on its own thread).",
+            &self.labels,
+            age.as_secs_f64(),
+        );
+        if age > LATE_AFTER {
+            Freshness::Late
+        } else {
+            Freshness::Fresh
+        }
+    }
+
+    /// The reader thread's last error, if its last read failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .error
+            .clone()
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // The reader thread ends at its next wake-up (a read stuck in the
+        // kernel ends it later; nothing waits for it).
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Source {
+    fn read(&self) -> anyhow::Result<Reading> {
         Ok(Reading {
             runtime: self.runtime.read()?,
             cpu_ns: self.target.cpu_time_ns()?,
@@ -99,13 +203,37 @@ impl Watched {
         })
     }
 
+    /// Reads every `READ_EVERY` until `stop`, keeping the latest result.
+    fn read_until(&self, latest: &Mutex<Latest>, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let result = self.read();
+            {
+                let mut latest = latest.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(reading) => {
+                        latest.reading = Some((Instant::now(), Arc::new(reading)));
+                        latest.error = None;
+                    }
+                    Err(e) => latest.error = Some(format!("{e:#}")),
+                }
+            }
+            let until = Instant::now() + READ_EVERY;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+}
+
+impl Watched {
     /// Writes the reading's series: every figure of the figure table that
     /// has a Prometheus name, then the distributions.
-    pub fn export(&self, r: &Reading, out: &mut Exposition) {
+    fn export(&self, r: &Reading, out: &mut Exposition) {
         let l = &self.labels;
         let rt = &r.runtime;
         let a = &rt.alloc;
-        let class_sizes = &self.runtime.class_sizes;
+        let class_sizes = &self.class_sizes;
         out.gauge(
             "goscope_target_info",
             "A watched Go process (always 1).",

@@ -541,7 +541,7 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         "cgo.calls",
         memory("runtime.ncgocall + Σ m.ncgocall over allm"),
     );
-    add("process.cpu_ns", "/proc/PID/stat utime + stime".into());
+    add("process.cpu_ns", "the process's kernel CPU clock (clock_getcpuclockid; ns, every thread)".into());
     add(
         "cpu.*",
         match inputs.cpu.1 {

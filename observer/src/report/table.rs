@@ -295,7 +295,7 @@ pub const FIGURES: &[Figure] = &[
         unit: Unit::Seconds,
         kind: Kind::Counter,
         read: |i| Some(i.cpu_ns as f64 / 1e9),
-        source: "/proc/PID/stat utime + stime",
+        source: "the process's kernel CPU clock (clock_getcpuclockid, ns)",
         runtime_metric: None,
         prometheus: Some((
             "goscope_process_cpu_seconds_total",
