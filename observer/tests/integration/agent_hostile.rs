@@ -6,7 +6,7 @@
 
 use std::{
     io::{ErrorKind, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,16 +15,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use testkit::{Goscope, Target, require_root_or_skip};
+use testkit::{Target, require_root_or_skip};
 
-use crate::util::{cgo, loadgen};
+use crate::util::{
+    CLIENT_TIMEOUT, Scraper, cgo, loadgen, rss_anon_kib, start_agent, wait_for_targets,
+};
 
 /// How long the attacks run while the test scrapes.
 const ATTACK: Duration = Duration::from_secs(14);
-/// A scrape must be answered within this, attack or not.
-const SCRAPE_BUDGET: Duration = Duration::from_secs(1);
-/// The client gives up on a scrape after this (a stalled server).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The trickling client sends one byte this often (below the old per-read
 /// timeout of 5 s, so a per-read timeout never fires).
 const TRICKLE_EVERY: Duration = Duration::from_secs(4);
@@ -54,100 +52,11 @@ const IDLE_CONNECTIONS: usize = 300;
 /// descriptors of its own may come and go meanwhile).
 const IDLE_HELD: usize = IDLE_CONNECTIONS - 10;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running agent on a free loopback port, ready to accept, scanning
-/// /proc every `scan_interval_ms`.
-fn start_agent(scan_interval_ms: &str) -> (Goscope, u16) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut agent = Goscope::start(&[
-        "agent",
-        "--listen",
-        &listen,
-        "--scan-interval-ms",
-        scan_interval_ms,
-    ])
-    .unwrap();
-    agent.wait_for_stderr(|l| l.contains("serving")).unwrap();
-    (agent, port)
-}
-
-/// The agent's anonymous resident memory, KiB (RssAnon of /proc/PID/status).
-fn rss_anon_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no RssAnon in /proc/{pid}/status:\n{status}"))
-}
-
 /// The agent's open file descriptors (one per accepted connection).
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap_or_else(|e| panic!("listing /proc/{pid}/fd: {e}"))
         .count()
-}
-
-/// A real HTTP client scraping the agent.
-struct Scraper {
-    client: ureq::Agent,
-    url: String,
-}
-
-impl Scraper {
-    fn new(port: u16) -> Self {
-        let client = ureq::Agent::config_builder()
-            .timeout_global(Some(CLIENT_TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Self {
-            client,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// GET `path`: status, body and how long the answer took.
-    fn get(&self, path: &str) -> (u16, String, Duration) {
-        let begun = Instant::now();
-        let url = format!("{}{path}", self.url);
-        let mut response = self
-            .client
-            .get(&url)
-            .call()
-            .unwrap_or_else(|e| panic!("GET {url} failed after {:?}: {e}", begun.elapsed()));
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("reading the body of GET {url}: {e}"));
-        (status, body, begun.elapsed())
-    }
-
-    /// A scrape that must answer 200 with the exposition within the
-    /// budget; returns how long it took.
-    fn scrape(&self, during: &str) -> Duration {
-        let (status, body, took) = self.get("/metrics");
-        assert_eq!(status, 200, "scrape {during}: {body}");
-        assert!(
-            body.contains("# TYPE goscope_agent_targets gauge"),
-            "scrape {during} has no goscope_agent_targets:\n{body}"
-        );
-        assert!(
-            took <= SCRAPE_BUDGET,
-            "scrape {during} took {took:?} (budget {SCRAPE_BUDGET:?})"
-        );
-        took
-    }
 }
 
 /// Sends a request head and then one byte every `TRICKLE_EVERY`,
@@ -399,31 +308,6 @@ fn agent_answers_only_its_two_pages() {
     );
     let finished = agent.interrupt().unwrap();
     assert!(finished.status.success(), "{}", finished.stderr);
-}
-
-/// The value of an unlabelled gauge in an exposition.
-fn gauge(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Polls the agent until `goscope_agent_targets` satisfies `done` (or fails
-/// after `within`); returns the last value.
-fn wait_for_targets(scraper: &Scraper, within: Duration, done: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, body, _) = scraper.get("/metrics");
-        let targets = gauge(&body, "goscope_agent_targets").unwrap_or(-1.0);
-        if done(targets) {
-            return targets;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "goscope_agent_targets stayed at {targets} for {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Distinct executables (each its own inode, padded to 8 MiB) are watched

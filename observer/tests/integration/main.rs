@@ -16,6 +16,7 @@ mod gc;
 mod golden;
 mod goroutines;
 mod heatmap;
+mod hostile;
 mod inspect;
 mod layers;
 mod memprofile;

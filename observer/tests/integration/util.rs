@@ -155,3 +155,142 @@ pub fn assert_code_matches_file(pid: u32, path: &std::path::Path) {
     }
     assert!(checked > 0, "pid {pid} maps no code of {}", path.display());
 }
+
+// The agent and a client scraping it (shared by the agent_hostile and
+// hostile tests).
+
+/// A scrape must be answered within this, whatever else the agent faces.
+pub const SCRAPE_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+/// The client gives up on a scrape after this (a stalled server).
+pub const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running agent on a free loopback port, ready to accept, scanning
+/// /proc every `scan_interval_ms`.
+pub fn start_agent(scan_interval_ms: &str) -> (testkit::Goscope, u16) {
+    start_agent_with(scan_interval_ms, &[])
+}
+
+/// Like `start_agent`, with more agent arguments (`--force-version`).
+pub fn start_agent_with(scan_interval_ms: &str, extra: &[&str]) -> (testkit::Goscope, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "agent",
+        "--listen",
+        &listen,
+        "--scan-interval-ms",
+        scan_interval_ms,
+    ];
+    args.extend_from_slice(extra);
+    let mut agent = testkit::Goscope::start(&args).unwrap();
+    agent.wait_for_stderr(|l| l.contains("serving")).unwrap();
+    (agent, port)
+}
+
+/// A process's anonymous resident memory, KiB (RssAnon of /proc/PID/status).
+pub fn rss_anon_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RssAnon in /proc/{pid}/status:\n{status}"))
+}
+
+/// A real HTTP client scraping the agent.
+pub struct Scraper {
+    pub client: ureq::Agent,
+    pub url: String,
+}
+
+impl Scraper {
+    pub fn new(port: u16) -> Self {
+        let client = ureq::Agent::config_builder()
+            .timeout_global(Some(CLIENT_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            client,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// GET `path`: status, body and how long the answer took.
+    pub fn get(&self, path: &str) -> (u16, String, std::time::Duration) {
+        let begun = std::time::Instant::now();
+        let url = format!("{}{path}", self.url);
+        let mut response = self
+            .client
+            .get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url} failed after {:?}: {e}", begun.elapsed()));
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("reading the body of GET {url}: {e}"));
+        (status, body, begun.elapsed())
+    }
+
+    /// A scrape that must answer 200 with the exposition within the
+    /// budget; returns how long it took.
+    pub fn scrape(&self, during: &str) -> std::time::Duration {
+        self.scrape_body(during).1
+    }
+
+    /// Like `scrape`, also returning the exposition.
+    pub fn scrape_body(&self, during: &str) -> (String, std::time::Duration) {
+        let (status, body, took) = self.get("/metrics");
+        assert_eq!(status, 200, "scrape {during}: {body}");
+        assert!(
+            body.contains("# TYPE goscope_agent_targets gauge"),
+            "scrape {during} has no goscope_agent_targets:\n{body}"
+        );
+        assert!(
+            took <= SCRAPE_BUDGET,
+            "scrape {during} took {took:?} (budget {SCRAPE_BUDGET:?})"
+        );
+        (body, took)
+    }
+}
+
+/// The value of an unlabelled gauge in an exposition.
+pub fn gauge(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Polls the agent until `goscope_agent_targets` satisfies `done` (or fails
+/// after `within`); returns the last value.
+pub fn wait_for_targets(
+    scraper: &Scraper,
+    within: std::time::Duration,
+    done: impl Fn(f64) -> bool,
+) -> f64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (_, body, _) = scraper.get("/metrics");
+        let targets = gauge(&body, "goscope_agent_targets").unwrap_or(-1.0);
+        if done(targets) {
+            return targets;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "goscope_agent_targets stayed at {targets} for {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
