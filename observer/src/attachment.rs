@@ -287,9 +287,15 @@ impl Attachment {
     pub fn govern(&self) -> anyhow::Result<()> {
         let mut probes = self.probes.borrow_mut();
         if let Some(g) = self.governed.borrow_mut().as_mut() {
-            g.step(&mut probes, &self.target.exe_handle, || {
+            let attached = g.step(&mut probes, &self.target.exe_handle, || {
                 Ok(self.target.cpu_time_ns()?)
             })?;
+            // Probes go to the pid: if it is another process now (exit and
+            // reuse, or an exec), take them off at once.
+            if attached && !self.target.is_alive() {
+                g.finish(&mut probes)?;
+                anyhow::bail!("pid {} ended while its probes were attached", self.target.pid);
+            }
         }
         Ok(())
     }

@@ -41,6 +41,23 @@ pub fn escape_control(text: &str) -> String {
         .collect()
 }
 
+/// `text` for a one-line message: control characters escaped and at most
+/// `max` bytes kept (a target's build info can carry a megabyte).
+pub fn bounded(text: &str, max: usize) -> String {
+    let escaped = escape_control(text);
+    if escaped.len() <= max {
+        return escaped;
+    }
+    let mut cut = max;
+    while !escaped.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &escaped[..cut])
+}
+
+/// Longest text taken from a target shown in one message.
+pub const MAX_SHOWN: usize = 160;
+
 /// An overhead budget: "1%", or "off" when unlimited.
 pub fn budget(percent: f64) -> String {
     if percent.is_finite() {

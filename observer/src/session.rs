@@ -104,7 +104,7 @@ fn announce(target: &TargetProcess, what: &str) {
         "goscope: attached to pid {} ({}, {}); {what}",
         target.pid,
         crate::target::display_path(&target.exe),
-        crate::format::escape_control(&target.binary.build.go_version_string),
+        crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN),
     );
 }
 
@@ -115,7 +115,7 @@ pub fn check_version(target: &TargetProcess, force: bool) -> anyhow::Result<()> 
     if force {
         return Ok(());
     }
-    let shown = crate::format::escape_control(&target.binary.build.go_version_string);
+    let shown = crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN);
     if !go.is_supported() {
         anyhow::bail!(
             "pid {} runs {shown}, outside the supported range {} (--force-version tries anyway)",

@@ -272,7 +272,7 @@ impl TargetProcess {
     /// Falls back to /proc/PID/stat (10 ms ticks) if the clock is refused.
     pub fn cpu_time_ns(&self) -> Result<u64, TargetError> {
         if let Some(ns) = process_cpu_clock_ns(self.pid) {
-            return Ok(ns);
+            return self.still_ours(ns);
         }
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(|cause| {
@@ -292,7 +292,17 @@ impl TargetProcess {
             .unwrap_or(100)
             .max(1);
         let total = u128::from(ticks(14)) + u128::from(ticks(15));
-        Ok(u64::try_from(total * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX))
+        self.still_ours(u64::try_from(total * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX))
+    }
+
+    /// `value`, read by PID, if the pinned process still lives (so the PID
+    /// was not reused by another process during the read).
+    fn still_ours<T>(&self, value: T) -> Result<T, TargetError> {
+        if pidfd_exited(&self.pidfd) {
+            Err(TargetError::NoSuchProcess { pid: self.pid })
+        } else {
+            Ok(value)
+        }
     }
 
     /// OS threads of the process (Threads: in /proc/PID/status).
@@ -305,11 +315,13 @@ impl TargetProcess {
                     cause,
                 }
             })?;
-        Ok(status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0))
+        self.still_ours(
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        )
     }
 
     /// What to add to the binary's link-time addresses to get run-time ones:

@@ -62,11 +62,28 @@ struct LoadSegment {
 }
 
 impl GoBinary {
+    /// Reads and parses the file at `path` (at most 1 GiB, or
+    /// `GOSCOPE_MAX_EXECUTABLE_BYTES`; only regular files).
     pub fn open(path: &Path) -> Result<Self, BinaryError> {
-        let data = std::fs::read(path).map_err(|cause| BinaryError::Read {
+        let read_error = |cause| BinaryError::Read {
             path: path.to_path_buf(),
             cause,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(read_error)?;
+        let limit = std::env::var("GOSCOPE_MAX_EXECUTABLE_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1u64 << 30);
+        if !meta.is_file() {
+            return Err(read_error(std::io::Error::other("not a regular file")));
+        }
+        if meta.len() > limit {
+            return Err(read_error(std::io::Error::other(format!(
+                "{} bytes, over the {limit}-byte limit (GOSCOPE_MAX_EXECUTABLE_BYTES)",
+                meta.len()
+            ))));
+        }
+        let data = std::fs::read(path).map_err(read_error)?;
         Self::parse(path, data)
     }
 

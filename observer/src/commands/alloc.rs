@@ -269,11 +269,16 @@ fn from_probes(
                 );
                 previous = (at, now);
             }
-            governed
+            let attached = governed
                 .step(&mut session, &target.exe_handle, || {
                     Ok(target.cpu_time_ns()?)
                 })
-                .context("governing the allocation probes")
+                .context("governing the allocation probes")?;
+            if attached && !target.is_alive() {
+                governed.finish(&mut session)?;
+                anyhow::bail!("pid {} ended while its probes were attached", target.pid);
+            }
+            Ok(())
         },
     );
     if let Some(e) = window.error.take() {

@@ -100,7 +100,7 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         "goscope: attached to pid {} ({}, {}); a line every {} ms, Ctrl-C to stop",
         target.pid,
         crate::target::display_path(&target.exe),
-        crate::format::escape_control(&target.binary.build.go_version_string),
+        crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN),
         args.interval
     );
     let interval = Duration::from_millis(args.interval);

@@ -162,7 +162,7 @@ impl Governed {
             next_step: std::time::Instant::now(),
         };
         // --overhead-budget off attaches at the first step.
-        governed.step(session, exe, || Ok(0))?;
+        let _ = governed.step(session, exe, || Ok(0))?;
         Ok(governed)
     }
 
@@ -201,28 +201,31 @@ impl Governed {
     }
 
     /// Feeds what each set cost so far to its governor and attaches or
-    /// detaches as they decide, the cheapest set first.
+    /// detaches as they decide, the cheapest set first. True when a set was
+    /// attached in this step (callers then check the target is still the
+    /// process they pinned: probes are bound to its pid).
     pub fn step(
         &mut self,
         session: &mut ProbeSession,
         exe: &Path,
         target_cpu_ns: impl FnOnce() -> anyhow::Result<u64>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let now = std::time::Instant::now();
         if now < self.next_step {
-            return Ok(());
+            return Ok(false);
         }
         self.next_step = now + super::governor::POLL;
         // Every set decided for good (declined or detached): nothing to do
         // until `finish` takes the final count.
         if self.sets.iter().all(|g| g.governor.is_settled()) {
-            return Ok(());
+            return Ok(false);
         }
         let target_cpu_ns = target_cpu_ns()?;
         for g in &mut self.sets {
             let (hits, run_ns) = Self::measured(&g.set, session)?;
             g.governor.record(hits, run_ns);
         }
+        let mut attached = false;
         let mut order: Vec<usize> = (0..self.sets.len()).collect();
         order.sort_by(|&a, &b| {
             self.sets[a]
@@ -245,7 +248,10 @@ impl Governed {
                 eprintln!("governor: {} {action:?} {:?}", g.set.name(), g.governor);
             }
             match action {
-                Action::Attach => g.links = Some(g.set.attach(session, exe, self.pid)?),
+                Action::Attach => {
+                    g.links = Some(g.set.attach(session, exe, self.pid)?);
+                    attached = true;
+                }
                 Action::Detach => {
                     if let Some(links) = g.links.take() {
                         session.detach_all(links)?;
@@ -254,7 +260,7 @@ impl Governed {
                 Action::Keep => {}
             }
         }
-        Ok(())
+        Ok(attached)
     }
 
     /// Ends the window: detaches what is attached (all links at once) and

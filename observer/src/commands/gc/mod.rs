@@ -102,7 +102,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         "goscope: attached to pid {} ({}, {}); one line per GC cycle from cycle {}, Ctrl-C to stop",
         target.pid,
         crate::target::display_path(&target.exe),
-        crate::format::escape_control(&target.binary.build.go_version_string),
+        crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN),
         last_cycle + 1
     );
     let mut assists = AssistReader::default();

@@ -115,7 +115,7 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
             "Allocation by size class: pid {} {} ({})",
             target.pid,
             crate::target::display_path(&target.exe),
-            crate::format::escape_control(&target.binary.build.go_version_string)
+            crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN)
         ),
         rows,
         column_ends_s: columns.iter().map(|(t, _)| *t).collect(),

@@ -102,7 +102,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
             "pid {}  {}  {}",
             t.pid,
             t.exe.display(),
-            t.binary.build.go_version_string
+            crate::format::bounded(&t.binary.build.go_version_string, crate::format::MAX_SHOWN)
         ),
         log: log_path.display().to_string(),
     };
