@@ -383,7 +383,7 @@ fn current_key(pid: u32) -> Option<FileKey> {
 /// Whether an executable can be watched, and its runtime layout.
 fn classify(binary: &Arc<GoBinary>, force_version: bool) -> Executable {
     let version = binary.go_version();
-    if !force_version && !(version.is_supported() && version.is_verified()) {
+    if !force_version && (!version.is_supported() || !version.is_verified()) {
         return Executable::Skip(SkipReason::UnsupportedVersion);
     }
     match RuntimeLayout::resolve(binary, force_version) {

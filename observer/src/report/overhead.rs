@@ -89,8 +89,12 @@ pub struct Spending {
     /// (cumulative), to scale the host-wide tracepoint time by.
     pub target_switches: Option<u64>,
     /// The governor's total and attach/detach part, and each set's phase.
-    pub governed: Option<(f64, f64, Vec<(&'static str, Phase)>)>,
+    pub governed: Option<GovernedSpending>,
 }
+
+/// What the per-call probe sets spent: total ns, the attach/detach part,
+/// and each set's phase by name.
+pub type GovernedSpending = (f64, f64, Vec<(&'static str, Phase)>);
 
 impl OverheadFigures {
     /// The window's overhead, from the programs' cumulative statistics

@@ -129,7 +129,7 @@ const RULES: &[Rule] = &[
 pub fn judge(r: &DoctorReport) -> Vec<Verdict> {
     let context = Context::of(r);
     let mut v: Vec<Verdict> = RULES.iter().filter_map(|rule| rule(r, &context)).collect();
-    v.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v.sort_by_key(|verdict| std::cmp::Reverse(verdict.severity));
     v
 }
 

@@ -182,7 +182,7 @@ pub fn html(map: &Heatmap) -> String {
         .zip(&map.cells)
         .map(|(label, row)| (label.clone(), row.iter().sum()))
         .collect();
-    totals.sort_by(|a, b| b.1.cmp(&a.1));
+    totals.sort_by_key(|row| std::cmp::Reverse(row.1));
     let duration = map.column_ends_s.last().copied().unwrap_or(0.0).max(1e-9);
     let mut rows = String::new();
     for (label, total) in totals.iter().take(15) {
