@@ -363,8 +363,13 @@ impl Attachment {
         if creation_sites.is_none() {
             creation_sites = Some(self.creation_sites(first, last, window_s));
         }
+        let mut alloc_cpu_sites = Vec::new();
         let cpu_split = match &self.cpu_sampler {
-            Ok(()) => Some(CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?.split()),
+            Ok(()) => {
+                let samples = CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?;
+                alloc_cpu_sites = samples.allocation_sites();
+                Some(samples.split())
+            }
             Err(_) => None,
         };
         let overhead = {
@@ -396,6 +401,7 @@ impl Attachment {
             cgroups: &self.cgroups,
             thread_view: &self.thread_view,
             cpu: (cpu_split, &self.cpu_sampler),
+            alloc_cpu_sites,
             cgo_latency,
             creation_sites,
             alloc_sites,

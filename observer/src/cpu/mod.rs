@@ -66,6 +66,18 @@ pub struct CpuSamples {
     pub stacks: Vec<(Stack, u64)>,
 }
 
+/// Where the allocator's CPU goes, by the code that called it: from the
+/// sampler's stacks in which the allocator runs (no trap). A share of
+/// allocation CPU, not of bytes.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AllocCpuSite {
+    /// The first frame outside the runtime above the allocator.
+    pub function: String,
+    pub samples: u64,
+    /// Share of the samples spent allocating.
+    pub share_of_allocation_cpu: f64,
+}
+
 /// The split as fractions, for reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct CpuSplit {
@@ -131,6 +143,38 @@ impl CpuSamples {
             samples.stacks.push((shown, count));
         }
         Ok(samples)
+    }
+
+    /// Allocation CPU by allocating caller, biggest first.
+    pub fn allocation_sites(&self) -> Vec<AllocCpuSite> {
+        let mut by_site: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut total = 0;
+        for (stack, count) in &self.stacks {
+            let names: Vec<Option<&str>> = stack
+                .iter()
+                .map(|(_, n)| (n != "[unknown]").then_some(n.as_str()))
+                .collect();
+            if classify::classify(&names, false) != CpuClass::Allocation {
+                continue;
+            }
+            total += count;
+            let site = stack
+                .iter()
+                .map(|(_, n)| n.as_str())
+                .find(|n| *n != "[unknown]" && !crate::runtime::memprofile::is_runtime_function(n))
+                .unwrap_or("[runtime]");
+            *by_site.entry(site).or_default() += count;
+        }
+        let mut sites: Vec<AllocCpuSite> = by_site
+            .into_iter()
+            .map(|(function, samples)| AllocCpuSite {
+                function: function.to_string(),
+                samples,
+                share_of_allocation_cpu: samples as f64 / total.max(1) as f64,
+            })
+            .collect();
+        sites.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));
+        sites
     }
 
     pub fn split(&self) -> CpuSplit {

@@ -152,6 +152,10 @@ pub struct AllocFigures {
     /// Top live-heap sites at the window's end, as of the last GC cycle
     /// the runtime published (heap profile only; empty otherwise).
     pub live_sites: Vec<LiveSite>,
+    /// Allocation CPU by allocating caller, from the CPU sampler (no
+    /// trap, every window): shares of allocation CPU, not bytes. The
+    /// answer when neither the heap profile nor the probes give sites.
+    pub cpu_sites: Vec<crate::cpu::AllocCpuSite>,
 }
 
 #[derive(Debug, Serialize)]
@@ -249,6 +253,8 @@ pub struct Inputs<'a> {
     pub cgroups: &'a Cgroups,
     pub thread_view: &'a Result<(), String>,
     pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
+    /// Allocation CPU by allocating caller, from the sampler.
+    pub alloc_cpu_sites: Vec<crate::cpu::AllocCpuSite>,
     pub cgo_latency: Option<(CgoLatency, f64)>,
     pub creation_sites: Option<CreationSites>,
     /// The sites and the fraction of the window their probes were
@@ -400,6 +406,7 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .and_then(|a| a.live_sites.as_ref())
                 .map(|l| l.iter().take(TOP_SITES).cloned().collect())
                 .unwrap_or_default(),
+            cpu_sites: inputs.alloc_cpu_sites.iter().take(TOP_SITES).cloned().collect(),
         },
         gc,
         sched: SchedFigures {

@@ -424,3 +424,41 @@ fn doctor_takes_allocation_sites_from_the_heap_profile() {
         eprintln!("{label}: doctor sites {sites:?}, live {live:?}");
     }
 }
+
+/// In production mode on a target that keeps no heap profile and whose
+/// allocation rate the budget cannot afford probes for, doctor still says
+/// who spends the allocator's CPU: from the CPU sampler, no trap, each
+/// share labelled as a share of allocation CPU, sites named outside the
+/// runtime and found among the workload's own allocating functions.
+#[test]
+fn allocation_cpu_by_site_from_the_sampler_when_nothing_else_gives_sites() {
+    if !require_root_or_skip("allocation_cpu_by_site_from_the_sampler_when_nothing_else_gives_sites") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let (report, _) = testkit::observe::doctor_around_batch_with(
+        &binary,
+        &["-work", "sites", "-scale", "20"],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let alloc = &report["alloc"];
+    let sites = alloc["cpu_sites"].as_array().unwrap();
+    assert!(!sites.is_empty(), "no allocation CPU sites: {alloc}");
+    let samples: u64 = sites.iter().map(|s| s["samples"].as_u64().unwrap()).sum();
+    assert!(samples >= 10, "only {samples} allocation samples: {alloc}");
+    let known = ["main.allocNodes", "main.allocBuffers", "main.allocLarge"];
+    let top = sites[0]["function"].as_str().unwrap();
+    assert!(known.contains(&top), "top allocation-CPU site {top} is not the workload's: {alloc}");
+    let known_share: f64 = sites
+        .iter()
+        .filter(|s| known.contains(&s["function"].as_str().unwrap()))
+        .map(|s| s["share_of_allocation_cpu"].as_f64().unwrap())
+        .sum();
+    assert!(known_share >= 0.8, "the workload's functions hold {known_share} of allocation CPU: {alloc}");
+    for s in sites {
+        let f = s["function"].as_str().unwrap();
+        assert!(!runtime_growth_frame(f) && !f.starts_with("internal/runtime/"), "{f} named as a site");
+    }
+}

@@ -156,6 +156,7 @@ fn report() -> goscope::report::DoctorReport {
         cgroups: &Cgroups::default(),
         thread_view: &Err("not in this recording".into()),
         cpu: (None, &Err("not in this recording".into())),
+        alloc_cpu_sites: Vec::new(),
         cgo_latency: None,
         creation_sites: None,
         alloc_sites: None,

@@ -143,6 +143,24 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
             }
         }
     }
+    // Without sites by bytes (no heap profile, probes off), the sampler
+    // still says who spends the allocator's CPU.
+    let no_byte_sites = a.sites.is_empty() || a.sites_sampled_fraction == Some(0.0);
+    if no_byte_sites && !a.cpu_sites.is_empty() {
+        let _ = writeln!(
+            out,
+            "  allocation CPU by calling site (CPU sampler; a share of allocation CPU, not of bytes):"
+        );
+        for site in a.cpu_sites.iter().take(TOP_ALLOC_SITES) {
+            let _ = writeln!(
+                out,
+                "  {:>10} {:>7}  {}",
+                format!("{} smp", site.samples),
+                percent(site.share_of_allocation_cpu),
+                site.function
+            );
+        }
+    }
 
     let g = &r.gc;
     let _ = writeln!(out);
