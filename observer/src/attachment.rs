@@ -364,10 +364,12 @@ impl Attachment {
             creation_sites = Some(self.creation_sites(first, last, window_s));
         }
         let mut alloc_cpu_sites = Vec::new();
+        let mut cgo_cpu_sites = Vec::new();
         let cpu_split = match &self.cpu_sampler {
             Ok(()) => {
                 let samples = CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?;
                 alloc_cpu_sites = samples.allocation_sites();
+                cgo_cpu_sites = samples.cgo_sites();
                 Some(samples.split())
             }
             Err(_) => None,
@@ -402,6 +404,7 @@ impl Attachment {
             thread_view: &self.thread_view,
             cpu: (cpu_split, &self.cpu_sampler),
             alloc_cpu_sites,
+            cgo_cpu_sites,
             cgo_latency,
             creation_sites,
             alloc_sites,

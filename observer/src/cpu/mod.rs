@@ -66,16 +66,16 @@ pub struct CpuSamples {
     pub stacks: Vec<(Stack, u64)>,
 }
 
-/// Where the allocator's CPU goes, by the code that called it: from the
-/// sampler's stacks in which the allocator runs (no trap). A share of
-/// allocation CPU, not of bytes.
+/// Where a class of CPU (the allocator's, C's) goes, by the code that
+/// called it: from the sampler's stacks (no trap). A share of that class's
+/// CPU (for allocation: not of bytes).
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct AllocCpuSite {
+pub struct CpuSite {
     /// The first frame outside the runtime above the allocator.
     pub function: String,
     pub samples: u64,
     /// Share of the samples spent allocating.
-    pub share_of_allocation_cpu: f64,
+    pub share: f64,
 }
 
 /// The split as fractions, for reports.
@@ -146,7 +146,19 @@ impl CpuSamples {
     }
 
     /// Allocation CPU by allocating caller, biggest first.
-    pub fn allocation_sites(&self) -> Vec<AllocCpuSite> {
+    pub fn allocation_sites(&self) -> Vec<CpuSite> {
+        self.sites_of(CpuClass::Allocation)
+    }
+
+    /// CPU in C (cgo) by Go call site (the `_Cfunc_` wrapper names the C
+    /// function), biggest first: what the sampler says when cgo latency is
+    /// not timed.
+    pub fn cgo_sites(&self) -> Vec<CpuSite> {
+        self.sites_of(CpuClass::Cgo)
+    }
+
+    /// Samples of `class` by the first frame outside the runtime.
+    fn sites_of(&self, wanted: CpuClass) -> Vec<CpuSite> {
         let mut by_site: BTreeMap<&str, u64> = BTreeMap::new();
         let mut total = 0;
         for (stack, count) in &self.stacks {
@@ -154,7 +166,7 @@ impl CpuSamples {
                 .iter()
                 .map(|(_, n)| (n != "[unknown]").then_some(n.as_str()))
                 .collect();
-            if classify::classify(&names, false) != CpuClass::Allocation {
+            if classify::classify(&names, false) != wanted {
                 continue;
             }
             total += count;
@@ -165,12 +177,12 @@ impl CpuSamples {
                 .unwrap_or("[runtime]");
             *by_site.entry(site).or_default() += count;
         }
-        let mut sites: Vec<AllocCpuSite> = by_site
+        let mut sites: Vec<CpuSite> = by_site
             .into_iter()
-            .map(|(function, samples)| AllocCpuSite {
+            .map(|(function, samples)| CpuSite {
                 function: function.to_string(),
                 samples,
-                share_of_allocation_cpu: samples as f64 / total.max(1) as f64,
+                share: samples as f64 / total.max(1) as f64,
             })
             .collect();
         sites.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));

@@ -155,7 +155,7 @@ pub struct AllocFigures {
     /// Allocation CPU by allocating caller, from the CPU sampler (no
     /// trap, every window): shares of allocation CPU, not bytes. The
     /// answer when neither the heap profile nor the probes give sites.
-    pub cpu_sites: Vec<crate::cpu::AllocCpuSite>,
+    pub cpu_sites: Vec<crate::cpu::CpuSite>,
 }
 
 #[derive(Debug, Serialize)]
@@ -224,6 +224,9 @@ pub struct CgoFigures {
     pub latency_sampled_fraction: Option<f64>,
     /// Call sites by total time (the `_Cfunc_` wrapper names the C function).
     pub sites: Vec<CgoSite>,
+    /// CPU in C by call site from the CPU sampler (no trap, every window):
+    /// `share` is here the share of cgo CPU.
+    pub cpu_sites: Vec<crate::cpu::CpuSite>,
 }
 
 /// The cgroup's CPU bandwidth limit and CFS throttling in the window.
@@ -254,7 +257,9 @@ pub struct Inputs<'a> {
     pub thread_view: &'a Result<(), String>,
     pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
     /// Allocation CPU by allocating caller, from the sampler.
-    pub alloc_cpu_sites: Vec<crate::cpu::AllocCpuSite>,
+    pub alloc_cpu_sites: Vec<crate::cpu::CpuSite>,
+    /// CPU in C by Go call site, from the sampler.
+    pub cgo_cpu_sites: Vec<crate::cpu::CpuSite>,
     pub cgo_latency: Option<(CgoLatency, f64)>,
     pub creation_sites: Option<CreationSites>,
     /// The sites and the fraction of the window their probes were
@@ -434,6 +439,7 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .as_ref()
                 .map(|(l, _)| l.sites.clone())
                 .unwrap_or_default(),
+            cpu_sites: inputs.cgo_cpu_sites.iter().take(TOP_SITES).cloned().collect(),
         },
         cpu: inputs.cpu.0.clone(),
         cfs: CfsFigures {

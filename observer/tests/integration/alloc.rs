@@ -454,7 +454,7 @@ fn allocation_cpu_by_site_from_the_sampler_when_nothing_else_gives_sites() {
     let known_share: f64 = sites
         .iter()
         .filter(|s| known.contains(&s["function"].as_str().unwrap()))
-        .map(|s| s["share_of_allocation_cpu"].as_f64().unwrap())
+        .map(|s| s["share"].as_f64().unwrap())
         .sum();
     assert!(known_share >= 0.8, "the workload's functions hold {known_share} of allocation CPU: {alloc}");
     for s in sites {

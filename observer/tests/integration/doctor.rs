@@ -426,3 +426,39 @@ fn a_second_goscope_on_the_same_target_shares_the_budget() {
     );
     target.quit().unwrap();
 }
+
+/// Production mode on a target calling C far too often for per-call
+/// probes: doctor says the latency was not measured and why, and gives the
+/// CPU in C by call site from the sampler instead (the `_Cfunc_` wrapper
+/// names the C function).
+#[test]
+fn cgo_cpu_by_site_when_latency_probes_are_over_budget() {
+    if !require_root_or_skip("cgo_cpu_by_site_when_latency_probes_are_over_budget") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let (report, _) = testkit::observe::doctor_around_batch_with(
+        &binary,
+        &["-work", "cgo", "-scale", "1500"],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let cgo = &report["cgo"];
+    assert!(cgo["calls"].as_u64().unwrap() >= 1_000_000, "{cgo}");
+    assert!(
+        cgo["latency_ns"].is_null(),
+        "millions of calls cannot be timed within 1%: {cgo}"
+    );
+    assert!(
+        report["overhead"]["governor"]["cgo"]["state"] == "declined",
+        "{}",
+        report["overhead"]
+    );
+    let sites = cgo["cpu_sites"].as_array().unwrap();
+    let top = sites
+        .first()
+        .and_then(|s| s["function"].as_str())
+        .unwrap_or_else(|| panic!("no CPU-in-C sites: {cgo}"));
+    assert!(top.contains("_Cfunc_cadd"), "top CPU-in-C site {top}: {cgo}");
+}

@@ -157,6 +157,7 @@ fn report() -> goscope::report::DoctorReport {
         thread_view: &Err("not in this recording".into()),
         cpu: (None, &Err("not in this recording".into())),
         alloc_cpu_sites: Vec::new(),
+        cgo_cpu_sites: Vec::new(),
         cgo_latency: None,
         creation_sites: None,
         alloc_sites: None,

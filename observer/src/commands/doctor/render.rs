@@ -156,7 +156,7 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
                 out,
                 "  {:>10} {:>7}  {}",
                 format!("{} smp", site.samples),
-                percent(site.share_of_allocation_cpu),
+                percent(site.share),
                 site.function
             );
         }
@@ -267,6 +267,27 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
                 site.function,
                 duration_ns(site.mean_ns),
                 percentiles(site.latency_ns)
+            );
+        }
+    } else if r.cgo.calls > 0 {
+        let why = match r.overhead.governor.get("cgo") {
+            Some(crate::probes::governor::Phase::Declined {
+                would_cost_percent, ..
+            }) => format!("its probes would cost about {would_cost_percent:.1}% of the target's CPU, over the budget"),
+            Some(crate::probes::governor::Phase::Detached { reason }) => reason.clone(),
+            _ => "no cgo probes in this window".to_string(),
+        };
+        let _ = writeln!(out, "  call latency not measured: {why}");
+        if !r.cgo.cpu_sites.is_empty() {
+            let _ = writeln!(out, "  CPU in C by call site (CPU sampler; a share of cgo CPU):");
+        }
+        for site in r.cgo.cpu_sites.iter().take(3) {
+            let _ = writeln!(
+                out,
+                "  {:>10} {:>7}  {}",
+                format!("{} smp", site.samples),
+                percent(site.share),
+                site.function
             );
         }
     }
