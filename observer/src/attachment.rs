@@ -14,7 +14,7 @@ use crate::{
     cpu::{self, CpuSamples},
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
     probes::{
-        ProbeSession,
+        Availability, ProbeSession,
         alloc::{AllocProbe, AllocSamples, ExactAllocation},
         calibrate,
         cgo::{CgoLatency, CgoProbes},
@@ -73,9 +73,9 @@ pub struct Attachment {
     /// (then no allocation probe is attached).
     heap_profile: Option<HeapProfile>,
     /// Whether the scheduler tracepoints attached, or why not.
-    thread_view: Result<(), String>,
+    thread_view: Availability,
     /// Whether the CPU sampler attached, or why not.
-    cpu_sampler: Result<(), String>,
+    cpu_sampler: Availability,
     symbolizer: Symbolizer,
     source_symbols: SourceSymbolizer,
     /// --overhead-budget, percent (infinite: off).
@@ -146,8 +146,8 @@ impl Attachment {
             gc_probe_hits: Some(self.probes.borrow().counter(CounterSlot::GcCycles)?),
             cpu_stat: self.cgroups.cpu_stat(),
             threads_kernel: match self.thread_view {
-                Ok(()) => Some(ThreadCounters::read(&self.probes.borrow())?),
-                Err(_) => None,
+                Availability::Available => Some(ThreadCounters::read(&self.probes.borrow())?),
+                Availability::Unavailable(_) => None,
             },
             heap_profile: self.heap_profile.as_ref().map(|h| {
                 h.read(&self.runtime.memory).map(Arc::new).map_err(|e| {
@@ -195,10 +195,9 @@ pub fn attach(
     })
     .map_err(|e| target.explain_attach_failure(e))?;
     // Feature-probe: the thread view is optional; say why it is missing.
-    let thread_view = tracepoints
-        .and_then(|_| threads::attach(&mut probes, target.pid))
-        .map_err(|e| format!("{e:#}"));
-    let cpu_sampler = cpu::attach(&mut probes, cpu::DEFAULT_HZ).map_err(|e| format!("{e:#}"));
+    let thread_view =
+        Availability::of(tracepoints.and_then(|_| threads::attach(&mut probes, target.pid)));
+    let cpu_sampler = Availability::of(cpu::attach(&mut probes, cpu::DEFAULT_HZ));
     let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
     let mut sets = Vec::new();
     let heap_profile = sites
@@ -366,13 +365,13 @@ impl Attachment {
         let mut alloc_cpu_sites = Vec::new();
         let mut cgo_cpu_sites = Vec::new();
         let cpu_split = match &self.cpu_sampler {
-            Ok(()) => {
+            Availability::Available => {
                 let samples = CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?;
                 alloc_cpu_sites = samples.allocation_sites();
                 cgo_cpu_sites = samples.cgo_sites();
                 Some(samples.split())
             }
-            Err(_) => None,
+            Availability::Unavailable(_) => None,
         };
         let overhead = {
             let governed = self.governed.borrow();

@@ -67,6 +67,29 @@ pub struct ProbeSession {
     stats_baseline: std::collections::BTreeMap<String, RunStats>,
 }
 
+/// Whether an optional kernel feature (the scheduler tracepoints, the CPU
+/// sampler) is working for this session, or why not: feature-probed at
+/// attach, reported with the figures that depend on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    Unavailable(String),
+}
+
+impl Availability {
+    /// From the result of trying to attach it.
+    pub fn of(result: anyhow::Result<()>) -> Self {
+        match result {
+            Ok(()) => Self::Available,
+            Err(e) => Self::Unavailable(format!("{e:#}")),
+        }
+    }
+
+    pub fn is_available(&self) -> bool {
+        *self == Self::Available
+    }
+}
+
 /// How often a program ran and for how long, as the kernel counts it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunStats {

@@ -254,8 +254,8 @@ pub struct Inputs<'a> {
     pub class_sizes: &'a [u64],
     pub gc_point: &'a ProbePoint,
     pub cgroups: &'a Cgroups,
-    pub thread_view: &'a Result<(), String>,
-    pub cpu: (Option<CpuSplit>, &'a Result<(), String>),
+    pub thread_view: &'a crate::probes::Availability,
+    pub cpu: (Option<CpuSplit>, &'a crate::probes::Availability),
     /// Allocation CPU by allocating caller, from the sampler.
     pub alloc_cpu_sites: Vec<crate::cpu::CpuSite>,
     /// CPU in C by Go call site, from the sampler.
@@ -558,15 +558,15 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
     add(
         "cpu.*",
         match inputs.cpu.1 {
-            Ok(()) => "BPF sampler on a perf CPU-clock event (99 Hz per CPU), user stacks by frame pointers, symbolized from the binary".into(),
-            Err(why) => format!("unavailable: {why}"),
+            crate::probes::Availability::Available => "BPF sampler on a perf CPU-clock event (99 Hz per CPU), user stacks by frame pointers, symbolized from the binary".into(),
+            crate::probes::Availability::Unavailable(why) => format!("unavailable: {why}"),
         },
     );
     add(
         "sched.os_runq_latency_ns, sched.involuntary_switches, sched.threads_*",
         match inputs.thread_view {
-            Ok(()) => "tracepoints sched_switch, sched_wakeup(_new), sched_process_fork/exit (in-kernel aggregation)".into(),
-            Err(why) => format!("unavailable: {why}"),
+            crate::probes::Availability::Available => "tracepoints sched_switch, sched_wakeup(_new), sched_process_fork/exit (in-kernel aggregation)".into(),
+            crate::probes::Availability::Unavailable(why) => format!("unavailable: {why}"),
         },
     );
     add(
