@@ -85,6 +85,14 @@ fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
             *n as f64,
         );
     }
+    for (reason, n) in &registry.dropped {
+        out.counter(
+            "goscope_agent_dropped_events_total",
+            "Target readings scrapes could not export fresh, by reason (read_failed: left out; late: an old reading exported).",
+            &Labels::new(&[("reason", reason.to_string())]),
+            *n as f64,
+        );
+    }
     drop(registry);
     out.gauge(
         "goscope_agent_scrape_read_errors",

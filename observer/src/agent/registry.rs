@@ -39,6 +39,9 @@ impl SkipReason {
     }
 }
 
+/// How long one discovery pass may spend looking at new PIDs.
+const SCAN_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most executables remembered (skipped ones are forgotten past it).
 const MAX_CACHED_EXECUTABLES: usize = 4096;
 /// Most bytes of a build-info version a log line carries (a crafted
@@ -78,6 +81,9 @@ pub struct Registry {
     executables: Arc<Mutex<HashMap<FileKey, Executable>>>,
     logged: HashSet<FileKey>,
     pub skipped: BTreeMap<SkipReason, u64>,
+    /// Target readings a scrape could not export fresh, by reason
+    /// (`read_failed`: no reading; `late`: an old one was exported).
+    pub dropped: BTreeMap<&'static str, u64>,
     max_targets: usize,
     cgroup_root: PathBuf,
     own_pid: u32,
@@ -92,6 +98,7 @@ impl Registry {
             executables: Arc::new(Mutex::new(HashMap::new())),
             logged: HashSet::new(),
             skipped: BTreeMap::new(),
+            dropped: BTreeMap::new(),
             max_targets,
             cgroup_root,
             own_pid: std::process::id(),
@@ -108,7 +115,13 @@ impl Registry {
             let mut r = lock();
             (r.fresh_pids(), Arc::clone(&r.executables), r.force_version)
         };
+        // Discovery's own time budget: PIDs not looked at in this pass are
+        // still fresh at the next one (nothing is marked for them).
+        let begun = std::time::Instant::now();
         for pid in fresh {
+            if begun.elapsed() > SCAN_BUDGET {
+                break;
+            }
             let examined = examine(pid, &cache, force_version);
             lock().admit(pid, examined);
         }
@@ -255,6 +268,8 @@ impl Registry {
                 }
             }
         }
+        *self.dropped.entry("read_failed").or_default() += missing;
+        *self.dropped.entry("late").or_default() += late;
         (missing, late)
     }
 }
@@ -292,8 +307,12 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
             Some(Executable::Go { binary, .. }) => Ok(binary.clone()),
             Some(Executable::Skip(_)) => Err(TargetError::NoSuchProcess { pid }),
             None => {
-                let binary = Arc::new(target::read_binary(pid, exe.path, exe.file, exe.meta)?);
-                parsed = Some(binary.clone());
+                // Classified while the file's bytes are at hand (the layout
+                // needs its DWARF), then kept without them: the agent holds
+                // tables, not whole executables.
+                let full = target::read_binary(pid, exe.path, exe.file, exe.meta)?;
+                let (binary, executable) = classify(full, force_version);
+                parsed = Some(executable);
                 Ok(binary)
             }
         }
@@ -326,8 +345,7 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
         (_, Err(e)) => return skip(key, SkipReason::Unreadable, Some(format!("skipping pid {pid}: {e}"))),
         (Some(known), Ok(target)) => (known, target),
         (None, Ok(target)) => {
-            let binary = parsed.unwrap_or_else(|| target.binary.clone());
-            let executable = classify(&binary, force_version);
+            let executable = parsed.unwrap_or(Executable::Skip(SkipReason::NoLayout));
             lock().insert(key, executable.clone());
             (executable, target)
         }
@@ -381,18 +399,24 @@ fn current_key(pid: u32) -> Option<FileKey> {
 }
 
 /// Whether an executable can be watched, and its runtime layout.
-fn classify(binary: &Arc<GoBinary>, force_version: bool) -> Executable {
+/// `binary` without its file bytes (kept by the cache and the target), and
+/// whether it can be watched.
+fn classify(binary: GoBinary, force_version: bool) -> (Arc<GoBinary>, Executable) {
     let version = binary.go_version();
-    if !force_version && (!version.is_supported() || !version.is_verified()) {
-        return Executable::Skip(SkipReason::UnsupportedVersion);
-    }
-    match RuntimeLayout::resolve(binary, force_version) {
+    let layout = if !force_version && (!version.is_supported() || !version.is_verified()) {
+        Err(SkipReason::UnsupportedVersion)
+    } else {
+        RuntimeLayout::resolve(&binary, force_version).map_err(|_| SkipReason::NoLayout)
+    };
+    let binary = Arc::new(binary.without_file_data());
+    let executable = match layout {
         Ok(layout) => Executable::Go {
-            binary: binary.clone(),
+            binary: Arc::clone(&binary),
             layout: Arc::new(layout),
         },
-        Err(_) => Executable::Skip(SkipReason::NoLayout),
-    }
+        Err(reason) => Executable::Skip(reason),
+    };
+    (binary, executable)
 }
 
 /// The cgroup mount root.

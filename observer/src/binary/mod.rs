@@ -204,6 +204,15 @@ impl GoBinary {
             .map(|v| v & !0xfff)
     }
 
+    /// This binary without its file bytes, for holders that are done with
+    /// the sections (the agent, once the runtime layout is resolved): build
+    /// info, tables and segments stay; `bytes_at`, `bytes_from` and
+    /// `object` then find nothing.
+    pub fn without_file_data(mut self) -> Self {
+        self.data = Vec::new();
+        self
+    }
+
     /// The raw object, for parsers that need other sections (DWARF).
     pub fn object(&self) -> Result<object::File<'_>, object::Error> {
         object::File::parse(&*self.data)

@@ -339,13 +339,31 @@ fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
         .collect();
     let (agent, port) = start_agent("200");
     let scraper = Scraper::new(port);
-    let before = wait_for_targets(&scraper, Duration::from_secs(30), |t| t >= 0.0);
+    wait_for_targets(&scraper, Duration::from_secs(30), |t| t >= 0.0);
+    // The agent watches every Go process on the host (other tests' too):
+    // wait on our own pids, never on the total.
+    let watched = |pid: u32| {
+        let body = scraper.get("/metrics").1;
+        body.contains(&format!("pid=\"{pid}\""))
+    };
+    let wait_pid = |pid: u32, present: bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while watched(pid) != present {
+            assert!(
+                Instant::now() < deadline,
+                "pid {pid} {} the agent's metrics for 30 s",
+                if present { "never reached" } else { "stayed in" }
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     // Warm up: one copy watched and gone, so the baseline includes what
     // watching anything at all costs (threads, buffers).
     let warm = Target::start(&copies[0], &["-work", "idle"], &[]).unwrap();
-    wait_for_targets(&scraper, Duration::from_secs(30), |t| t > before);
+    let warm_pid = warm.pid;
+    wait_pid(warm_pid, true);
     warm.quit().unwrap();
-    wait_for_targets(&scraper, Duration::from_secs(30), |t| t <= before);
+    wait_pid(warm_pid, false);
     let baseline = rss_anon_kib(agent.pid());
 
     // A shell that becomes a Go program: skipped first, watched after its exec.
@@ -379,12 +397,16 @@ fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let peak = rss_anon_kib(agent.pid());
+    let pids: Vec<u32> = targets.iter().map(|t| t.pid).collect();
     for t in targets {
         t.quit().unwrap();
     }
+    let shell_pid = shell.id();
     let _ = shell.kill();
     let _ = shell.wait();
-    wait_for_targets(&scraper, Duration::from_secs(30), |t| t <= before);
+    for pid in pids.into_iter().chain([shell_pid]) {
+        wait_pid(pid, false);
+    }
     // One more scan, so the cache is evicted after the last exit.
     std::thread::sleep(Duration::from_millis(500));
     let after = rss_anon_kib(agent.pid());
@@ -395,4 +417,51 @@ fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
         after.saturating_sub(baseline)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A watched process that execs another Go program is re-parsed: the
+/// agent drops what it knew of the old program and watches the new one
+/// under the same pid, with the new program's Go version, never the old
+/// layout over the new memory.
+#[test]
+fn a_watched_process_that_execs_is_reparsed() {
+    if !require_root_or_skip("a_watched_process_that_execs_is_reparsed") {
+        return;
+    }
+    let old = loadgen("1.22", &cgo());
+    let new = loadgen("1.27", &cgo());
+    let (_agent, port) = start_agent("200");
+    let scraper = Scraper::new(port);
+    let mut target = Target::start(&old, &["-work", "idle"], &[]).unwrap();
+    let pid = target.pid;
+    let series = |body: &str, version: &str| {
+        body.lines().any(|l| {
+            l.starts_with("goscope_target_info{")
+                && l.contains(&format!("pid=\"{pid}\""))
+                && l.contains(&format!("go_version=\"{version}\""))
+        })
+    };
+    let old_version = crate::util::toolchain_version("1.22");
+    let new_version = crate::util::toolchain_version("1.27");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !series(&scraper.get("/metrics").1, &old_version) {
+        assert!(Instant::now() < deadline, "the agent never watched the first program");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    target.exec(&new, &["-work", "idle"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = scraper.get("/metrics").1;
+        if series(&body, &new_version) {
+            assert!(!series(&body, &old_version), "both programs exported for one pid");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not re-parse pid {} after its exec",
+            target.pid
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(target.quit().unwrap().success());
 }
