@@ -31,8 +31,9 @@ fn record(ctx: &ProbeContext, span_class: u32, size: u64) {
     // SAFETY: regs points at the saved user registers; the stack word is
     // read through bpf_probe_read_user.
     let caller = unsafe { bpf_probe_read_user((*ctx.regs).rsp as *const u64) }.unwrap_or(0);
-    let user_stack =
-        crate::counters::stack_or_dropped(ctx.get_stackid(&ALLOC_STACKS, u64::from(BPF_F_USER_STACK)));
+    let user_stack = crate::counters::stack_or_dropped(
+        ctx.get_stackid(&ALLOC_STACKS, u64::from(BPF_F_USER_STACK)),
+    );
     let key = AllocSampleKey {
         user_stack,
         span_class,

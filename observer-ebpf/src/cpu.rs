@@ -21,8 +21,9 @@ pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
     if !is_target() {
         return 0;
     }
-    let user_stack =
-        crate::counters::stack_or_dropped(ctx.get_stackid(&CPU_STACKS, u64::from(BPF_F_USER_STACK)));
+    let user_stack = crate::counters::stack_or_dropped(
+        ctx.get_stackid(&CPU_STACKS, u64::from(BPF_F_USER_STACK)),
+    );
     // SAFETY: ctx points at this sample's bpf_perf_event_data.
     let cs = unsafe { (*ctx.ctx).regs.cs };
     let key = CpuSampleKey {

@@ -293,7 +293,10 @@ impl Attachment {
             // reuse, or an exec), take them off at once.
             if attached && !self.target.is_alive() {
                 g.finish(&mut probes)?;
-                anyhow::bail!("pid {} ended while its probes were attached", self.target.pid);
+                anyhow::bail!(
+                    "pid {} ended while its probes were attached",
+                    self.target.pid
+                );
             }
         }
         Ok(())
@@ -387,7 +390,14 @@ impl Attachment {
                         .map(|t| t.runq_latency.iter().sum()),
                     governed: governed.as_ref().map(|g| {
                         let (total, links) = g.spent_ns();
-                        (total, links, g.sets.iter().map(|s| (s.set.name(), s.governor.phase().clone())).collect())
+                        (
+                            total,
+                            links,
+                            g.sets
+                                .iter()
+                                .map(|s| (s.set.name(), s.governor.phase().clone()))
+                                .collect(),
+                        )
                     }),
                 },
                 last.cpu_ns.saturating_sub(first.cpu_ns),

@@ -296,7 +296,11 @@ fn open_append_at(
         })?;
     // Whatever was swapped in between: check what was opened.
     let metadata = file.metadata().map_err(|e| io_error(shown, e))?;
-    check(metadata.mode() as libc::mode_t, metadata.uid(), metadata.nlink())?;
+    check(
+        metadata.mode() as libc::mode_t,
+        metadata.uid(),
+        metadata.nlink(),
+    )?;
     // SAFETY: fcntl on a descriptor we own; clears O_NONBLOCK again.
     unsafe {
         let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);

@@ -123,7 +123,10 @@ pub struct ProbePoint {
 }
 
 /// Resolves `function` in `binary` by decoding its first instructions.
-pub fn resolve(binary: &GoBinary, function: RuntimeFunction) -> Result<ProbePoint, ProbePointError> {
+pub fn resolve(
+    binary: &GoBinary,
+    function: RuntimeFunction,
+) -> Result<ProbePoint, ProbePointError> {
     let function = function.name;
     let symbol = binary.functions.get(function).ok_or_else(|| {
         if let Some(reason) = &binary.pclntab_error {

@@ -4,12 +4,8 @@
 //! resolved once). Commands start here and never open a target themselves.
 
 use crate::{
-    binary::version,
-    cli::TargetArgs,
-    privilege,
-    runtime::reader::RuntimeReader,
-    target::TargetProcess,
-    window::StopSignal,
+    binary::version, cli::TargetArgs, privilege, runtime::reader::RuntimeReader,
+    target::TargetProcess, window::StopSignal,
 };
 
 /// A pinned target with its runtime reader, ready for a window.
@@ -104,7 +100,10 @@ fn announce(target: &TargetProcess, what: &str) {
         "goscope: attached to pid {} ({}, {}); {what}",
         target.pid,
         crate::target::display_path(&target.exe),
-        crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN),
+        crate::format::bounded(
+            &target.binary.build.go_version_string,
+            crate::format::MAX_SHOWN
+        ),
     );
 }
 
@@ -115,7 +114,10 @@ pub fn check_version(target: &TargetProcess, force: bool) -> anyhow::Result<()> 
     if force {
         return Ok(());
     }
-    let shown = crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN);
+    let shown = crate::format::bounded(
+        &target.binary.build.go_version_string,
+        crate::format::MAX_SHOWN,
+    );
     if !go.is_supported() {
         anyhow::bail!(
             "pid {} runs {shown}, outside the supported range {} (--force-version tries anyway)",

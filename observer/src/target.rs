@@ -605,7 +605,9 @@ fn load_bias(
         line.clear();
         match io::BufRead::read_line(&mut reader, &mut line) {
             Ok(0) => break,
-            Ok(_) => found = bias_from_maps(&line, Some((major, minor)), exe_meta.ino(), first_load),
+            Ok(_) => {
+                found = bias_from_maps(&line, Some((major, minor)), exe_meta.ino(), first_load)
+            }
             Err(e) => return Err(proc_err(e)),
         }
     }
@@ -681,7 +683,10 @@ mod tests {
 garbage line
 ";
         assert_eq!(bias_from_maps(maps, None, 77, 0), Some(0x55d0_c020_0000));
-        assert_eq!(bias_from_maps(maps, None, 77, 0x1000), Some(0x55d0_c01f_f000));
+        assert_eq!(
+            bias_from_maps(maps, None, 77, 0x1000),
+            Some(0x55d0_c01f_f000)
+        );
         assert_eq!(bias_from_maps(maps, None, 79, 0), None);
         // A start below the first PT_LOAD address does not wrap.
         assert_eq!(bias_from_maps(maps, None, 78, u64::MAX), None);

@@ -82,9 +82,10 @@ impl Window {
             WindowEnd::TargetExecd => eprintln!(
                 "goscope: pid {} exec'd {} inside the window ({:.1} s in); no figures of the new program are reported; {report_covers}",
                 target.pid,
-                self.execd
-                    .as_deref()
-                    .map_or_else(|| "another program".to_string(), crate::target::display_path),
+                self.execd.as_deref().map_or_else(
+                    || "another program".to_string(),
+                    crate::target::display_path
+                ),
                 self.elapsed.as_secs_f64()
             ),
             WindowEnd::Elapsed | WindowEnd::Interrupted => {}

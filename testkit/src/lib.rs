@@ -13,8 +13,7 @@ pub use goscope::Goscope;
 pub use privileges::require_root_or_skip;
 pub use target::{Target, WorkloadResult};
 pub use toolchain::{
-    BuildOptions, all_go_versions, build_workload, ci_go_versions, go_binary,
-    installed_go_versions,
+    BuildOptions, all_go_versions, build_workload, ci_go_versions, go_binary, installed_go_versions,
 };
 
 use std::path::PathBuf;

@@ -271,7 +271,11 @@ impl Target {
             .next()
             .and_then(|p| p.parse().ok())
             .context("ready line lacks pid")?;
-        anyhow::ensure!(pid == self.pid, "exec'd program reports pid {pid}, not {}", self.pid);
+        anyhow::ensure!(
+            pid == self.pid,
+            "exec'd program reports pid {pid}, not {}",
+            self.pid
+        );
         self.go_version = fields.next().unwrap_or_default().to_string();
         Ok(())
     }

@@ -152,7 +152,9 @@ impl Registry {
             .collect();
         // A skipped process is looked at again when it runs another file
         // (a shell that execs a Go server).
-        self.ignored.retain(|pid, key| live.contains(pid) && current_key(*pid).unwrap_or((0, 0, 0, 0)) == *key);
+        self.ignored.retain(|pid, key| {
+            live.contains(pid) && current_key(*pid).unwrap_or((0, 0, 0, 0)) == *key
+        });
         let mut fresh: Vec<u32> = live
             .into_iter()
             .filter(|pid| {
@@ -340,9 +342,19 @@ fn examine(pid: u32, cache: &Mutex<HashMap<FileKey, Executable>>, force_version:
             Err(e @ (TargetError::NotRegularFile { .. } | TargetError::ExecutableTooLarge { .. })),
         ) => {
             lock().insert(key, Executable::Skip(SkipReason::Unreadable));
-            return skip(key, SkipReason::Unreadable, Some(format!("skipping pid {pid}: {e}")));
+            return skip(
+                key,
+                SkipReason::Unreadable,
+                Some(format!("skipping pid {pid}: {e}")),
+            );
         }
-        (_, Err(e)) => return skip(key, SkipReason::Unreadable, Some(format!("skipping pid {pid}: {e}"))),
+        (_, Err(e)) => {
+            return skip(
+                key,
+                SkipReason::Unreadable,
+                Some(format!("skipping pid {pid}: {e}")),
+            );
+        }
         (Some(known), Ok(target)) => (known, target),
         (None, Ok(target)) => {
             let executable = parsed.unwrap_or(Executable::Skip(SkipReason::NoLayout));

@@ -17,8 +17,8 @@ use std::{
 
 use super::exposition::{Exposition, Labels};
 use crate::{
-    report::table,
     cgroup::{Cgroups, CpuStat},
+    report::table,
     runtime::{
         RuntimeLayout, RuntimeSnapshot,
         histogram::{TimeHistogram, bucket_bounds_ns},
@@ -223,7 +223,6 @@ impl Source {
             }
         }
     }
-
 }
 
 impl Watched {

@@ -100,7 +100,10 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         "goscope: attached to pid {} ({}, {}); a line every {} ms, Ctrl-C to stop",
         target.pid,
         crate::target::display_path(&target.exe),
-        crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN),
+        crate::format::bounded(
+            &target.binary.build.go_version_string,
+            crate::format::MAX_SHOWN
+        ),
         args.interval
     );
     let interval = Duration::from_millis(args.interval);
@@ -110,41 +113,39 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         &stop,
         Some(interval),
         |_| {
-            {
-                let now = read()?;
-                let seconds = previous_at.elapsed().as_secs_f64();
-                previous_at = std::time::Instant::now();
-                let created = now
-                    .goroutines_created
-                    .saturating_sub(previous.goroutines_created);
-                let line = SchedLine {
-                    at_ms: if init_time > 0 {
-                        (monotonic_ns() - init_time) / 1_000_000
-                    } else {
-                        0
-                    },
-                    trace: now.sched_trace.clone(),
-                    goroutines_live: now.goroutines_user,
-                    goroutines_created_per_s: if seconds > 0.0 {
-                        created as f64 / seconds
-                    } else {
-                        0.0
-                    },
-                    os_threads: target.thread_count()?,
-                    latency_ns: now
-                        .sched_latency
-                        .as_ref()
-                        .zip(previous.sched_latency.as_ref())
-                        .and_then(|(b, a)| b.delta(a).percentiles()),
-                };
-                if args.json {
-                    output::print_json_line(&line)?;
+            let now = read()?;
+            let seconds = previous_at.elapsed().as_secs_f64();
+            previous_at = std::time::Instant::now();
+            let created = now
+                .goroutines_created
+                .saturating_sub(previous.goroutines_created);
+            let line = SchedLine {
+                at_ms: if init_time > 0 {
+                    (monotonic_ns() - init_time) / 1_000_000
                 } else {
-                    output::print_text(&format!("{}\n", line.text()))?;
-                }
-                previous = now;
-                Ok(())
+                    0
+                },
+                trace: now.sched_trace.clone(),
+                goroutines_live: now.goroutines_user,
+                goroutines_created_per_s: if seconds > 0.0 {
+                    created as f64 / seconds
+                } else {
+                    0.0
+                },
+                os_threads: target.thread_count()?,
+                latency_ns: now
+                    .sched_latency
+                    .as_ref()
+                    .zip(previous.sched_latency.as_ref())
+                    .and_then(|(b, a)| b.delta(a).percentiles()),
+            };
+            if args.json {
+                output::print_json_line(&line)?;
+            } else {
+                output::print_text(&format!("{}\n", line.text()))?;
             }
+            previous = now;
+            Ok(())
         },
     );
     if let Some(e) = window.error.take() {
@@ -153,5 +154,8 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         }
         return Err(e);
     }
-    Ok(window.announce_end(&target, "the lines above cover what was observed until then"))
+    Ok(window.announce_end(
+        &target,
+        "the lines above cover what was observed until then",
+    ))
 }

@@ -22,8 +22,7 @@ use crate::{
 };
 
 use probe_points::{
-    GC_ASSIST as ASSIST_FUNCTION, GC_ASSIST_WORK as WORK_FUNCTION,
-    GC_PARK_ASSIST as PARK_FUNCTION,
+    GC_ASSIST as ASSIST_FUNCTION, GC_ASSIST_WORK as WORK_FUNCTION, GC_PARK_ASSIST as PARK_FUNCTION,
 };
 
 /// Where the assist probes go in one binary.

@@ -153,7 +153,9 @@ impl Governed {
             sets: sets
                 .into_iter()
                 .map(|set| GovernedSet {
-                    governor: governor.clone().with_link_costs(costs.links(set.link_count())),
+                    governor: governor
+                        .clone()
+                        .with_link_costs(costs.links(set.link_count())),
                     set,
                     links: None,
                 })

@@ -52,7 +52,9 @@ pub enum Phase {
     Waiting,
     Attached,
     /// Detached for good after `reason`.
-    Detached { reason: String },
+    Detached {
+        reason: String,
+    },
     /// Never attached: the prediction did not fit.
     Declined {
         would_cost_percent: f64,
@@ -399,7 +401,11 @@ mod tests {
             });
         g.predict_rate(1.0);
         assert_eq!(g.tick(200_000_000, 0.0), Action::Keep);
-        assert!(matches!(g.phase(), Phase::Declined { .. }), "{:?}", g.phase());
+        assert!(
+            matches!(g.phase(), Phase::Declined { .. }),
+            "{:?}",
+            g.phase()
+        );
     }
 
     #[test]
@@ -413,7 +419,11 @@ mod tests {
         assert_eq!(g.tick(1_100_000_000, 0.0), Action::Detach);
         assert!(matches!(g.phase(), Phase::Detached { .. }));
         g.predict_rate(0.0);
-        assert_eq!(g.tick(5_000_000_000, 0.0), Action::Keep, "never re-attached");
+        assert_eq!(
+            g.tick(5_000_000_000, 0.0),
+            Action::Keep,
+            "never re-attached"
+        );
         assert_eq!(g.attaches, 1);
         assert_eq!(g.detaches, 1);
     }

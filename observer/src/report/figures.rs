@@ -411,7 +411,12 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .and_then(|a| a.live_sites.as_ref())
                 .map(|l| l.iter().take(TOP_SITES).cloned().collect())
                 .unwrap_or_default(),
-            cpu_sites: inputs.alloc_cpu_sites.iter().take(TOP_SITES).cloned().collect(),
+            cpu_sites: inputs
+                .alloc_cpu_sites
+                .iter()
+                .take(TOP_SITES)
+                .cloned()
+                .collect(),
         },
         gc,
         sched: SchedFigures {
@@ -439,7 +444,12 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .as_ref()
                 .map(|(l, _)| l.sites.clone())
                 .unwrap_or_default(),
-            cpu_sites: inputs.cgo_cpu_sites.iter().take(TOP_SITES).cloned().collect(),
+            cpu_sites: inputs
+                .cgo_cpu_sites
+                .iter()
+                .take(TOP_SITES)
+                .cloned()
+                .collect(),
         },
         cpu: inputs.cpu.0.clone(),
         cfs: CfsFigures {
@@ -554,7 +564,10 @@ fn sources(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         "cgo.calls",
         memory("runtime.ncgocall + Σ m.ncgocall over allm"),
     );
-    add("process.cpu_ns", "the process's kernel CPU clock (clock_getcpuclockid; ns, every thread)".into());
+    add(
+        "process.cpu_ns",
+        "the process's kernel CPU clock (clock_getcpuclockid; ns, every thread)".into(),
+    );
     add(
         "cpu.*",
         match inputs.cpu.1 {

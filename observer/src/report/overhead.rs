@@ -11,7 +11,12 @@ use crate::probes::{ProbeSession, governor::Phase};
 
 /// Programs of the CPU sampler and of the scheduler tracepoints.
 const SAMPLER_PROGRAM: &str = "cpu_sample";
-const TRACEPOINT_PROGRAMS: &[&str] = &["thread_fork", "thread_exit", "thread_wakeup", "thread_switch"];
+const TRACEPOINT_PROGRAMS: &[&str] = &[
+    "thread_fork",
+    "thread_exit",
+    "thread_wakeup",
+    "thread_switch",
+];
 const GC_COUNTING_PROGRAM: &str = crate::probes::COUNTING_PROGRAM;
 /// The timer interrupt and perf bookkeeping of one CPU-clock sample, beyond
 /// the program (an estimate for a virtual machine; bare metal is cheaper).
@@ -128,7 +133,10 @@ impl OverheadFigures {
         };
         let total = sampler_ns + tracepoints_ns + gc_probe_ns + probes_ns + attach_detach_ns;
         Self {
-            budget_percent: spending.budget_percent.is_finite().then_some(spending.budget_percent),
+            budget_percent: spending
+                .budget_percent
+                .is_finite()
+                .then_some(spending.budget_percent),
             estimated_percent: if target_cpu_ns > 0 {
                 100.0 * total / target_cpu_ns as f64
             } else {

@@ -40,7 +40,10 @@ pub enum Kind {
 pub enum Agreement {
     Exact,
     /// Within this fraction of the runtime's value, or `floor` in the unit.
-    Within { fraction: f64, floor: f64 },
+    Within {
+        fraction: f64,
+        floor: f64,
+    },
 }
 
 /// Everything a figure may be read from: one reading of the target.

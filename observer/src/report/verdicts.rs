@@ -6,9 +6,7 @@
 use serde::Serialize;
 
 use super::DoctorReport;
-use crate::{
-    format::{self, bytes, count, duration_ns, percent},
-};
+use crate::format::{self, bytes, count, duration_ns, percent};
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -137,7 +135,13 @@ fn gc_cpu(r: &DoctorReport, c: &Context) -> Option<Verdict> {
     let g = &r.gc;
     let share = g.gc_cpu_share?;
     let severity = severity(share, GC_CPU_WARN, GC_CPU_CRIT)?;
-    let Context { gogc, live, goal, alloc_rate, top_class } = c;
+    let Context {
+        gogc,
+        live,
+        goal,
+        alloc_rate,
+        top_class,
+    } = c;
     Some(Verdict {
         id: "gc_cpu",
         severity,
@@ -152,7 +156,12 @@ fn gc_cpu(r: &DoctorReport, c: &Context) -> Option<Verdict> {
 fn mark_assist(r: &DoctorReport, c: &Context) -> Option<Verdict> {
     let share = r.gc.assist_cpu_share?;
     let severity = severity(share, ASSIST_WARN, ASSIST_CRIT)?;
-    let Context { gogc, live, alloc_rate, .. } = c;
+    let Context {
+        gogc,
+        live,
+        alloc_rate,
+        ..
+    } = c;
     Some(Verdict {
         id: "mark_assist",
         severity,
@@ -168,7 +177,9 @@ fn gc_frequency(r: &DoctorReport, c: &Context) -> Option<Verdict> {
     if g.cycles_per_s < GC_RATE_WARN {
         return None;
     }
-    let Context { gogc, live, goal, .. } = c;
+    let Context {
+        gogc, live, goal, ..
+    } = c;
     Some(Verdict {
         id: "gc_frequency",
         severity: Severity::Warn,
@@ -185,7 +196,9 @@ fn memory_limit_goal(r: &DoctorReport, c: &Context) -> Option<Verdict> {
         return None;
     }
     let limit = format::gomemlimit(g.memory_limit_bytes);
-    let Context { gogc, live, goal, .. } = c;
+    let Context {
+        gogc, live, goal, ..
+    } = c;
     Some(Verdict {
         id: "memory_limit_goal",
         severity: Severity::Warn,
@@ -268,7 +281,9 @@ fn runtime_cpu(r: &DoctorReport, _: &Context) -> Option<Verdict> {
 
 fn gomaxprocs_over_quota(r: &DoctorReport, _: &Context) -> Option<Verdict> {
     let (s, c) = (&r.sched, &r.cfs);
-    let quota = c.quota_cpus.filter(|q| f64::from(s.gomaxprocs) > q.ceil())?;
+    let quota = c
+        .quota_cpus
+        .filter(|q| f64::from(s.gomaxprocs) > q.ceil())?;
     Some(Verdict {
         id: "gomaxprocs_over_quota",
         severity: Severity::Warn,

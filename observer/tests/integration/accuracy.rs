@@ -175,7 +175,12 @@ fn assert_figure_table_agrees(version: &str, report: &Value, truth: &WorkloadRes
         };
         let got = report["figures"][figure.key]["value"]
             .as_f64()
-            .unwrap_or_else(|| panic!("Go {version}: figures.{} missing: {}", figure.key, report["figures"]));
+            .unwrap_or_else(|| {
+                panic!(
+                    "Go {version}: figures.{} missing: {}",
+                    figure.key, report["figures"]
+                )
+            });
         let tolerance = match agreement {
             Agreement::Exact => 0.0,
             Agreement::Within { fraction, floor } => (want.abs() * fraction).max(floor),
@@ -187,7 +192,10 @@ fn assert_figure_table_agrees(version: &str, report: &Value, truth: &WorkloadRes
         );
         checked += 1;
     }
-    assert!(checked >= 8, "Go {version}: only {checked} figures had a runtime/metrics twin");
+    assert!(
+        checked >= 8,
+        "Go {version}: only {checked} figures had a runtime/metrics twin"
+    );
 }
 
 fn assert_agreement(version: &str, report: &Value, truth: &WorkloadResult) {

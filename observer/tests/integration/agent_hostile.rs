@@ -222,7 +222,9 @@ fn agent_scrapes_answer_past_300_idle_connections() {
     let idle: Vec<TcpStream> = (0..IDLE_CONNECTIONS)
         .map(|i| {
             TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).unwrap_or_else(|e| {
-                panic!("idle connection {i} to {address} not accepted within {CONNECT_TIMEOUT:?}: {e}")
+                panic!(
+                    "idle connection {i} to {address} not accepted within {CONNECT_TIMEOUT:?}: {e}"
+                )
             })
         })
         .collect();
@@ -303,7 +305,9 @@ fn agent_answers_only_its_two_pages() {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 414"),
+        answer.is_empty()
+            || answer.starts_with("HTTP/1.1 431")
+            || answer.starts_with("HTTP/1.1 414"),
         "a 64 KiB request line was answered {answer:?}"
     );
     let finished = agent.interrupt().unwrap();
@@ -352,7 +356,11 @@ fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
             assert!(
                 Instant::now() < deadline,
                 "pid {pid} {} the agent's metrics for 30 s",
-                if present { "never reached" } else { "stayed in" }
+                if present {
+                    "never reached"
+                } else {
+                    "stayed in"
+                }
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -392,7 +400,11 @@ fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
         assert!(
             Instant::now() < deadline,
             "after 60 s the agent watches {watched} of {COPIES} copies; the exec'd shell {}",
-            if body.contains(&shell_metric) { "too" } else { "not" }
+            if body.contains(&shell_metric) {
+                "too"
+            } else {
+                "not"
+            }
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -410,7 +422,9 @@ fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
     // One more scan, so the cache is evicted after the last exit.
     std::thread::sleep(Duration::from_millis(500));
     let after = rss_anon_kib(agent.pid());
-    eprintln!("agent RssAnon: baseline {baseline} KiB, {COPIES} copies watched {peak} KiB, after they exit {after} KiB");
+    eprintln!(
+        "agent RssAnon: baseline {baseline} KiB, {COPIES} copies watched {peak} KiB, after they exit {after} KiB"
+    );
     assert!(
         after <= baseline + RSS_SLACK_KIB,
         "the agent kept {} KiB after every copy exited (baseline {baseline} KiB, peak {peak} KiB)",
@@ -445,7 +459,10 @@ fn a_watched_process_that_execs_is_reparsed() {
     let new_version = crate::util::toolchain_version("1.27");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !series(&scraper.get("/metrics").1, &old_version) {
-        assert!(Instant::now() < deadline, "the agent never watched the first program");
+        assert!(
+            Instant::now() < deadline,
+            "the agent never watched the first program"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     target.exec(&new, &["-work", "idle"]).unwrap();
@@ -453,7 +470,10 @@ fn a_watched_process_that_execs_is_reparsed() {
     loop {
         let body = scraper.get("/metrics").1;
         if series(&body, &new_version) {
-            assert!(!series(&body, &old_version), "both programs exported for one pid");
+            assert!(
+                !series(&body, &old_version),
+                "both programs exported for one pid"
+            );
             break;
         }
         assert!(

@@ -432,7 +432,9 @@ fn doctor_takes_allocation_sites_from_the_heap_profile() {
 /// runtime and found among the workload's own allocating functions.
 #[test]
 fn allocation_cpu_by_site_from_the_sampler_when_nothing_else_gives_sites() {
-    if !require_root_or_skip("allocation_cpu_by_site_from_the_sampler_when_nothing_else_gives_sites") {
+    if !require_root_or_skip(
+        "allocation_cpu_by_site_from_the_sampler_when_nothing_else_gives_sites",
+    ) {
         return;
     }
     let binary = loadgen("1.27", &cgo());
@@ -450,15 +452,24 @@ fn allocation_cpu_by_site_from_the_sampler_when_nothing_else_gives_sites() {
     assert!(samples >= 10, "only {samples} allocation samples: {alloc}");
     let known = ["main.allocNodes", "main.allocBuffers", "main.allocLarge"];
     let top = sites[0]["function"].as_str().unwrap();
-    assert!(known.contains(&top), "top allocation-CPU site {top} is not the workload's: {alloc}");
+    assert!(
+        known.contains(&top),
+        "top allocation-CPU site {top} is not the workload's: {alloc}"
+    );
     let known_share: f64 = sites
         .iter()
         .filter(|s| known.contains(&s["function"].as_str().unwrap()))
         .map(|s| s["share"].as_f64().unwrap())
         .sum();
-    assert!(known_share >= 0.8, "the workload's functions hold {known_share} of allocation CPU: {alloc}");
+    assert!(
+        known_share >= 0.8,
+        "the workload's functions hold {known_share} of allocation CPU: {alloc}"
+    );
     for s in sites {
         let f = s["function"].as_str().unwrap();
-        assert!(!runtime_growth_frame(f) && !f.starts_with("internal/runtime/"), "{f} named as a site");
+        assert!(
+            !runtime_growth_frame(f) && !f.starts_with("internal/runtime/"),
+            "{f} named as a site"
+        );
     }
 }

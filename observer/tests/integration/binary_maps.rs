@@ -94,10 +94,16 @@ fn stripped_binaries_resolve_probe_points_through_the_pclntab() {
                 let stripped = GoBinary::open(&loadgen(version, &stripped)).unwrap();
                 assert!(!stripped.has_symtab);
                 let label = format!("Go {version} cgo={cgo} {buildmode:?}");
-                let point = goscope::probe_points::resolve(&stripped, goscope::probe_points::GC_MARK_TERMINATION)
-                    .unwrap_or_else(|e| panic!("{label}: {e}"));
-                let reference =
-                    goscope::probe_points::resolve(&plain, goscope::probe_points::GC_MARK_TERMINATION).unwrap();
+                let point = goscope::probe_points::resolve(
+                    &stripped,
+                    goscope::probe_points::GC_MARK_TERMINATION,
+                )
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+                let reference = goscope::probe_points::resolve(
+                    &plain,
+                    goscope::probe_points::GC_MARK_TERMINATION,
+                )
+                .unwrap();
                 assert_eq!(
                     point.address, reference.address,
                     "{label}: stripped vs unstripped twin"

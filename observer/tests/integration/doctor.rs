@@ -413,7 +413,11 @@ fn a_second_goscope_on_the_same_target_shares_the_budget() {
     third.wait_attached().unwrap();
     let third = third.interrupt().unwrap();
     assert!(third.status.success(), "{}", third.stderr);
-    assert!(!third.stderr.contains("another goscope"), "{}", third.stderr);
+    assert!(
+        !third.stderr.contains("another goscope"),
+        "{}",
+        third.stderr
+    );
     neighbour.quit().unwrap();
     let second = second.interrupt().unwrap();
     assert!(second.status.success(), "{}", second.stderr);
@@ -460,5 +464,8 @@ fn cgo_cpu_by_site_when_latency_probes_are_over_budget() {
         .first()
         .and_then(|s| s["function"].as_str())
         .unwrap_or_else(|| panic!("no CPU-in-C sites: {cgo}"));
-    assert!(top.contains("_Cfunc_cadd"), "top CPU-in-C site {top}: {cgo}");
+    assert!(
+        top.contains("_Cfunc_cadd"),
+        "top CPU-in-C site {top}: {cgo}"
+    );
 }

@@ -25,9 +25,7 @@ fn exec_under_doctor(from: &Path, to: &Path, doctor_extra: &[&str]) {
     // detached at least once before the exec.
     assert_eq!(target.run_batch().unwrap().checksum, expected);
 
-    target
-        .exec(to, &["-work", "mixed", "-checksum"])
-        .unwrap();
+    target.exec(to, &["-work", "mixed", "-checksum"]).unwrap();
     let message = goscope
         .wait_for_stderr(|line| line.contains("exec'd"))
         .unwrap();
@@ -46,7 +44,10 @@ fn exec_under_doctor(from: &Path, to: &Path, doctor_extra: &[&str]) {
     // and a whole batch computes the same checksum.
     assert_code_matches_file(target.pid, to);
     let after = target.run_batch().unwrap();
-    assert_eq!(after.checksum, expected, "the exec'd program computed a wrong checksum");
+    assert_eq!(
+        after.checksum, expected,
+        "the exec'd program computed a wrong checksum"
+    );
     assert_code_matches_file(target.pid, to);
     assert!(target.quit().unwrap().success());
 }
@@ -104,7 +105,9 @@ fn heatmap_ends_on_exec() {
     let finished = goscope.wait().unwrap();
     assert_eq!(finished.status.code(), Some(3), "{}", finished.stderr);
     assert!(
-        finished.stderr.contains(&format!("pid {pid} exec'd {}", to.display())),
+        finished
+            .stderr
+            .contains(&format!("pid {pid} exec'd {}", to.display())),
         "{}",
         finished.stderr
     );

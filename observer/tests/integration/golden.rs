@@ -155,7 +155,10 @@ fn report() -> goscope::report::DoctorReport {
         gc_point: &point,
         cgroups: &Cgroups::default(),
         thread_view: &goscope::probes::Availability::Unavailable("not in this recording".into()),
-        cpu: (None, &goscope::probes::Availability::Unavailable("not in this recording".into())),
+        cpu: (
+            None,
+            &goscope::probes::Availability::Unavailable("not in this recording".into()),
+        ),
         alloc_cpu_sites: Vec::new(),
         cgo_cpu_sites: Vec::new(),
         cgo_latency: None,
@@ -197,7 +200,11 @@ fn heatmap_svg_is_unchanged() {
         title: "Allocation by size class: pid 4242 /srv/app (go1.27.3)".into(),
         rows: vec!["8 B".into(), "48 B".into(), "large".into()],
         column_ends_s: vec![1.0, 2.0, 3.0],
-        cells: vec![vec![8_000, 0, 16_000], vec![43_200_000, 40_000_000, 0], vec![0, 67_108_864, 1]],
+        cells: vec![
+            vec![8_000, 0, 16_000],
+            vec![43_200_000, 40_000_000, 0],
+            vec![0, 67_108_864, 1],
+        ],
     };
     check("heatmap.svg", &heatmap::svg::svg(&map));
 }

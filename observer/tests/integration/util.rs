@@ -129,14 +129,19 @@ pub fn assert_code_matches_file(pid: u32, path: &std::path::Path) {
     let mut checked = 0;
     for line in maps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || !fields[1].contains('x') || fields[4].parse::<u64>().ok() != Some(inode) {
+        if fields.len() < 6
+            || !fields[1].contains('x')
+            || fields[4].parse::<u64>().ok() != Some(inode)
+        {
             continue;
         }
         let (start, end) = fields[0].split_once('-').unwrap();
         let start = u64::from_str_radix(start, 16).unwrap();
         let end = u64::from_str_radix(end, 16).unwrap();
         let offset = usize::try_from(u64::from_str_radix(fields[2], 16).unwrap()).unwrap();
-        let len = usize::try_from(end - start).unwrap().min(file.len() - offset);
+        let len = usize::try_from(end - start)
+            .unwrap()
+            .min(file.len() - offset);
         let memory = read_process_memory(pid, start, len);
         let differ = memory
             .iter()

@@ -37,7 +37,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         "goscope: attached to pid {} ({}, {}); observing for {} s, Ctrl-C to stop early",
         target.pid,
         crate::target::display_path(&target.exe),
-        crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN),
+        crate::format::bounded(
+            &target.binary.build.go_version_string,
+            crate::format::MAX_SHOWN
+        ),
         args.duration
     );
     let mut last: Option<Sample> = None;

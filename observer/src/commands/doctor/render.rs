@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use crate::{
     alloc_sites::{self, SitesSource},
-    report::{DoctorReport, table},
     format::{bytes, count, duration_ns, percent},
+    report::{DoctorReport, table},
     runtime::histogram::Percentiles,
     window::WindowEnd,
 };
@@ -273,13 +273,18 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         let why = match r.overhead.governor.get("cgo") {
             Some(crate::probes::governor::Phase::Declined {
                 would_cost_percent, ..
-            }) => format!("its probes would cost about {would_cost_percent:.1}% of the target's CPU, over the budget"),
+            }) => format!(
+                "its probes would cost about {would_cost_percent:.1}% of the target's CPU, over the budget"
+            ),
             Some(crate::probes::governor::Phase::Detached { reason }) => reason.clone(),
             _ => "no cgo probes in this window".to_string(),
         };
         let _ = writeln!(out, "  call latency not measured: {why}");
         if !r.cgo.cpu_sites.is_empty() {
-            let _ = writeln!(out, "  CPU in C by call site (CPU sampler; a share of cgo CPU):");
+            let _ = writeln!(
+                out,
+                "  CPU in C by call site (CPU sampler; a share of cgo CPU):"
+            );
         }
         for site in r.cgo.cpu_sites.iter().take(3) {
             let _ = writeln!(

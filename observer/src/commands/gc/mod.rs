@@ -58,8 +58,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             .optional(OptionalGlobal::RuntimeInitTime)
             .map_or(0, |a| a + bias),
     };
-    let cycle_point =
-        probe_points::resolve(&target.binary, GC_CYCLE_END).with_context(context)?;
+    let cycle_point = probe_points::resolve(&target.binary, GC_CYCLE_END).with_context(context)?;
     let assist_probes = if args.no_assists {
         None
     } else {
@@ -102,7 +101,10 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         "goscope: attached to pid {} ({}, {}); one line per GC cycle from cycle {}, Ctrl-C to stop",
         target.pid,
         crate::target::display_path(&target.exe),
-        crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN),
+        crate::format::bounded(
+            &target.binary.build.go_version_string,
+            crate::format::MAX_SHOWN
+        ),
         last_cycle + 1
     );
     let mut assists = AssistReader::default();
@@ -233,5 +235,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
             ""
         }
     );
-    Ok(window.announce_end(&target, "the cycles above are those it completed until then"))
+    Ok(window.announce_end(
+        &target,
+        "the cycles above are those it completed until then",
+    ))
 }

@@ -104,7 +104,10 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
     }
     if columns.is_empty() {
         window.announce_end(&target, "nothing was recorded");
-        bail!("pid {} ended before the first column; no heatmap written", target.pid);
+        bail!(
+            "pid {} ended before the first column; no heatmap written",
+            target.pid
+        );
     }
     let mut rows: Vec<String> = (1..classes)
         .map(|c| format!("{} B", class_sizes.get(c).copied().unwrap_or(0)))
@@ -115,7 +118,10 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
             "Allocation by size class: pid {} {} ({})",
             target.pid,
             crate::target::display_path(&target.exe),
-            crate::format::bounded(&target.binary.build.go_version_string, crate::format::MAX_SHOWN)
+            crate::format::bounded(
+                &target.binary.build.go_version_string,
+                crate::format::MAX_SHOWN
+            )
         ),
         rows,
         column_ends_s: columns.iter().map(|(t, _)| *t).collect(),

@@ -38,7 +38,12 @@ pub enum Pane {
 }
 
 impl Pane {
-    pub const ALL: [Pane; 4] = [Pane::Overview, Pane::SizeClasses, Pane::Sites, Pane::Figures];
+    pub const ALL: [Pane; 4] = [
+        Pane::Overview,
+        Pane::SizeClasses,
+        Pane::Sites,
+        Pane::Figures,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {

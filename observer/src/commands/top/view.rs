@@ -11,8 +11,8 @@ use ratatui::{
 use super::{Pane, State};
 use crate::{
     alloc_sites::{self, SitesSource},
-    report::{DoctorReport, table},
     format::{bytes, count, duration_ns, percent},
+    report::{DoctorReport, table},
     runtime::histogram::Percentiles,
 };
 
@@ -67,7 +67,8 @@ fn figures(frame: &mut Frame, area: Rect, last: &DoctorReport, total: &DoctorRep
                 f.label.to_string(),
                 cell(last),
                 cell(total),
-                f.runtime_metric.map_or(String::new(), |(m, _)| m.to_string()),
+                f.runtime_metric
+                    .map_or(String::new(), |(m, _)| m.to_string()),
             ])
         })
         .collect();
@@ -82,8 +83,13 @@ fn figures(frame: &mut Frame, area: Rect, last: &DoctorReport, total: &DoctorRep
             ],
         )
         .header(
-            Row::new(vec!["figure", "last interval", "since attach", "runtime/metrics"])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
+            Row::new(vec![
+                "figure",
+                "last interval",
+                "since attach",
+                "runtime/metrics",
+            ])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
         )
         .block(Block::bordered().title(" figures (counters: window total and rate) ")),
         area,
@@ -472,7 +478,10 @@ fn creation_table(go: &crate::report::figures::GoroutineFigures) -> Table<'stati
             ]));
         }
     }
-    let title = match (&go.creation_sites_skipped, go.creation_sites_covered_fraction) {
+    let title = match (
+        &go.creation_sites_skipped,
+        go.creation_sites_covered_fraction,
+    ) {
         (Some(why), _) => format!(" goroutine creation sites: {why} "),
         (None, Some(covered)) => format!(
             " goroutine creation sites since attach ({:.1}% seen in the goroutine table) ",
