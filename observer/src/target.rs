@@ -363,19 +363,11 @@ fn max_executable_bytes() -> u64 {
 /// reaches the very file the process runs, in whatever mount namespace,
 /// even deleted), refusing anything but a regular file.
 fn open_executable(pid: u32, exe: &Path) -> Result<File, TargetError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(format!("/proc/{pid}/exe"))
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => TargetError::NoSuchProcess { pid },
-            io::ErrorKind::PermissionDenied => TargetError::PermissionDenied { pid },
-            _ => TargetError::Proc {
-                pid,
-                file: "exe",
-                cause: e,
-            },
-        })?;
+    let file = open_proc(
+        pid,
+        "exe",
+        libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
+    )?;
     let meta = file.metadata().map_err(|cause| TargetError::Proc {
         pid,
         file: "exe",
@@ -558,16 +550,21 @@ const MAX_AUXV_BYTES: u64 = 16 << 10;
 const MAX_MAPS_BYTES: u64 = 8 << 20;
 
 fn open_mem(pid: u32) -> Result<File, TargetError> {
+    open_proc(pid, "mem", libc::O_CLOEXEC)
+}
+
+/// Opens /proc/PID/`file` for reading with `flags`, naming what failed.
+fn open_proc(pid: u32, file: &'static str, flags: libc::c_int) -> Result<File, TargetError> {
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(format!("/proc/{pid}/mem"))
+        .custom_flags(flags)
+        .open(format!("/proc/{pid}/{file}"))
         .map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => TargetError::NoSuchProcess { pid },
             io::ErrorKind::PermissionDenied => TargetError::PermissionDenied { pid },
             _ => TargetError::Proc {
                 pid,
-                file: "mem",
+                file,
                 cause: e,
             },
         })
