@@ -46,6 +46,50 @@ pub enum Command {
     /// Allocation bytes per size class over time, as an SVG or a
     /// self-contained HTML heatmap.
     Heatmap(HeatmapArgs),
+    /// What every goroutine is doing, read from the runtime's table
+    /// without stopping the target: groups by state and stack, the
+    /// runtime's debug=1/debug=2 texts, a pprof goroutine profile, and
+    /// the difference from an earlier dump.
+    Goroutines(GoroutinesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoroutinesArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Every goroutine as JSON (frames, state, wait, creation site).
+    #[arg(long)]
+    pub json: bool,
+    /// Write a pprof goroutine profile (`go tool pprof` opens it).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Show every frame of each group, not only the frame to look at.
+    #[arg(long)]
+    pub stacks: bool,
+    /// Print runtime/pprof's own text instead: 1 groups by stack with
+    /// counts, 2 one traceback per goroutine with "created by" lines.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub debug: Option<u8>,
+    /// An earlier `goscope goroutines --json` dump: show which groups
+    /// grew or shrank since.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Walk at most this many stacks (the others are listed by state).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_stacks: u64,
+    /// Frames per stack at most.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_frames: u64,
+    /// Refuse a goroutine table larger than this.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_goroutines: u64,
+    /// Include system goroutines (GC workers, ...), which the runtime's
+    /// goroutine profile leaves out.
+    #[arg(long)]
+    pub system: bool,
+    /// Groups printed in the text view.
+    #[arg(long, default_value_t = 25)]
+    pub groups: usize,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod goroutine_dump;
 pub mod memory;
 pub mod outfile;
 pub mod output;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => goscope::agent::run(args),
         Command::Top(args) => commands::top::run(args),
         Command::Heatmap(args) => commands::heatmap::run(args),
+        Command::Goroutines(args) => commands::goroutines::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

@@ -59,6 +59,16 @@ impl SourceSymbolizer {
         }
     }
 
+    /// The pclntab's tables (stack walks read frame sizes from them).
+    pub fn line_table(&self) -> Option<&crate::binary::lines::LineTable> {
+        self.lines.as_ref()
+    }
+
+    /// The function containing run-time `pc`, by the function table.
+    pub fn function(&self, pc: u64) -> Option<&str> {
+        self.functions.function(pc)
+    }
+
     /// Whether line tables were readable (else only function names).
     pub fn has_lines(&self) -> bool {
         self.lines.is_some()

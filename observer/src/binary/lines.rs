@@ -27,6 +27,20 @@ pub struct Frame {
     pub line: i64,
 }
 
+/// What a stack walk needs at one PC: the function and its frame size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameSize {
+    /// Link-time entry of the function containing the PC.
+    pub entry: u64,
+    /// The function's name (the outermost, not an inlined callee).
+    pub function: String,
+    /// Bytes between the SP at this PC and the return address (the
+    /// pc-value table `pcsp`); `None` when the table gives no value.
+    pub sp_delta: Option<i64>,
+    /// `_func.funcID` (abi.FuncID: its numbering differs by version).
+    pub func_id: u8,
+}
+
 /// The pclntab's function, file and line tables, copied out of the binary.
 pub struct LineTable {
     pclntab: Vec<u8>,
@@ -302,6 +316,26 @@ impl LineTable {
             .unwrap_or_else(|| "?".into());
         let line = self.pcvalue(f.pcln, f, pc).unwrap_or(0);
         (file, line)
+    }
+
+    /// The function at link-time `pc` and its frame size there (the
+    /// runtime's funcspdelta, which its own traceback unwinds by).
+    pub fn frame_size(&self, pc: u64) -> Option<FrameSize> {
+        /// `_func.pcsp`: offset of the SP-delta pc-value table.
+        const PCSP: usize = 16;
+        let f = self.func_for(pc)?;
+        let pcsp = u32_at(
+            self.pclntab.get(self.pclntable..)?,
+            f.offset.checked_add(PCSP)?,
+        )?;
+        let func_id_at = if self.go120 { 40 } else { 36 };
+        let functab = self.pclntab.get(self.pclntable..)?;
+        Some(FrameSize {
+            entry: f.entry,
+            function: self.name(f.name_off),
+            sp_delta: self.pcvalue(pcsp, &f, pc),
+            func_id: *functab.get(f.offset.checked_add(func_id_at)?)?,
+        })
     }
 
     /// The source frames at link-time `pc`, innermost inlined call first;

@@ -137,11 +137,24 @@ impl Profile {
 
     /// Adds one sample: a stack (leaf first) and one value per sample type.
     pub fn add(&mut self, stack: &[Location], values: &[i64]) {
+        self.add_labeled(stack, values, &[]);
+    }
+
+    /// A sample with string labels (key, value), as pprof labels are.
+    pub fn add_labeled(&mut self, stack: &[Location], values: &[i64], labels: &[(&str, &str)]) {
         let location_id = stack.iter().map(|l| self.location(l)).collect();
+        let label = labels
+            .iter()
+            .map(|(k, v)| proto::Label {
+                key: self.string(k),
+                str: self.string(v),
+                ..Default::default()
+            })
+            .collect();
         self.profile.sample.push(proto::Sample {
             location_id,
             value: values.to_vec(),
-            label: Vec::new(),
+            label,
         });
     }
 

@@ -3,6 +3,7 @@
 //! (`verdicts`), and the text helpers every output shares.
 
 pub mod figures;
+pub mod goroutines;
 pub mod overhead;
 pub mod table;
 pub mod verdicts;

@@ -49,7 +49,7 @@ use thiserror::Error;
 
 use super::{
     globals::{OptionalGlobal, RequiredGlobal},
-    layout::{GoroutineLayout, RuntimeLayout},
+    layout::{GStackLayout, GoroutineLayout, RuntimeLayout},
 };
 use crate::{
     binary::GoVersion,
@@ -245,6 +245,27 @@ pub struct Goroutine {
     pub wait_since: Option<i64>,
     /// g.runningCleanups (Go 1.25+).
     pub running_cleanups: Option<bool>,
+    /// Where its stack is and where it stopped, when the layout has them.
+    #[serde(skip)]
+    pub saved: Option<SavedContext>,
+}
+
+/// A g's stack bounds and saved registers, as read (they race with the
+/// running program: a stack walk re-reads them to check).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SavedContext {
+    pub stack_lo: u64,
+    pub stack_hi: u64,
+    pub sched_pc: u64,
+    pub sched_sp: u64,
+    pub sched_bp: u64,
+    pub syscall_sp: u64,
+    pub syscall_pc: u64,
+    pub syscall_bp: Option<u64>,
+    /// The M's address (0: none).
+    pub m: u64,
+    /// g.labels (0: none).
+    pub labels: u64,
 }
 
 /// The goroutine table at one reading.
@@ -364,6 +385,21 @@ fn check_layout(l: &GoroutineLayout) -> Result<(u64, u64), GoroutineError> {
         ("waitsince", l.waitsince, 8),
         ("runningCleanups", l.running_cleanups, 1),
     ];
+    let stack_fields = l.stack.as_ref().map_or_else(Vec::new, |s| {
+        vec![
+            ("stack.lo", Some(s.stack_lo), 8),
+            ("stack.hi", Some(s.stack_hi), 8),
+            ("sched.pc", Some(s.sched_pc), 8),
+            ("sched.sp", Some(s.sched_sp), 8),
+            ("sched.bp", Some(s.sched_bp), 8),
+            ("syscallsp", Some(s.syscall_sp), 8),
+            ("syscallpc", Some(s.syscall_pc), 8),
+            ("syscallbp", s.syscall_bp, 8),
+            ("m", Some(s.m), 8),
+            ("labels", s.labels, 8),
+        ]
+    });
+    let fields = fields.into_iter().chain(stack_fields);
     let (mut lo, mut hi) = (u64::MAX, 0);
     for (name, offset, width) in fields {
         let Some(offset) = offset else { continue };
@@ -592,7 +628,39 @@ impl GoroutineReader {
             parent_goid: l.parent_goid.map(|o| field(o, 8)),
             wait_since: l.waitsince.map(|o| field(o, 8) as i64),
             running_cleanups: l.running_cleanups.map(|o| field(o, 1) != 0),
+            saved: l.stack.as_ref().map(|s| SavedContext {
+                stack_lo: field(s.stack_lo, 8),
+                stack_hi: field(s.stack_hi, 8),
+                sched_pc: field(s.sched_pc, 8),
+                sched_sp: field(s.sched_sp, 8),
+                sched_bp: field(s.sched_bp, 8),
+                syscall_sp: field(s.syscall_sp, 8),
+                syscall_pc: field(s.syscall_pc, 8),
+                syscall_bp: s.syscall_bp.map(|o| field(o, 8)),
+                m: field(s.m, 8),
+                labels: s.labels.map_or(0, |o| field(o, 8)),
+            }),
         }
+    }
+
+    /// Reads one g again (a stack walk's consistency check); `None` when
+    /// it is no longer readable.
+    pub fn reread(&self, memory: &dyn TargetMemory, address: u64) -> Option<Goroutine> {
+        let (lo, hi) = self.span;
+        let bytes = memory
+            .read_vec(address.checked_add(lo)?, (hi - lo) as usize)
+            .ok()?;
+        Some(self.decode(address, &bytes))
+    }
+
+    /// The stack layout (`None`: this binary's g layout lacks it).
+    pub fn stack_layout(&self) -> Option<&GStackLayout> {
+        self.layout.stack.as_ref()
+    }
+
+    /// The Go minor version the reader decodes statuses for.
+    pub fn go_minor(&self) -> u32 {
+        self.minor
     }
 
     /// The target's wait-reason names (`runtime.waitReasonStrings`);
@@ -1379,6 +1447,7 @@ mod tests {
             waitsince: Some(168),
             running_cleanups: Some(400),
             wait_reasons: Some(3),
+            stack: None,
         }
     }
 
@@ -1775,6 +1844,7 @@ mod tests {
             parent_goid: None,
             wait_since: None,
             running_cleanups: Some(false),
+            saved: None,
         };
         for (name, system) in [
             (None, false),

@@ -132,6 +132,35 @@ pub struct GoroutineLayout {
     /// len(runtime.waitReasonStrings), from its symbol's size (the table
     /// entry keeps it for binaries without .symtab).
     pub wait_reasons: Option<u64>,
+    /// Where the goroutine's stack and saved registers are (goroutine
+    /// dumps); `None` when the DWARF lacks one of them (and in table
+    /// entries generated before goscope read them).
+    #[serde(default)]
+    pub stack: Option<GStackLayout>,
+}
+
+/// The runtime.g fields a stack walk starts from (runtime2.go: `stack`,
+/// `sched` gobuf, the syscall save area, `m`) and runtime.m.procid.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GStackLayout {
+    /// g.stack.lo / g.stack.hi: the stack is [lo, hi).
+    pub stack_lo: u64,
+    pub stack_hi: u64,
+    /// g.sched.{pc,sp,bp}: where a descheduled goroutine stopped.
+    pub sched_pc: u64,
+    pub sched_sp: u64,
+    pub sched_bp: u64,
+    /// g.syscallsp / g.syscallpc: set while in a syscall or in C.
+    pub syscall_sp: u64,
+    pub syscall_pc: u64,
+    /// g.syscallbp (Go 1.23+).
+    pub syscall_bp: Option<u64>,
+    /// g.m: the M (thread) running the goroutine.
+    pub m: u64,
+    /// runtime.m.procid: the thread's id.
+    pub m_procid: u64,
+    /// g.labels: the pprof labels (an unsafe.Pointer).
+    pub labels: Option<u64>,
 }
 
 /// runtime.bucket (a header followed by `nstk` PCs and a memRecord) and
@@ -353,6 +382,25 @@ impl Resolver<'_> {
                 .globals
                 .get("runtime.waitReasonStrings")
                 .map(|s| s.size / GO_STRING_SIZE),
+            stack: self.goroutine_stack(),
+        })
+    }
+
+    /// The g and m fields a stack walk needs, `None` unless all are there.
+    fn goroutine_stack(&self) -> Option<GStackLayout> {
+        let g = |path: &str| self.types.field("runtime.g", path).map(|f| f.offset);
+        Some(GStackLayout {
+            stack_lo: g("stack.lo")?,
+            stack_hi: g("stack.hi")?,
+            sched_pc: g("sched.pc")?,
+            sched_sp: g("sched.sp")?,
+            sched_bp: g("sched.bp")?,
+            syscall_sp: g("syscallsp")?,
+            syscall_pc: g("syscallpc")?,
+            syscall_bp: g("syscallbp"),
+            m: g("m")?,
+            m_procid: self.types.field("runtime.m", "procid")?.offset,
+            labels: g("labels"),
         })
     }
 

@@ -6,10 +6,12 @@
 pub mod globals;
 pub mod goroutines;
 pub mod histogram;
+pub mod labels;
 pub mod layout;
 pub mod memprofile;
 pub mod reader;
 pub mod snapshot;
+pub mod stacks;
 pub mod table;
 
 pub use globals::{Globals, GlobalsSource};

@@ -1,0 +1,198 @@
+// gstates starts goroutines in known states and holds them: blocked on a
+// channel receive, in a select, sleeping, waiting for a sync.Mutex,
+// spinning on a CPU, and (cgo builds) blocked in a C call. Once every one
+// is in its state it writes its own runtime/pprof goroutine profile
+// (debug=1 text and the proto) to -dir, prints "ready", and holds them
+// until stdin says "quit": the quiescent point at which goscope's dump is
+// compared with the runtime's own profile.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"time"
+)
+
+var (
+	hold    = make(chan struct{})
+	never   = make(chan int)
+	never2  = make(chan string)
+	locked  sync.Mutex
+	spinSum uint64
+)
+
+//go:noinline
+func blockRecv(ready *sync.WaitGroup) {
+	ready.Done()
+	<-hold
+}
+
+//go:noinline
+func blockSelect(ready *sync.WaitGroup) {
+	ready.Done()
+	select {
+	case <-never:
+	case <-never2:
+	}
+}
+
+//go:noinline
+func sleeper(ready *sync.WaitGroup) {
+	ready.Done()
+	time.Sleep(24 * time.Hour)
+}
+
+//go:noinline
+func lockWaiter(ready *sync.WaitGroup) {
+	ready.Done()
+	locked.Lock()
+	locked.Unlock()
+}
+
+//go:noinline
+func spin(ready *sync.WaitGroup) {
+	ready.Done()
+	for i := uint64(0); ; i++ {
+		spinSum += i
+	}
+}
+
+//go:noinline
+func labeledRecv(ready *sync.WaitGroup, worker string) {
+	pprof.Do(context.Background(), pprof.Labels("worker", worker), func(context.Context) {
+		ready.Done()
+		<-hold
+	})
+}
+
+func startRecv(n int, ready *sync.WaitGroup) {
+	for i := 0; i < n; i++ {
+		go blockRecv(ready)
+	}
+}
+
+func startSelect(n int, ready *sync.WaitGroup) {
+	for i := 0; i < n; i++ {
+		go blockSelect(ready)
+	}
+}
+
+func startSleep(n int, ready *sync.WaitGroup) {
+	for i := 0; i < n; i++ {
+		go sleeper(ready)
+	}
+}
+
+func startLock(n int, ready *sync.WaitGroup) {
+	for i := 0; i < n; i++ {
+		go lockWaiter(ready)
+	}
+}
+
+func startSpin(n int, ready *sync.WaitGroup) {
+	for i := 0; i < n; i++ {
+		go spin(ready)
+	}
+}
+
+func startLabeled(n int, ready *sync.WaitGroup) {
+	for i := 0; i < n; i++ {
+		go labeledRecv(ready, fmt.Sprintf("w%d", i%2))
+	}
+}
+
+// parked reports whether all n goroutines with a frame in fn share one
+// stack in the debug=1 profile: goroutines still on their way to blocking
+// have other stacks (groups of one stack may differ only by labels).
+func parked(profile string, fn string, n int) bool {
+	total, stacks := 0, map[string]bool{}
+	if i := strings.Index(profile, "\n"); i >= 0 {
+		profile = profile[i+1:] // "goroutine profile: total N"
+	}
+	for _, group := range strings.Split(profile, "\n\n") {
+		lines := strings.Split(strings.TrimSpace(group), "\n")
+		var count int
+		if _, err := fmt.Sscanf(lines[0], "%d @", &count); err != nil {
+			continue
+		}
+		if !strings.Contains(group, "\tmain."+fn+"+") {
+			continue
+		}
+		total += count
+		stacks[lines[0][strings.Index(lines[0], "@"):]] = true
+	}
+	return total == n && len(stacks) <= 1
+}
+
+func main() {
+	recv := flag.Int("recv", 0, "goroutines blocked on a channel receive")
+	sel := flag.Int("select", 0, "goroutines blocked in a select")
+	sleep := flag.Int("sleep", 0, "sleeping goroutines")
+	lock := flag.Int("lock", 0, "goroutines waiting for a sync.Mutex")
+	spins := flag.Int("spin", 0, "goroutines spinning on a CPU")
+	cgo := flag.Int("cgo", 0, "goroutines blocked in a C call (cgo builds)")
+	labeled := flag.Int("labeled", 0, "goroutines blocked on receive with pprof labels")
+	dir := flag.String("dir", "", "where to write goroutine.txt and goroutine.pb.gz")
+	flag.Parse()
+
+	locked.Lock()
+	var ready sync.WaitGroup
+	ready.Add(*recv + *sel + *sleep + *lock + *spins + *cgo + *labeled)
+	startRecv(*recv, &ready)
+	startSelect(*sel, &ready)
+	startSleep(*sleep, &ready)
+	startLock(*lock, &ready)
+	startSpin(*spins, &ready)
+	startCgo(*cgo, &ready)
+	startLabeled(*labeled, &ready)
+	ready.Wait()
+
+	// Wait until every goroutine is parked in its state, by the runtime's
+	// own profile (Done runs just before the goroutine blocks).
+	want := map[string]int{"blockRecv": *recv, "blockSelect": *sel, "sleeper": *sleep, "lockWaiter": *lock, "labeledRecv": *labeled}
+	if cgoAvailable {
+		want["cgoBlock"] = *cgo
+	}
+	var text bytes.Buffer
+	for {
+		text.Reset()
+		pprof.Lookup("goroutine").WriteTo(&text, 1)
+		settled := true
+		for fn, n := range want {
+			if !parked(text.String(), fn, n) {
+				settled = false
+			}
+		}
+		if settled {
+			break
+		}
+		runtime.Gosched()
+	}
+	if *dir != "" {
+		if err := os.WriteFile(filepath.Join(*dir, "goroutine.txt"), text.Bytes(), 0o644); err != nil {
+			panic(err)
+		}
+		f, err := os.Create(filepath.Join(*dir, "goroutine.pb.gz"))
+		if err != nil {
+			panic(err)
+		}
+		pprof.Lookup("goroutine").WriteTo(f, 0)
+		f.Close()
+	}
+	fmt.Printf("ready %d\n", runtime.NumGoroutine())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == "quit" {
+			os.Exit(0)
+		}
+	}
+}
