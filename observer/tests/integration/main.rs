@@ -14,6 +14,7 @@ mod doctor;
 mod exec;
 mod gc;
 mod golden;
+mod goroutine_dump;
 mod goroutines;
 mod heatmap;
 mod hostile;

@@ -1,0 +1,261 @@
+//! `goscope goroutines` against the runtime's own goroutine profile.
+//! workloads/gstates starts goroutines in known states (channel receive,
+//! select, sleep, sync.Mutex, a CPU spinner, blocked in C, and receive
+//! under pprof labels), writes its own runtime/pprof goroutine profile
+//! (debug=1) once every one is parked, and announces "ready". goscope's
+//! dump taken then must have the same total, the same groups with the same
+//! counts, labels and function/file:line frames for every goroutine that
+//! is not running (the spinner and the announcing main goroutine, which
+//! the runtime's profile catches running, are compared by count), on every
+//! CI Go version, plain and stripped. The JSON gives each group's state
+//! and wait reason, a running goroutine's thread, and the pprof profile
+//! opens in `go tool pprof` with the same total.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Write as _},
+    process::{Child, Command, Stdio},
+};
+
+use serde_json::Value;
+use testkit::{BuildOptions, require_root_or_skip};
+
+/// gstates' goroutines per state.
+const ARGS: &[&str] = &[
+    "-recv", "5", "-select", "3", "-sleep", "2", "-lock", "4", "-spin", "1", "-cgo", "2",
+    "-labeled", "4",
+];
+
+/// One debug=1 group: labels line and frames as "function file:line".
+type Group = (String, Vec<String>);
+
+/// debug=1 text → (total, groups with their counts).
+fn parse_debug1(text: &str) -> (u64, Vec<(u64, Group)>) {
+    let mut lines = text.lines();
+    let total = lines
+        .next()
+        .and_then(|l| l.strip_prefix("goroutine profile: total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no debug=1 header in {text}"));
+    let mut groups = Vec::new();
+    for block in text.split("\n\n") {
+        let mut lines = block
+            .lines()
+            .skip_while(|l| l.starts_with("goroutine profile"));
+        let Some(head) = lines.next() else { continue };
+        let Some((count, _)) = head.split_once(" @") else {
+            continue;
+        };
+        let count: u64 = count.trim().parse().unwrap();
+        let (mut labels, mut frames) = (String::new(), Vec::new());
+        for line in lines {
+            if let Some(l) = line.strip_prefix("# labels: ") {
+                labels = l.to_string();
+                continue;
+            }
+            let cols: Vec<&str> = line.split('\t').filter(|c| !c.is_empty()).collect();
+            // "#", pc, function+offset, file:line (ours: no offset;
+            // running groups: "#", "[running]", start function).
+            if let [_, _, function, position] = cols.as_slice() {
+                let function = function.split('+').next().unwrap();
+                frames.push(format!("{function} {position}"));
+            } else if let [_, marker, start] = cols.as_slice() {
+                frames.push(format!("{marker} {start}"));
+            }
+        }
+        groups.push((count, (labels, frames)));
+    }
+    (total, groups)
+}
+
+/// Groups compared by count only: running or the announcing goroutine.
+fn compared_by_count(group: &Group) -> bool {
+    group.1.iter().any(|f| {
+        f.starts_with("main.main ") || f.starts_with("main.spin ") || f.starts_with("[running]")
+    })
+}
+
+fn start(binary: &std::path::Path, dir: &std::path::Path) -> (Child, u32) {
+    let mut child = Command::new(binary)
+        .args(ARGS)
+        .arg("-dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready"), "gstates said {line:?}");
+    let pid = child.id();
+    (child, pid)
+}
+
+fn goscope(args: &[&str]) -> String {
+    let out = Command::new(testkit::goscope_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "goscope {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn dumps_match_the_runtimes_own_goroutine_profile() {
+    if !require_root_or_skip("dumps_match_the_runtimes_own_goroutine_profile") {
+        return;
+    }
+    for version in testkit::ci_go_versions() {
+        for stripped in [false, true] {
+            let options = BuildOptions {
+                cgo: true,
+                ldflags: stripped.then(|| "-s -w".to_string()),
+                ..Default::default()
+            };
+            let label = format!("Go {version} stripped={stripped}");
+            let binary = testkit::build_workload(&version, "gstates", &options)
+                .unwrap_or_else(|e| panic!("{label}: building gstates: {e:#}"));
+            let dir = std::env::temp_dir().join(format!(
+                "goscope-gdump-{}-{version}-{stripped}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (mut child, pid) = start(&binary, &dir);
+            let pid_arg = pid.to_string();
+            let ours = goscope(&["goroutines", "--pid", &pid_arg, "--debug", "1"]);
+            let profile = dir.join("ours.pb.gz");
+            let json: Value = serde_json::from_str(&goscope(&[
+                "goroutines",
+                "--pid",
+                &pid_arg,
+                "--json",
+                "-o",
+                profile.to_str().unwrap(),
+            ]))
+            .unwrap();
+            let theirs = std::fs::read_to_string(dir.join("goroutine.txt")).unwrap();
+            check_against_runtime(&label, &theirs, &ours);
+            check_json(&label, pid, &json);
+            check_pprof(&label, &version, &profile, json["total"].as_u64().unwrap());
+            writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
+            assert!(child.wait().unwrap().success(), "{label}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+}
+
+fn check_against_runtime(label: &str, theirs: &str, ours: &str) {
+    let (their_total, their_groups) = parse_debug1(theirs);
+    let (our_total, our_groups) = parse_debug1(ours);
+    assert_eq!(
+        our_total, their_total,
+        "{label}: totals\n{theirs}\n---\n{ours}"
+    );
+    let split = |groups: Vec<(u64, Group)>| {
+        let mut exact: BTreeMap<Group, u64> = BTreeMap::new();
+        let mut by_count = 0;
+        for (count, group) in groups {
+            if compared_by_count(&group) {
+                by_count += count;
+            } else {
+                *exact.entry(group).or_default() += count;
+            }
+        }
+        (exact, by_count)
+    };
+    let (their_exact, their_running) = split(their_groups);
+    let (our_exact, our_running) = split(our_groups);
+    assert_eq!(
+        our_exact, their_exact,
+        "{label}: groups differ\n{theirs}\n---\n{ours}"
+    );
+    assert_eq!(our_running, their_running, "{label}: running goroutines");
+    assert_eq!(our_running, 2, "{label}: the spinner and main");
+}
+
+fn check_json(label: &str, pid: u32, json: &Value) {
+    let groups = json["groups"].as_array().unwrap();
+    let group_with = |function: &str| {
+        groups
+            .iter()
+            .filter(|g| {
+                g["frames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["function"] == function)
+            })
+            .collect::<Vec<_>>()
+    };
+    for (function, reason, count) in [
+        ("main.blockRecv", "chan receive", 5),
+        ("main.blockSelect", "select", 3),
+        ("main.sleeper", "sleep", 2),
+        ("main.lockWaiter", "sync.Mutex.Lock", 4),
+    ] {
+        let found = group_with(function);
+        assert_eq!(found.len(), 1, "{label}: {function}: {found:?}");
+        assert_eq!(found[0]["status"], "waiting", "{label}: {function}");
+        assert_eq!(found[0]["wait_reason"], reason, "{label}: {function}");
+        assert_eq!(found[0]["count"], count, "{label}: {function}");
+        assert!(
+            found[0]["created_by"]["function"]
+                .as_str()
+                .unwrap()
+                .starts_with("main.start"),
+            "{label}: {function} created by {}",
+            found[0]["created_by"]
+        );
+    }
+    let cgo = group_with("main.cgoBlock");
+    assert_eq!(cgo.len(), 1, "{label}: cgo: {cgo:?}");
+    assert_eq!(cgo[0]["status"], "syscall", "{label}");
+    let labeled = group_with("main.labeledRecv");
+    assert_eq!(labeled.len(), 2, "{label}: one group per label value");
+    for g in labeled {
+        assert_eq!(g["labels"][0][0], "worker", "{label}: {g}");
+    }
+    let goroutines = json["goroutines"].as_array().unwrap();
+    assert_eq!(goroutines.len() as u64, json["total"].as_u64().unwrap());
+    assert_eq!(json["partial"], 0, "{label}: partial walks");
+    for g in goroutines.iter().filter(|g| g["status"] == "running") {
+        let thread = g["thread"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{label}: {g}"));
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}/task/{thread}")).exists(),
+            "{label}: running on thread {thread}, not one of pid {pid}'s"
+        );
+        assert!(g["frames"].as_array().unwrap().is_empty(), "{label}: {g}");
+    }
+}
+
+fn check_pprof(label: &str, version: &str, profile: &std::path::Path, total: u64) {
+    let go = testkit::go_binary(version).unwrap();
+    let out = Command::new(go)
+        .args(["tool", "pprof", "-raw"])
+        .arg(profile)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{label}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Samples: "   COUNT: loc loc ..." after "goroutine/count".
+    let sum: u64 = text
+        .lines()
+        .skip_while(|l| !l.starts_with("goroutine/count"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Locations"))
+        .filter_map(|l| l.trim().split(':').next()?.trim().parse::<u64>().ok())
+        .sum();
+    assert_eq!(sum, total, "{label}: pprof samples\n{text}");
+}
