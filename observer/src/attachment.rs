@@ -77,6 +77,8 @@ pub struct Attachment {
     /// Whether the CPU sampler attached, or why not.
     cpu_sampler: Availability,
     symbolizer: Symbolizer,
+    /// The code, to repair the frame the sampler's stack walk skips.
+    call_targets: cpu::CallTargets,
     source_symbols: SourceSymbolizer,
     /// --overhead-budget, percent (infinite: off).
     budget_percent: f64,
@@ -244,6 +246,7 @@ pub fn attach(
         )?)
     };
     let symbolizer = Symbolizer::new(&target.binary, bias);
+    let call_targets = cpu::CallTargets::new(&target.binary, bias);
     let source_symbols = SourceSymbolizer::new(&target.binary, bias);
     // Creation sites from the goroutine table (no newproc probe).
     let goroutines = GoroutineReader::new(&runtime.layout, bias, target.binary.go_version())
@@ -274,6 +277,7 @@ pub fn attach(
         thread_view,
         cpu_sampler,
         symbolizer,
+        call_targets,
         source_symbols,
         budget_percent: budget,
         goroutines,
@@ -369,7 +373,8 @@ impl Attachment {
         let mut cgo_cpu_sites = Vec::new();
         let cpu_split = match &self.cpu_sampler {
             Availability::Available => {
-                let samples = CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?;
+                let samples =
+                    CpuSamples::read(&self.probes.borrow(), &self.symbolizer, &self.call_targets)?;
                 alloc_cpu_sites = samples.allocation_sites();
                 cgo_cpu_sites = samples.cgo_sites();
                 Some(samples.split())

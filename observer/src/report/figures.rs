@@ -156,6 +156,9 @@ pub struct AllocFigures {
     /// trap, every window): shares of allocation CPU, not bytes. The
     /// answer when neither the heap profile nor the probes give sites.
     pub cpu_sites: Vec<crate::cpu::CpuSite>,
+    /// Allocation CPU samples behind `cpu_sites` (all sites, not only
+    /// the top ones listed).
+    pub cpu_sites_samples: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -417,6 +420,7 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .take(TOP_SITES)
                 .cloned()
                 .collect(),
+            cpu_sites_samples: inputs.alloc_cpu_sites.iter().map(|s| s.samples).sum(),
         },
         gc,
         sched: SchedFigures {

@@ -149,7 +149,8 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
     if no_byte_sites && !a.cpu_sites.is_empty() {
         let _ = writeln!(
             out,
-            "  allocation CPU by calling site (CPU sampler; a share of allocation CPU, not of bytes):"
+            "  allocation CPU by calling site (CPU sampler, {} samples; a share of allocation CPU, not of bytes):",
+            a.cpu_sites_samples
         );
         for site in a.cpu_sites.iter().take(TOP_ALLOC_SITES) {
             let _ = writeln!(
