@@ -23,7 +23,7 @@ use crate::{
         spawn,
         threads::{self, ThreadCounters, TracepointOffsets},
     },
-    report::{DoctorReport, figures},
+    report::{DoctorReport, figures, sched_bound::SchedBoundTracker},
     runtime::{
         MemProfile, RuntimeSnapshot,
         goroutines::{
@@ -85,6 +85,9 @@ pub struct Attachment {
     /// The goroutine table read on its own thread (creation sites from
     /// g.gopc), or why it cannot be read.
     goroutines: Result<GoroutineWatch, String>,
+    /// Every scheduler reading since attach, for the P-bound/M-bound
+    /// judgement.
+    sched_bound: RefCell<SchedBoundTracker>,
 }
 
 impl Sample {
@@ -140,6 +143,7 @@ impl Attachment {
 
     pub fn sample(&self, at: Duration) -> anyhow::Result<Sample> {
         let runtime = self.runtime.read()?;
+        self.sched_bound.borrow_mut().observe(&runtime.sched_trace);
         Ok(Sample {
             at,
             runtime,
@@ -281,10 +285,19 @@ pub fn attach(
         source_symbols,
         budget_percent: budget,
         goroutines,
+        sched_bound: RefCell::default(),
     })
 }
 
 impl Attachment {
+    /// A scheduler reading between samples (memory only), for the
+    /// P-bound/M-bound judgement.
+    pub fn observe_sched(&self) -> anyhow::Result<()> {
+        let runtime = self.runtime.read()?;
+        self.sched_bound.borrow_mut().observe(&runtime.sched_trace);
+        Ok(())
+    }
+
     /// Lets each governed probe set's governor act on the hits since the
     /// last tick.
     pub fn govern(&self) -> anyhow::Result<()> {
@@ -422,6 +435,7 @@ impl Attachment {
             cgo_latency,
             creation_sites,
             alloc_sites,
+            sched_bound: self.sched_bound.borrow().figures(),
             first,
             last,
             ended_by,

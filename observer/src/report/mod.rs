@@ -4,6 +4,7 @@
 
 pub mod figures;
 pub mod overhead;
+pub mod sched_bound;
 pub mod table;
 pub mod verdicts;
 

@@ -232,6 +232,25 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
             s.threads_exited.unwrap_or(0)
         );
     }
+    let b = &s.bound_figures;
+    if b.readings > 0 {
+        let _ = writeln!(
+            out,
+            "  Ps all busy with work queued in {} of {} readings; Ms {} -> {} (max {}), {:.1} blocked in syscalls/C on average, up to {} idle: {}",
+            b.saturated_readings,
+            b.readings,
+            b.threads_first,
+            b.threads_last,
+            b.threads_max,
+            b.blocked_ms_mean,
+            b.idle_ms_max,
+            match s.bound {
+                Some(crate::report::sched_bound::Bound::PBound) => "P-bound",
+                Some(crate::report::sched_bound::Bound::MBound) => "M-bound",
+                None => "neither P- nor M-bound",
+            }
+        );
+    }
     let c = &r.cfs;
     match c.quota_cpus {
         Some(quota) => {
