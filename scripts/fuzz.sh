@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 timeout=${FUZZ_TIMEOUT:-10}
-all="buildinfo elf pclntab dwarf prologue lines layout globals snapshot memprofile cgroup proc"
+all="buildinfo elf pclntab dwarf prologue lines layout globals snapshot memprofile goroutines cgroup proc"
 targets=${FUZZ_TARGETS:-$all}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # The fuzz crate is its own workspace (fuzz/target): skipping the eBPF

@@ -23,7 +23,7 @@ use crate::{
         spawn,
         threads::{self, ThreadCounters, TracepointOffsets},
     },
-    report::{DoctorReport, figures},
+    report::{DoctorReport, figures, sched_bound::SchedBoundTracker},
     runtime::{
         MemProfile, RuntimeSnapshot,
         goroutines::{
@@ -77,12 +77,17 @@ pub struct Attachment {
     /// Whether the CPU sampler attached, or why not.
     cpu_sampler: Availability,
     symbolizer: Symbolizer,
+    /// The code, to repair the frame the sampler's stack walk skips.
+    call_targets: cpu::CallTargets,
     source_symbols: SourceSymbolizer,
     /// --overhead-budget, percent (infinite: off).
     budget_percent: f64,
     /// The goroutine table read on its own thread (creation sites from
     /// g.gopc), or why it cannot be read.
     goroutines: Result<GoroutineWatch, String>,
+    /// Every scheduler reading since attach, for the P-bound/M-bound
+    /// judgement.
+    sched_bound: RefCell<SchedBoundTracker>,
 }
 
 impl Sample {
@@ -138,6 +143,7 @@ impl Attachment {
 
     pub fn sample(&self, at: Duration) -> anyhow::Result<Sample> {
         let runtime = self.runtime.read()?;
+        self.sched_bound.borrow_mut().observe(&runtime.sched_trace);
         Ok(Sample {
             at,
             runtime,
@@ -244,6 +250,7 @@ pub fn attach(
         )?)
     };
     let symbolizer = Symbolizer::new(&target.binary, bias);
+    let call_targets = cpu::CallTargets::new(&target.binary, bias);
     let source_symbols = SourceSymbolizer::new(&target.binary, bias);
     // Creation sites from the goroutine table (no newproc probe).
     let goroutines = GoroutineReader::new(&runtime.layout, bias, target.binary.go_version())
@@ -274,13 +281,23 @@ pub fn attach(
         thread_view,
         cpu_sampler,
         symbolizer,
+        call_targets,
         source_symbols,
         budget_percent: budget,
         goroutines,
+        sched_bound: RefCell::default(),
     })
 }
 
 impl Attachment {
+    /// A scheduler reading between samples (memory only), for the
+    /// P-bound/M-bound judgement.
+    pub fn observe_sched(&self) -> anyhow::Result<()> {
+        let runtime = self.runtime.read()?;
+        self.sched_bound.borrow_mut().observe(&runtime.sched_trace);
+        Ok(())
+    }
+
     /// Lets each governed probe set's governor act on the hits since the
     /// last tick.
     pub fn govern(&self) -> anyhow::Result<()> {
@@ -369,7 +386,8 @@ impl Attachment {
         let mut cgo_cpu_sites = Vec::new();
         let cpu_split = match &self.cpu_sampler {
             Availability::Available => {
-                let samples = CpuSamples::read(&self.probes.borrow(), &self.symbolizer)?;
+                let samples =
+                    CpuSamples::read(&self.probes.borrow(), &self.symbolizer, &self.call_targets)?;
                 alloc_cpu_sites = samples.allocation_sites();
                 cgo_cpu_sites = samples.cgo_sites();
                 Some(samples.split())
@@ -417,6 +435,7 @@ impl Attachment {
             cgo_latency,
             creation_sites,
             alloc_sites,
+            sched_bound: self.sched_bound.borrow().figures(),
             first,
             last,
             ended_by,

@@ -38,7 +38,7 @@ import (
 var lastChecksum uint64
 
 var (
-	work       = flag.String("work", "mixed", "workload: gc, alloc, sites, goroutines, cgo, cgo-slow, mixed, idle")
+	work       = flag.String("work", "mixed", "workload: gc, alloc, sites, sites-pair, cpu-bound, blocking, goroutines, cgo, cgo-slow, mixed, idle")
 	scale      = flag.Int("scale", 1, "multiplies the batch size")
 	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
 	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
@@ -111,6 +111,12 @@ func runBatch(kind string, scale int) {
 			allocMix()
 		case "sites":
 			allocSites()
+		case "sites-pair":
+			allocPair()
+		case "cpu-bound":
+			cpuBound()
+		case "blocking":
+			blockingSyscalls()
 		case "goroutines":
 			spawnGoroutines()
 		case "cgo":

@@ -41,7 +41,11 @@ pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
         |_| Ok(()),
     );
     let elapsed = window.elapsed;
-    let samples = CpuSamples::read(&session, &symbolizer)?;
+    let samples = CpuSamples::read(
+        &session,
+        &symbolizer,
+        &cpu::CallTargets::new(&target.binary, bias),
+    )?;
     drop(session);
     let profile = samples
         .pprof(args.hz, elapsed.as_nanos() as u64)

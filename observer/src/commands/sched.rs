@@ -1,7 +1,8 @@
 //! `goscope sched`: schedtrace without a restart. Every interval, the line
 //! GODEBUG=schedtrace prints, from the target's memory, plus goroutines
 //! created per second, live goroutines, OS threads and the runtime's own
-//! scheduling-latency percentiles for the interval.
+//! scheduling-latency percentiles for the interval; at the end, whether
+//! the run was P-bound or M-bound (`report::sched_bound`) with its numbers.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::{
     format::{count, duration_ns},
     memory::TargetMemory as _,
     output,
+    report::sched_bound::{self, Bound, SchedBoundTracker},
     runtime::{histogram::Percentiles, snapshot::SchedTrace},
     session::Session,
     window,
@@ -29,6 +31,10 @@ pub struct SchedLine {
     /// OS threads of the process (/proc), for comparison with `threads`.
     pub os_threads: u64,
     pub latency_ns: Option<Percentiles>,
+    /// P-bound, M-bound or null over every reading so far
+    /// (`report::sched_bound`), and the verdict's text with its numbers.
+    pub bound: Option<Bound>,
+    pub verdict: Option<String>,
 }
 
 impl SchedLine {
@@ -107,6 +113,8 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         args.interval
     );
     let interval = Duration::from_millis(args.interval);
+    let mut bound = SchedBoundTracker::default();
+    bound.observe(&previous.sched_trace);
     let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
@@ -114,6 +122,8 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         Some(interval),
         |_| {
             let now = read()?;
+            bound.observe(&now.sched_trace);
+            let (figures, judged) = (bound.figures(), bound.figures().judge());
             let seconds = previous_at.elapsed().as_secs_f64();
             previous_at = std::time::Instant::now();
             let created = now
@@ -138,6 +148,8 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
                     .as_ref()
                     .zip(previous.sched_latency.as_ref())
                     .and_then(|(b, a)| b.delta(a).percentiles()),
+                bound: judged,
+                verdict: judged.map(|b| b.message(&figures)),
             };
             if args.json {
                 output::print_json_line(&line)?;
@@ -153,6 +165,28 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
         return Err(e);
+    }
+    let figures = bound.figures();
+    let judged = figures.judge();
+    if !args.json {
+        let line = match judged {
+            Some(b) => b.message(&figures),
+            None if figures.readings < sched_bound::MIN_READINGS => format!(
+                "neither P- nor M-bound judged: {} readings, {} needed",
+                figures.readings,
+                sched_bound::MIN_READINGS
+            ),
+            None => format!(
+                "neither P- nor M-bound: Ps all busy with work queued in {} of {} readings, Ms {} -> {} (max {}), {:.1} blocked in syscalls/C on average",
+                figures.saturated_readings,
+                figures.readings,
+                figures.threads_first,
+                figures.threads_last,
+                figures.threads_max,
+                figures.blocked_ms_mean
+            ),
+        };
+        output::print_text(&format!("VERDICT {line}\n"))?;
     }
     Ok(window.announce_end(
         &target,

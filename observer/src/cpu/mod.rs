@@ -4,6 +4,7 @@
 //! allocation, scheduler, syscalls, cgo, other runtime and application.
 
 pub mod classify;
+pub mod unwind;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use observer_common::CpuSampleKey;
 use serde::Serialize;
 
 pub use classify::CpuClass;
+pub use unwind::CallTargets;
 
 use crate::{pprof, privilege, probes::ProbeSession, symbols::Symbolizer};
 
@@ -89,8 +91,13 @@ pub struct CpuSplit {
 }
 
 impl CpuSamples {
-    /// Reads the kernel's sample counts and stacks.
-    pub fn read(session: &ProbeSession, symbolizer: &Symbolizer) -> anyhow::Result<Self> {
+    /// Reads the kernel's sample counts and stacks (each with the frame
+    /// the kernel's walk skipped put back, see `unwind`).
+    pub fn read(
+        session: &ProbeSession,
+        symbolizer: &Symbolizer,
+        calls: &CallTargets,
+    ) -> anyhow::Result<Self> {
         let ebpf = session.ebpf();
         let counts: PerCpuHashMap<_, CpuSampleKey, u64> = PerCpuHashMap::try_from(
             ebpf.map("CPU_SAMPLES")
@@ -104,7 +111,7 @@ impl CpuSamples {
         for entry in counts.iter() {
             let (key, per_cpu) = entry.context("reading CPU_SAMPLES")?;
             let count: u64 = per_cpu.iter().sum();
-            let stack: Stack = if key.user_stack >= 0 {
+            let mut stack: Stack = if key.user_stack >= 0 {
                 stacks
                     .get(&(key.user_stack as u32), 0)
                     .map(|trace| {
@@ -127,6 +134,7 @@ impl CpuSamples {
             } else {
                 Vec::new()
             };
+            calls.repair(&mut stack, |pc| symbolizer.function(pc));
             let names: Vec<Option<&str>> = stack
                 .iter()
                 .map(|(_, n)| (n != "[unknown]").then_some(n.as_str()))

@@ -4,12 +4,13 @@
 //! takes arbitrary bytes and must neither panic, nor abort on an
 //! allocation, nor hang: hostile targets and binaries get errors.
 //!
-//! Inputs of the memory targets (`snapshot`, `memprofile`) are a header
+//! Inputs of the memory targets (`snapshot`, `memprofile`, `goroutines`) are a header
 //! and a list of chunks `[u32 offset][u16 len][len bytes]` written into a
 //! zeroed image of `IMAGE_SPAN` bytes at `IMAGE_BASE`; runtime globals sit
 //! at fixed offsets in it (`global_offset`), and every pointer and length
 //! the reader follows comes from the fuzzer.
 
+pub mod goroutines;
 pub mod synth;
 
 use crate::{
@@ -40,6 +41,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("globals", globals),
     ("snapshot", snapshot),
     ("memprofile", memprofile),
+    ("goroutines", goroutines::body),
     ("cgroup", cgroup),
     ("proc", proc),
 ];
@@ -293,6 +295,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             seeds.push(("memprofile", format!("{name}-{key}"), input));
         }
     }
+    seeds.extend(goroutines::seeds());
     seeds.push((
         "cgroup",
         "v1".into(),

@@ -156,6 +156,9 @@ pub struct AllocFigures {
     /// trap, every window): shares of allocation CPU, not bytes. The
     /// answer when neither the heap profile nor the probes give sites.
     pub cpu_sites: Vec<crate::cpu::CpuSite>,
+    /// Allocation CPU samples behind `cpu_sites` (all sites, not only
+    /// the top ones listed).
+    pub cpu_sites_samples: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -211,6 +214,10 @@ pub struct SchedFigures {
     pub involuntary_switches: Option<u64>,
     pub threads_created: Option<u64>,
     pub threads_exited: Option<u64>,
+    /// Ps and Ms over the readings since attach, and the judgement
+    /// (null: neither P-bound nor M-bound, or too few readings).
+    pub bound_figures: super::sched_bound::SchedBound,
+    pub bound: Option<super::sched_bound::Bound>,
 }
 
 #[derive(Debug, Serialize)]
@@ -265,6 +272,8 @@ pub struct Inputs<'a> {
     /// The sites and the fraction of the window their probes were
     /// attached (None: no probe, the heap profile).
     pub alloc_sites: Option<(AllocSites, Option<f64>)>,
+    /// The scheduler readings since attach, summed up.
+    pub sched_bound: super::sched_bound::SchedBound,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -417,6 +426,7 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .take(TOP_SITES)
                 .cloned()
                 .collect(),
+            cpu_sites_samples: inputs.alloc_cpu_sites.iter().map(|s| s.samples).sum(),
         },
         gc,
         sched: SchedFigures {
@@ -433,6 +443,8 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .map(|(a, b)| b.involuntary_switches - a.involuntary_switches),
             threads_created: kernel_threads.map(|(a, b)| b.created - a.created),
             threads_exited: kernel_threads.map(|(a, b)| b.exited - a.exited),
+            bound_figures: inputs.sched_bound.clone(),
+            bound: inputs.sched_bound.judge(),
         },
         cgo: CgoFigures {
             calls: cgo_calls,

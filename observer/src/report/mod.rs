@@ -5,6 +5,7 @@
 pub mod figures;
 pub mod goroutines;
 pub mod overhead;
+pub mod sched_bound;
 pub mod table;
 pub mod verdicts;
 

@@ -119,6 +119,7 @@ const RULES: &[Rule] = &[
     cfs_throttling,
     gomaxprocs_over_cpus,
     sched_latency,
+    sched_bound,
     goroutine_growth,
     cgo_slow,
     cgo_rate,
@@ -328,6 +329,16 @@ fn gomaxprocs_over_cpus(r: &DoctorReport, _: &Context) -> Option<Verdict> {
             "GOMAXPROCS {} exceeds the {ncpu} CPUs: set GOMAXPROCS={ncpu} (or unset it)",
             s.gomaxprocs
         ),
+    })
+}
+
+/// P-bound or M-bound (`report::sched_bound`).
+fn sched_bound(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let bound = r.sched.bound?;
+    Some(Verdict {
+        id: bound.id(),
+        severity: Severity::Warn,
+        message: bound.message(&r.sched.bound_figures),
     })
 }
 

@@ -164,6 +164,12 @@ fn report() -> goscope::report::DoctorReport {
         cgo_latency: None,
         creation_sites: None,
         alloc_sites: None,
+        sched_bound: {
+            let mut t = goscope::report::sched_bound::SchedBoundTracker::default();
+            t.observe(&first.runtime.sched_trace);
+            t.observe(&last.runtime.sched_trace);
+            t.figures()
+        },
         first: &first,
         last: &last,
         ended_by: WindowEnd::Elapsed,
@@ -190,6 +196,8 @@ fn sched_line_is_unchanged() {
         goroutines_created_per_s: 50_000.0,
         os_threads: 7,
         latency_ns: now.sched_latency.as_ref().and_then(|h| h.percentiles()),
+        bound: None,
+        verdict: None,
     };
     check("sched.txt", &format!("{}\n", line.text()));
 }

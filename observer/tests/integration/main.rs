@@ -25,5 +25,6 @@ mod outfile;
 mod pidns;
 mod runtime_table;
 mod sched;
+mod sched_bound;
 mod top;
 mod util;

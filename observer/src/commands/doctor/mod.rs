@@ -18,6 +18,9 @@ use crate::{
 /// How often the runtime is read during the window, so that a target that
 /// exits still leaves a recent reading.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the scheduler is read for the P-bound/M-bound judgement
+/// when the ticks are frequent enough (memory reads only).
+const SCHED_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs doctor; returns the process exit status.
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
@@ -59,6 +62,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     } else {
         SAMPLE_INTERVAL
     };
+    let mut next_sched = SCHED_INTERVAL;
     let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         target,
@@ -69,6 +73,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
                 attachment.govern()?;
             }
             if at < next_sample {
+                if at >= next_sched {
+                    next_sched = at + SCHED_INTERVAL;
+                    attachment.observe_sched()?;
+                }
                 return Ok(());
             }
             next_sample += SAMPLE_INTERVAL;

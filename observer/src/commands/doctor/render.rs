@@ -149,7 +149,8 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
     if no_byte_sites && !a.cpu_sites.is_empty() {
         let _ = writeln!(
             out,
-            "  allocation CPU by calling site (CPU sampler; a share of allocation CPU, not of bytes):"
+            "  allocation CPU by calling site (CPU sampler, {} samples; a share of allocation CPU, not of bytes):",
+            a.cpu_sites_samples
         );
         for site in a.cpu_sites.iter().take(TOP_ALLOC_SITES) {
             let _ = writeln!(
@@ -229,6 +230,25 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
             s.involuntary_switches.unwrap_or(0),
             s.threads_created.unwrap_or(0),
             s.threads_exited.unwrap_or(0)
+        );
+    }
+    let b = &s.bound_figures;
+    if b.readings > 0 {
+        let _ = writeln!(
+            out,
+            "  Ps all busy with work queued in {} of {} readings; Ms {} -> {} (max {}), {:.1} blocked in syscalls/C on average, up to {} idle: {}",
+            b.saturated_readings,
+            b.readings,
+            b.threads_first,
+            b.threads_last,
+            b.threads_max,
+            b.blocked_ms_mean,
+            b.idle_ms_max,
+            match s.bound {
+                Some(crate::report::sched_bound::Bound::PBound) => "P-bound",
+                Some(crate::report::sched_bound::Bound::MBound) => "M-bound",
+                None => "neither P- nor M-bound",
+            }
         );
     }
     let c = &r.cfs;
