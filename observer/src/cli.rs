@@ -90,6 +90,15 @@ pub struct GoroutinesArgs {
     /// Groups printed in the text view.
     #[arg(long, default_value_t = 25)]
     pub groups: usize,
+    /// Watch for this many seconds and report leak suspects: groups
+    /// (creation site, wait reason, blocking frame) that keep growing while
+    /// their goroutines stay parked. Ctrl-C stops earlier.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<f64>,
+    /// Milliseconds between dumps while watching (lengthened so that
+    /// goscope's dumps take at most 5% of a core).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub watch_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]

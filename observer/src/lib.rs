@@ -14,6 +14,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod goroutine_dump;
+pub mod leak_watch;
 pub mod memory;
 pub mod outfile;
 pub mod output;

@@ -19,6 +19,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -72,6 +73,32 @@ func labeledRecv(ready *sync.WaitGroup, worker string) {
 		ready.Done()
 		<-hold
 	})
+}
+
+var leaked atomic.Int64
+
+//go:noinline
+func leakyHandler() {
+	leaked.Add(1)
+	<-make(chan int) // nobody ever sends: leaked
+}
+
+//go:noinline
+func churnHandler() {
+	<-time.After(50 * time.Millisecond)
+}
+
+// every starts fn as a goroutine perSecond times a second, forever.
+func every(perSecond int, fn func()) {
+	if perSecond <= 0 {
+		return
+	}
+	go func() {
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		for range tick.C {
+			go fn()
+		}
+	}()
 }
 
 func startRecv(n int, ready *sync.WaitGroup) {
@@ -142,6 +169,8 @@ func main() {
 	cgo := flag.Int("cgo", 0, "goroutines blocked in a C call (cgo builds)")
 	labeled := flag.Int("labeled", 0, "goroutines blocked on receive with pprof labels")
 	dir := flag.String("dir", "", "where to write goroutine.txt and goroutine.pb.gz")
+	leak := flag.Int("leak", 0, "goroutines leaked per second (blocked forever on receive)")
+	churn := flag.Int("churn", 0, "goroutines per second that wait 50 ms and exit")
 	flag.Parse()
 
 	locked.Lock()
@@ -188,11 +217,18 @@ func main() {
 		pprof.Lookup("goroutine").WriteTo(f, 0)
 		f.Close()
 	}
+	every(*leak, leakyHandler)
+	every(*churn, churnHandler)
 	fmt.Printf("ready %d\n", runtime.NumGoroutine())
+	start := time.Now()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if in.Text() == "quit" {
+		switch in.Text() {
+		case "quit":
 			os.Exit(0)
+		case "count":
+			// Leaked goroutines so far and the seconds since ready.
+			fmt.Printf("leaked %d %.6f\n", leaked.Load(), time.Since(start).Seconds())
 		}
 	}
 }

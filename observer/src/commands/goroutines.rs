@@ -4,13 +4,14 @@
 //! stack, as runtime/pprof's debug=1 or debug=2 text, as JSON, as a pprof
 //! goroutine profile, or as the difference from an earlier dump.
 
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::Context as _;
 
 use crate::{
     cli::GoroutinesArgs,
     goroutine_dump::{self, DumpLimits, GoroutineDump, JsonGoroutine, start_key},
+    leak_watch::LeakWatch,
     outfile, output, pprof,
     report::goroutines::{self as text, DumpJson, EarlierDump},
     runtime::{
@@ -20,6 +21,7 @@ use crate::{
     session::Session,
     symbols::SourceSymbolizer,
     target::{Liveness, display_path},
+    window,
 };
 
 /// An earlier dump larger than this is refused (a JSON dump of a million
@@ -42,6 +44,9 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<i32> {
         max_frames: usize::try_from(args.max_frames).unwrap_or(usize::MAX),
         include_system: args.system,
     };
+    if let Some(seconds) = args.watch {
+        return watch(args, &session, &reader, &symbols, limits, seconds);
+    }
     let dump = goroutine_dump::take(&reader, &runtime.memory, &symbols, runtime.bias, limits);
     // A dump of a program that exited or exec'd under it is no dump.
     match target.liveness() {
@@ -101,6 +106,64 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<i32> {
     };
     output::print_text(&body)?;
     Ok(0)
+}
+
+/// goscope's dumps take at most 1/this of a core while watching.
+const WATCH_COST_DIVISOR: u32 = 20;
+
+/// `--watch`: dumps at an interval, then the groups' trends with the leak
+/// suspects first.
+fn watch(
+    args: &GoroutinesArgs,
+    session: &Session,
+    reader: &GoroutineReader,
+    symbols: &SourceSymbolizer,
+    limits: DumpLimits,
+    seconds: f64,
+) -> anyhow::Result<i32> {
+    let (target, runtime) = (&session.target, &session.runtime);
+    let interval = Duration::from_millis(args.watch_interval_ms);
+    session.announce(&format!(
+        "watching goroutines for {seconds:.0} s (a dump every {} ms or slower), Ctrl-C to stop early",
+        args.watch_interval_ms
+    ));
+    let mut leaks = LeakWatch::default();
+    let mut next_due = Duration::ZERO;
+    let mut last_cost = Duration::ZERO;
+    let window = window::observe(
+        Duration::from_secs_f64(seconds),
+        target,
+        &session.stop,
+        Some(Duration::from_millis(20)),
+        |elapsed| {
+            if elapsed < next_due {
+                return Ok(());
+            }
+            let dump =
+                goroutine_dump::take(reader, &runtime.memory, symbols, runtime.bias, limits)?;
+            last_cost = dump.elapsed;
+            leaks.add(&dump, elapsed);
+            next_due = elapsed + interval.max(dump.elapsed * WATCH_COST_DIVISOR);
+            Ok(())
+        },
+    );
+    if let Some(error) = window.error {
+        return Err(error.context(format!("pid {}: watching its goroutines", target.pid)));
+    }
+    let trends = leaks.trends();
+    if args.json {
+        output::print_json(&serde_json::json!({
+            "pid": target.pid,
+            "window_s": window.elapsed.as_secs_f64(),
+            "samples": leaks.samples(),
+            "last_dump_ms": last_cost.as_secs_f64() * 1e3,
+            "suspects": trends.iter().filter(|t| t.suspect).collect::<Vec<_>>(),
+            "groups": trends,
+        }))?;
+    } else {
+        output::print_text(&text::watch_text(&trends, leaks.samples(), window.elapsed))?;
+    }
+    Ok(window.announce_end(target, "the trends cover what was observed until then"))
 }
 
 fn read_earlier(path: &Path) -> anyhow::Result<EarlierDump> {

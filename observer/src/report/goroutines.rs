@@ -451,3 +451,53 @@ pub fn diff_text(earlier: &EarlierDump, now: &[Group], now_total: usize) -> Stri
     }
     out
 }
+
+/// `--watch`: leak suspects first, then the groups that changed most.
+pub fn watch_text(
+    trends: &[crate::leak_watch::GroupTrend],
+    samples: usize,
+    window: Duration,
+) -> String {
+    let mut out = format!(
+        "goscope goroutines --watch: {samples} dumps over {:.1} s\n",
+        window.as_secs_f64()
+    );
+    let suspects: Vec<_> = trends.iter().filter(|t| t.suspect).collect();
+    if suspects.is_empty() {
+        out.push_str("no leak suspect: no group kept growing while its goroutines stayed parked\n");
+    }
+    for t in &suspects {
+        let wait = t.oldest_wait_s.map_or(String::new(), |w| {
+            format!(", oldest wait {}", crate::format::duration_ns(w * 1e9))
+        });
+        let _ = writeln!(
+            out,
+            "LEAK SUSPECT  {:+.0} goroutines/min ({} -> {}), {:.0}% stayed parked, oldest seen {:.0} s{wait}\n    [{}] at {}\n    created by {}",
+            t.growth_per_min,
+            t.first_count,
+            t.last_count,
+            t.retention * 100.0,
+            t.oldest_seen_s,
+            t.key.wait_reason,
+            t.key.blocking_frame,
+            t.key.created_by
+        );
+    }
+    let others: Vec<_> = trends.iter().filter(|t| !t.suspect).take(10).collect();
+    if !others.is_empty() {
+        out.push_str("\nother groups (growth/min, first -> last, stayed):\n");
+    }
+    for t in others {
+        let _ = writeln!(
+            out,
+            "  {:+8.0}  {:>6} -> {:<6} {:>4.0}%  [{}] {}",
+            t.growth_per_min,
+            t.first_count,
+            t.last_count,
+            t.retention * 100.0,
+            t.key.wait_reason,
+            t.key.blocking_frame
+        );
+    }
+    out
+}

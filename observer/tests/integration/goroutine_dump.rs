@@ -259,3 +259,99 @@ fn check_pprof(label: &str, version: &str, profile: &std::path::Path, total: u64
         .sum();
     assert_eq!(sum, total, "{label}: pprof samples\n{text}");
 }
+
+/// gstates' leaked goroutines so far and its seconds since ready.
+fn leaked_so_far(child: &mut Child, out: &mut BufReader<std::process::ChildStdout>) -> (f64, f64) {
+    writeln!(child.stdin.as_mut().unwrap(), "count").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let ["leaked", n, t] = cols.as_slice() else {
+        panic!("gstates said {line:?}")
+    };
+    (n.parse().unwrap(), t.parse().unwrap())
+}
+
+fn watch(args: &[&str], seconds: &str) -> (Value, f64) {
+    let binary = testkit::build_workload(
+        "1.27",
+        "gstates",
+        &BuildOptions {
+            cgo: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("ready"), "gstates said {line:?}");
+    let before = leaked_so_far(&mut child, &mut out);
+    let pid = child.id().to_string();
+    let json: Value = serde_json::from_str(&goscope(&[
+        "goroutines",
+        "--pid",
+        &pid,
+        "--watch",
+        seconds,
+        "--json",
+    ]))
+    .unwrap();
+    let after = leaked_so_far(&mut child, &mut out);
+    writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
+    assert!(child.wait().unwrap().success());
+    (json, (after.0 - before.0) / (after.1 - before.1) * 60.0)
+}
+
+#[test]
+fn a_leaking_site_is_the_top_suspect_and_churn_is_none() {
+    if !require_root_or_skip("a_leaking_site_is_the_top_suspect_and_churn_is_none") {
+        return;
+    }
+    let (json, truth_per_min) = watch(&["-leak", "50", "-churn", "200", "-recv", "5"], "20");
+    let suspects = json["suspects"].as_array().unwrap();
+    assert_eq!(suspects.len(), 1, "one suspect: {json:#}");
+    let top = &suspects[0];
+    assert!(
+        top["blocking_frame"]
+            .as_str()
+            .unwrap()
+            .starts_with("main.leakyHandler "),
+        "{top}"
+    );
+    assert!(
+        top["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("main.every"),
+        "{top}"
+    );
+    assert_eq!(top["wait_reason"], "chan receive", "{top}");
+    let growth = top["growth_per_min"].as_f64().unwrap();
+    assert!(
+        (growth - truth_per_min).abs() <= 0.10 * truth_per_min,
+        "growth {growth:.0}/min vs the workload's {truth_per_min:.0}/min"
+    );
+    assert!(json["samples"].as_u64().unwrap() >= 10, "{json}");
+
+    let (json, _) = watch(&["-churn", "200", "-recv", "5"], "10");
+    assert_eq!(json["suspects"], serde_json::json!([]), "no leak: {json:#}");
+    // The churning group was seen, and did not stay.
+    assert!(
+        json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["blocking_frame"]
+                .as_str()
+                .unwrap()
+                .starts_with("main.churnHandler ")),
+        "{json:#}"
+    );
+}
