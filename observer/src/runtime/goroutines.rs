@@ -1934,6 +1934,7 @@ mod tests {
                     parent_goid: None,
                     wait_since: None,
                     running_cleanups: None,
+                    saved: None,
                 })
                 .collect(),
             finalizer_running: None,
