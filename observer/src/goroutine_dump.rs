@@ -13,6 +13,7 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -58,8 +59,8 @@ pub struct DumpedGoroutine {
     pub startpc: u64,
     /// The walked stack, or why there is none.
     pub stack: Result<WalkedStack, NoStack>,
-    /// pprof labels, sorted by key.
-    pub labels: Vec<Label>,
+    /// pprof labels, sorted by key (shared by the goroutines of a set).
+    pub labels: Arc<[Label]>,
     /// The g changed under the walk (twice) or the stack did not reach
     /// its end.
     pub partial: bool,
@@ -185,6 +186,8 @@ pub fn take(
     let (mut goroutines, mut system_left_out, mut not_walked, mut retried) =
         (Vec::new(), 0u64, 0u64, 0u64);
     let mut unreadable_labels = 0u64;
+    let no_labels: Arc<[Label]> = Arc::from(Vec::new());
+    let mut label_sets: HashMap<u64, Arc<[Label]>> = HashMap::new();
     for g in &table.goroutines {
         if g.status.is_dead() || g.status == GoStatus::Idle {
             continue;
@@ -197,7 +200,7 @@ pub fn take(
         let (mut g, mut partial) = (g.clone(), false);
         let stack = if goroutines.len() >= limits.max_stacks {
             not_walked += 1;
-            Err(NoStack::NotSaved)
+            Err(NoStack::NotWalked)
         } else {
             let mut attempt = walker.walk(memory, &g);
             match reader.reread(memory, g.address) {
@@ -236,12 +239,19 @@ pub fn take(
                 .unwrap_or("unknown wait reason")
                 .to_string()
         });
+        // Goroutines share label sets (a pprof.Do context): each set is
+        // read once per dump and shared.
         let labels = match g.saved.map_or(0, |s| s.labels) {
-            0 => Vec::new(),
-            pointer => labels::read(memory, pointer, reader.go_minor()).unwrap_or_else(|_| {
-                unreadable_labels += 1;
-                Vec::new()
-            }),
+            0 => Arc::clone(&no_labels),
+            pointer => Arc::clone(label_sets.entry(pointer).or_insert_with(|| {
+                labels::read(memory, pointer, reader.go_minor()).map_or_else(
+                    |_| {
+                        unreadable_labels += 1;
+                        Arc::clone(&no_labels)
+                    },
+                    Arc::from,
+                )
+            })),
         };
         goroutines.push(DumpedGoroutine {
             labels,
@@ -317,7 +327,7 @@ pub struct JsonGoroutine<'a> {
     pub stack_end: Option<StackEnd>,
     pub no_stack: Option<NoStack>,
     pub partial: bool,
-    pub labels: Vec<Label>,
+    pub labels: &'a [Label],
     pub frames: Vec<JsonFrame>,
 }
 
@@ -381,7 +391,7 @@ impl<'a> JsonGoroutine<'a> {
             stack_end: end,
             no_stack,
             partial: g.partial,
-            labels: g.labels.clone(),
+            labels: &g.labels,
             frames: frames_of(dump, g.pcs()),
         }
     }

@@ -29,6 +29,11 @@ const MIN_GROWTH: f64 = 10.0;
 const MIN_RETENTION: f64 = 0.9;
 /// Samples needed before anything is judged.
 const MIN_SAMPLES: usize = 3;
+/// Groups tracked at most (keys come from the target's stacks); new ones
+/// beyond are counted, not tracked.
+pub const MAX_GROUPS: usize = 10_000;
+/// A group empty at this many consecutive samples is forgotten.
+const FORGET_AFTER_EMPTY: usize = 5;
 
 /// (creation site, wait reason, blocking frame) as text.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -70,6 +75,8 @@ pub struct LeakWatch {
     oldest_wait: HashMap<LeakKey, f64>,
     samples: usize,
     last_at: f64,
+    /// Group sightings not tracked because of `MAX_GROUPS`.
+    untracked_groups: u64,
 }
 
 /// The first frame outside the runtime.
@@ -123,7 +130,20 @@ impl LeakWatch {
                 sizes.push((at, 0));
             }
         }
+        // Forget groups that stayed empty (bounded memory).
+        self.sizes.retain(|_, sizes| {
+            sizes.len() < FORGET_AFTER_EMPTY
+                || sizes[sizes.len() - FORGET_AFTER_EMPTY..]
+                    .iter()
+                    .any(|&(_, n)| n > 0)
+        });
+        let sizes = &self.sizes;
+        self.oldest_wait.retain(|key, _| sizes.contains_key(key));
         for (key, goids) in &now {
+            if !self.sizes.contains_key(key) && self.sizes.len() >= MAX_GROUPS {
+                self.untracked_groups += 1;
+                continue;
+            }
             self.sizes
                 .entry(key.clone())
                 .or_default()
@@ -162,6 +182,11 @@ impl LeakWatch {
 
     pub fn samples(&self) -> usize {
         self.samples
+    }
+
+    /// Group sightings left untracked (more than `MAX_GROUPS` groups).
+    pub fn untracked_groups(&self) -> u64 {
+        self.untracked_groups
     }
 
     /// Every group's trend, suspects first, by growth.

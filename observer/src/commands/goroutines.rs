@@ -156,6 +156,7 @@ fn watch(
             "pid": target.pid,
             "window_s": window.elapsed.as_secs_f64(),
             "samples": leaks.samples(),
+            "untracked_groups": leaks.untracked_groups(),
             "last_dump_ms": last_cost.as_secs_f64() * 1e3,
             "suspects": trends.iter().filter(|t| t.suspect).collect::<Vec<_>>(),
             "groups": trends,
@@ -167,16 +168,21 @@ fn watch(
 }
 
 fn read_earlier(path: &Path) -> anyhow::Result<EarlierDump> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("--against {}", path.display()))?
-        .len();
-    if size > MAX_EARLIER_BYTES {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("--against {}", path.display()))?;
+    // Read through a cap, not by the size the file claims (a FIFO or a
+    // /proc file says 0).
+    let mut bytes = Vec::new();
+    file.take(MAX_EARLIER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("--against {}", path.display()))?;
+    if bytes.len() as u64 > MAX_EARLIER_BYTES {
         anyhow::bail!(
-            "--against {}: {size} bytes is more than a goroutine dump's {MAX_EARLIER_BYTES}",
+            "--against {}: more than a goroutine dump's {MAX_EARLIER_BYTES} bytes",
             path.display()
         );
     }
-    let bytes = std::fs::read(path).with_context(|| format!("--against {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "--against {}: not a `goscope goroutines --json` dump",
@@ -226,7 +232,7 @@ fn grouped_for_profile(dump: &GoroutineDump) -> Vec<ProfileRow<'_>> {
                 start,
                 g.status.name(),
                 g.wait_reason.as_deref(),
-                &g.labels,
+                &g.labels[..],
             ))
             .or_default() += 1;
     }

@@ -126,7 +126,7 @@ pub fn groups(dump: &GoroutineDump) -> Vec<Group> {
                 g.pcs(),
                 g.gopc,
                 start,
-                &g.labels,
+                &g.labels[..],
             ))
             .or_default()
             .push(i);
@@ -310,7 +310,7 @@ pub fn debug1_text(dump: &GoroutineDump) -> String {
     let mut by_stack: HashMap<Key<'_>, u64> = HashMap::new();
     for g in &dump.goroutines {
         let start = if g.pcs().is_empty() { g.startpc } else { 0 };
-        *by_stack.entry((g.pcs(), start, &g.labels)).or_default() += 1;
+        *by_stack.entry((g.pcs(), start, &g.labels[..])).or_default() += 1;
     }
     let mut groups: Vec<(Key<'_>, u64)> = by_stack.into_iter().collect();
     groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -416,23 +416,23 @@ pub fn debug2_text(dump: &GoroutineDump) -> String {
 /// Groups that grew or shrank since an earlier dump, biggest change first.
 pub fn diff_text(earlier: &EarlierDump, now: &[Group], now_total: usize) -> String {
     let mut before: HashMap<_, &Group> = earlier.groups.iter().map(|g| (g.key(), g)).collect();
-    let mut rows: Vec<(i64, &Group)> = Vec::new();
+    let mut rows: Vec<(i128, &Group)> = Vec::new();
     for g in now {
         let was = before.remove(&g.key()).map_or(0, |b| b.count);
-        let delta = g.count as i64 - was as i64;
+        let delta = i128::from(g.count) - i128::from(was);
         if delta != 0 {
             rows.push((delta, g));
         }
     }
     for g in before.into_values() {
-        rows.push((-(g.count as i64), g));
+        rows.push((-i128::from(g.count), g));
     }
     rows.sort_by(|a, b| b.0.abs().cmp(&a.0.abs()).then_with(|| b.0.cmp(&a.0)));
     let mut out = format!(
         "since the earlier dump: {} -> {} goroutines ({:+})\n",
         earlier.total,
         now_total,
-        now_total as i64 - earlier.total as i64
+        now_total as i128 - earlier.total as i128
     );
     if rows.is_empty() {
         out.push_str("  no group grew or shrank\n");
@@ -447,7 +447,9 @@ pub fn diff_text(earlier: &EarlierDump, now: &[Group], now_total: usize) -> Stri
             .created_by
             .as_ref()
             .map_or(String::new(), |f| format!("  created by {}", f.function));
-        let _ = writeln!(out, "  {delta:+8}  [{state}]  {frame}{created}");
+        // The earlier dump is a file anyone may have written.
+        let line = crate::format::escape_control(&format!("[{state}]  {frame}{created}"));
+        let _ = writeln!(out, "  {delta:+8}  {line}");
     }
     out
 }

@@ -13,8 +13,10 @@ pub const MAX_LABELS: u64 = 256;
 pub const MAX_LABEL_LEN: u64 = 4096;
 /// Largest hash-map bucket count read (2^B).
 const MAX_B: u8 = 8;
-/// Overflow buckets followed per bucket chain.
-const MAX_OVERFLOW: usize = 64;
+/// Buckets read per label map (main, old and overflow buckets together).
+const MAX_BUCKETS: usize = 512;
+/// Bytes of keys and values one goroutine's labels may hold.
+pub const MAX_LABEL_BYTES: usize = 16 << 10;
 
 /// One (key, value) label.
 pub type Label = (String, String);
@@ -70,6 +72,13 @@ pub fn read(memory: &dyn TargetMemory, pointer: u64, minor: u32) -> Result<Vec<L
     } else {
         read_map(memory, word(memory, pointer)?)?
     };
+    let bytes: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_LABEL_BYTES {
+        return Err(LabelError::Corrupt {
+            address: pointer,
+            detail: format!("{bytes} bytes of labels"),
+        });
+    }
     labels.sort();
     labels.dedup_by(|a, b| a.0 == b.0);
     Ok(labels)
@@ -117,13 +126,25 @@ fn read_map(memory: &dyn TargetMemory, hmap: u64) -> Result<Vec<Label>, LabelErr
         return Err(corrupt(format!("2^{b} buckets")));
     }
     let mut labels = Vec::new();
+    let mut visited = std::collections::HashSet::new();
     for table in [word(memory, hmap + 16)?, word(memory, hmap + 24)?] {
         if table == 0 {
             continue;
         }
         for index in 0..(1u64 << b) {
-            let mut bucket = table + index * BUCKET_SIZE;
-            for _ in 0..MAX_OVERFLOW {
+            let mut bucket = table
+                .checked_add(index * BUCKET_SIZE)
+                .ok_or(LabelError::Unreadable { address: table })?;
+            loop {
+                if labels.len() as u64 >= count {
+                    return Ok(labels);
+                }
+                if !visited.insert(bucket) {
+                    return Err(corrupt(format!("bucket {bucket:#x} reached twice")));
+                }
+                if visited.len() > MAX_BUCKETS {
+                    return Err(corrupt(format!("more than {MAX_BUCKETS} buckets")));
+                }
                 let cells = memory
                     .read_vec(bucket, BUCKET_SIZE as usize)
                     .map_err(|_| LabelError::Unreadable { address: bucket })?;
@@ -133,9 +154,6 @@ fn read_map(memory: &dyn TargetMemory, hmap: u64) -> Result<Vec<Label>, LabelErr
                     }
                     let key = bucket + 8 + slot as u64 * 16;
                     labels.push((string_at(memory, key)?, string_at(memory, key + 128)?));
-                    if labels.len() as u64 > MAX_LABELS {
-                        return Err(corrupt(format!("more than {MAX_LABELS} labels")));
-                    }
                 }
                 let overflow = u64::from_le_bytes(cells[264..272].try_into().unwrap_or_default());
                 if overflow == 0 {
@@ -209,10 +227,15 @@ mod tests {
             read(&memory, BASE, 21).unwrap(),
             vec![("k".into(), "v".into())]
         );
-        // An overflow pointer to itself: a cycle, ended by the caps.
+        // An overflow pointer to itself with the label not found yet: a
+        // cycle, refused.
+        bytes[0x100] = 0;
         put(&mut bytes, 0x100 + 264, BASE + 0x100);
         let mut memory = SnapshotMemory::default();
         memory.insert(BASE, bytes);
-        assert!(read(&memory, BASE, 21).is_ok());
+        assert!(matches!(
+            read(&memory, BASE, 21),
+            Err(LabelError::Corrupt { .. })
+        ));
     }
 }

@@ -100,6 +100,8 @@ pub enum NoStack {
     NotSaved,
     /// The binary's g layout lacks the stack fields.
     NoLayout,
+    /// Not walked: the dump's `--max-stacks` cap was reached.
+    NotWalked,
 }
 
 /// What a PC's function means to a walk.
@@ -276,8 +278,11 @@ impl<'a> StackWalker<'a> {
     ) -> (Vec<u64>, StackEnd) {
         let mut pcs = Vec::new();
         let (mut trapped, mut callee_panics) = (false, false);
+        // Frames walked, elided wrappers included: the cap bounds the work.
+        let mut steps = 0usize;
         loop {
-            if pcs.len() >= self.max_frames {
+            steps += 1;
+            if steps > self.max_frames {
                 return (
                     pcs,
                     StackEnd::Truncated {
@@ -294,7 +299,7 @@ impl<'a> StackWalker<'a> {
             // elideWrapperCalling: wrappers are hidden unless they called
             // into a panic.
             if !facts.wrapper || callee_panics {
-                pcs.push(sym_pc + 1);
+                pcs.push(sym_pc.wrapping_add(1));
             }
             callee_panics = facts.panics;
             match facts.kind {
@@ -339,12 +344,17 @@ mod tests {
                     entry: *entry,
                     function: name.to_string(),
                     sp_delta: Some(*delta),
-                    func_id: 0,
+                    func_id: if name.ends_with("gowrap1") {
+                        WRAPPER
+                    } else {
+                        0
+                    },
                 })
         }
     }
 
     const LO: u64 = 0xc000_0000;
+    const WRAPPER: u8 = 23;
     const HI: u64 = LO + 0x1000;
 
     fn table() -> Table {
@@ -353,6 +363,7 @@ mod tests {
             (0x2000, "main.wait", 0x30),
             (0x3000, "main.loop", 0x10),
             (0x4000, "runtime.goexit", 0),
+            (0x5000, "main.start.gowrap1", 0),
         ])
     }
 
@@ -450,6 +461,28 @@ mod tests {
             .walk(&SnapshotMemory::default(), &waiting(sp))
             .unwrap();
         assert!(matches!(stack.end, StackEnd::Unreadable { .. }));
+    }
+
+    #[test]
+    fn wrappers_are_elided_and_still_count_against_the_cap() {
+        let table = table();
+        let sp = LO + 0x800;
+        // gopark -> main.wait -> gowrap1 -> goexit: the wrapper is hidden.
+        let memory = stack_with(&[
+            (sp + 0x20, 0x2044),
+            (sp + 0x28 + 0x30, 0x5011),
+            (sp + 0x28 + 0x38, 0x4001),
+        ]);
+        let mut walker = StackWalker::new(&table, 0, Some(WRAPPER), 16);
+        let stack = walker.walk(&memory, &waiting(sp)).unwrap();
+        assert_eq!(stack.pcs, vec![0x1010, 0x2044, 0x4001]);
+        // A stack of nothing but frameless wrapper returns: every step is
+        // elided, and the cap on steps still ends the walk.
+        let words: Vec<(u64, u64)> = (0..(HI - LO) / 8).map(|i| (LO + i * 8, 0x5011)).collect();
+        let mut walker = StackWalker::new(&table, 0, Some(WRAPPER), 8);
+        let stack = walker.walk(&stack_with(&words), &waiting(LO)).unwrap();
+        assert_eq!(stack.end, StackEnd::Truncated { max_frames: 8 });
+        assert_eq!(stack.pcs, vec![0x1010]);
     }
 
     #[test]
