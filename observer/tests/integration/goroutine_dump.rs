@@ -355,3 +355,114 @@ fn a_leaking_site_is_the_top_suspect_and_churn_is_none() {
         "{json:#}"
     );
 }
+
+/// gstates' phase totals (spin, sleep, channel wait), nanoseconds.
+fn phases_so_far(child: &mut Child, out: &mut BufReader<std::process::ChildStdout>) -> [f64; 3] {
+    writeln!(child.stdin.as_mut().unwrap(), "phases").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let cols: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    [cols[0], cols[1], cols[2]]
+}
+
+#[test]
+fn the_wall_clock_profile_splits_time_as_the_goroutines_measured_it() {
+    if !require_root_or_skip("the_wall_clock_profile_splits_time_as_the_goroutines_measured_it") {
+        return;
+    }
+    for version in ["1.21", "1.27"] {
+        let binary = testkit::build_workload(version, "gstates", &BuildOptions::default()).unwrap();
+        let mut child = Command::new(binary)
+            .args(["-phased", "2", "-recv", "3"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready"), "gstates said {line:?}");
+        let dir =
+            std::env::temp_dir().join(format!("goscope-wall-{}-{version}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let profile = dir.join("wall.pb.gz");
+        let before = phases_so_far(&mut child, &mut out);
+        let pid = child.id().to_string();
+        let json: Value = serde_json::from_str(&goscope(&[
+            "goroutines",
+            "--pid",
+            &pid,
+            "--profile",
+            "8",
+            "--json",
+            "-o",
+            profile.to_str().unwrap(),
+        ]))
+        .unwrap();
+        let after = phases_so_far(&mut child, &mut out);
+        writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
+        assert!(child.wait().unwrap().success());
+        let truth: Vec<f64> = (0..3).map(|i| after[i] - before[i]).collect();
+        let truth_total: f64 = truth.iter().sum();
+        // The phased goroutines' rows: by their frames, or (running, no
+        // stack) by their start function.
+        let (mut cpu, mut sleep, mut chan) = (0.0, 0.0, 0.0);
+        for row in json["rows"].as_array().unwrap() {
+            let phased = row["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["function"] == "main.phased")
+                || row["start_function"]
+                    .as_str()
+                    .is_some_and(|s| s == "main.phased" || s.starts_with("main.startPhased"));
+            if !phased {
+                continue;
+            }
+            let s = row["seconds"].as_f64().unwrap();
+            match (row["state"].as_str().unwrap(), row["wait_reason"].as_str()) {
+                ("running" | "runnable", _) => cpu += s,
+                (_, Some("sleep")) => sleep += s,
+                (_, Some("chan receive")) => chan += s,
+                other => panic!("Go {version}: phased goroutine in {other:?}: {row}"),
+            }
+        }
+        let ours_total = cpu + sleep + chan;
+        assert!(
+            json["samples"].as_u64().unwrap() >= 100,
+            "Go {version}: {json}"
+        );
+        for (name, ours, truth) in [
+            ("cpu", cpu, truth[0]),
+            ("sleep", sleep, truth[1]),
+            ("chan", chan, truth[2]),
+        ] {
+            let (ours, truth) = (ours / ours_total, truth / truth_total);
+            assert!(
+                (ours - truth).abs() <= 0.05,
+                "Go {version}: {name} share {ours:.3} vs the goroutines' own {truth:.3}"
+            );
+        }
+        let go = testkit::go_binary(version).unwrap();
+        let top = Command::new(go)
+            .args(["tool", "pprof", "-sample_index=waiting", "-top"])
+            .arg(&profile)
+            .output()
+            .unwrap();
+        assert!(
+            top.status.success(),
+            "Go {version}: {}",
+            String::from_utf8_lossy(&top.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&top.stdout).contains("main.phased"),
+            "Go {version}: {}",
+            String::from_utf8_lossy(&top.stdout)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
