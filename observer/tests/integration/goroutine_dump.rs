@@ -466,3 +466,76 @@ fn the_wall_clock_profile_splits_time_as_the_goroutines_measured_it() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Values of `name{...}` series of pid `pid` by the value of `label`.
+fn series_by(body: &str, name: &str, pid: u32, label: &str) -> BTreeMap<String, f64> {
+    let pid_label = format!("pid=\"{pid}\"");
+    let key = format!("{label}=\"");
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&pid_label))
+        .filter_map(|l| {
+            let at = l.find(&key)? + key.len();
+            let value = &l[at..at + l[at..].find('"')?];
+            let number = l.rsplit(' ').next()?.parse().ok()?;
+            Some((value.to_string(), number))
+        })
+        .collect()
+}
+
+#[test]
+fn the_agent_exports_goroutines_by_state_and_creation_site() {
+    if !require_root_or_skip("the_agent_exports_goroutines_by_state_and_creation_site") {
+        return;
+    }
+    let binary = testkit::build_workload("1.27", "gstates", &BuildOptions::default()).unwrap();
+    let mut child = Command::new(binary)
+        .args(["-recv", "5", "-select", "3", "-sleep", "2", "-lock", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // runtime.NumGoroutine() at the quiescent point.
+    let live: f64 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    let (mut agent, port) = crate::util::start_agent("200");
+    let scraper = crate::util::Scraper::new(port);
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let (body, _) = scraper.scrape_body("waiting for the target");
+        if !series_by(&body, "goscope_goroutines", pid, "state").is_empty() {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} never exported goroutines"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let states = series_by(&body, "goscope_goroutines", pid, "state");
+    assert_eq!(states.get("waiting"), Some(&14.0), "{states:?}");
+    // main blocks in a read of stdin.
+    assert_eq!(states.get("syscall"), Some(&1.0), "{states:?}");
+    assert_eq!(
+        states.values().sum::<f64>(),
+        live,
+        "{states:?} vs NumGoroutine {live}"
+    );
+    let sites = series_by(&body, "goscope_goroutines_by_creation_site", pid, "site");
+    for (site, n) in [
+        ("main.startRecv", 5.0),
+        ("main.startLock", 4.0),
+        ("main.startSelect", 3.0),
+        ("main.startSleep", 2.0),
+        ("[main goroutine]", 1.0),
+        ("other", 0.0),
+    ] {
+        assert_eq!(sites.get(site), Some(&n), "{site}: {sites:?}");
+    }
+    writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
+    assert!(child.wait().unwrap().success());
+    agent.interrupt().unwrap();
+}
