@@ -1,6 +1,7 @@
 //! The goroutine figures the agent exports per target, from the runtime's
 //! goroutine table read at each reading (no stack walk, no probe):
-//! goroutines by state, and the largest groups by creation site (the top
+//! goroutines by state (`goscope_goroutines_by_state`; `goscope_goroutines`
+//! stays the runtime's live count), and the largest groups by creation site (the top
 //! `TOP_SITES` by name, the rest summed as "other"), so label cardinality
 //! stays bounded. Function names come from the binary's function table,
 //! each creation and start PC looked up once and cached (bounded).

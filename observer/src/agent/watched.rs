@@ -326,7 +326,7 @@ impl Watched {
         if let Some(g) = &r.goroutines {
             for (state, n) in &g.by_state {
                 out.gauge(
-                    "goscope_goroutines",
+                    "goscope_goroutines_by_state",
                     "Goroutines by state, from the runtime's goroutine table (system goroutines left out, as the goroutine profile does).",
                     &l.with("state", state),
                     *n as f64,

@@ -506,7 +506,7 @@ fn the_agent_exports_goroutines_by_state_and_creation_site() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let body = loop {
         let (body, _) = scraper.scrape_body("waiting for the target");
-        if !series_by(&body, "goscope_goroutines", pid, "state").is_empty() {
+        if !series_by(&body, "goscope_goroutines_by_state", pid, "state").is_empty() {
             break body;
         }
         assert!(
@@ -515,7 +515,7 @@ fn the_agent_exports_goroutines_by_state_and_creation_site() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    let states = series_by(&body, "goscope_goroutines", pid, "state");
+    let states = series_by(&body, "goscope_goroutines_by_state", pid, "state");
     assert_eq!(states.get("waiting"), Some(&14.0), "{states:?}");
     // main blocks in a read of stdin.
     assert_eq!(states.get("syscall"), Some(&1.0), "{states:?}");
