@@ -273,6 +273,12 @@ fn leaked_so_far(child: &mut Child, out: &mut BufReader<std::process::ChildStdou
 }
 
 fn watch(args: &[&str], seconds: &str) -> (Value, f64) {
+    observe_leaks(args, &["goroutines", "--watch", seconds, "--json"])
+}
+
+/// Runs gstates with `args` and goscope `command` (plus `--pid`) against
+/// it: goscope's JSON and the workload's own leak rate per minute.
+fn observe_leaks(args: &[&str], command: &[&str]) -> (Value, f64) {
     let binary = testkit::build_workload(
         "1.27",
         "gstates",
@@ -294,15 +300,9 @@ fn watch(args: &[&str], seconds: &str) -> (Value, f64) {
     assert!(line.starts_with("ready"), "gstates said {line:?}");
     let before = leaked_so_far(&mut child, &mut out);
     let pid = child.id().to_string();
-    let json: Value = serde_json::from_str(&goscope(&[
-        "goroutines",
-        "--pid",
-        &pid,
-        "--watch",
-        seconds,
-        "--json",
-    ]))
-    .unwrap();
+    let mut full: Vec<&str> = command.to_vec();
+    full.extend(["--pid", &pid]);
+    let json: Value = serde_json::from_str(&goscope(&full)).unwrap();
     let after = leaked_so_far(&mut child, &mut out);
     writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
     assert!(child.wait().unwrap().success());
@@ -500,7 +500,7 @@ fn the_agent_exports_goroutines_by_state_and_creation_site() {
         .unwrap();
     // runtime.NumGoroutine() at the quiescent point.
     let live: f64 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
-    let (mut agent, port) = crate::util::start_agent("200");
+    let (agent, port) = crate::util::start_agent("200");
     let scraper = crate::util::Scraper::new(port);
     let pid = child.id();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -538,4 +538,52 @@ fn the_agent_exports_goroutines_by_state_and_creation_site() {
     writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
     assert!(child.wait().unwrap().success());
     agent.interrupt().unwrap();
+}
+
+#[test]
+fn doctor_names_a_leaking_site_and_not_churn() {
+    if !require_root_or_skip("doctor_names_a_leaking_site_and_not_churn") {
+        return;
+    }
+    let (report, truth_per_min) = observe_leaks(
+        &["-leak", "50", "-churn", "200", "-recv", "5"],
+        &["doctor", "--duration", "15", "--json"],
+    );
+    let suspects = report["goroutines"]["leak_suspects"].as_array().unwrap();
+    assert_eq!(suspects.len(), 1, "{:#}", report["goroutines"]);
+    let top = &suspects[0];
+    assert!(
+        top["blocking_frame"]
+            .as_str()
+            .unwrap()
+            .starts_with("main.leakyHandler "),
+        "{top}"
+    );
+    let growth = top["growth_per_min"].as_f64().unwrap();
+    assert!(
+        (growth - truth_per_min).abs() <= 0.10 * truth_per_min,
+        "growth {growth:.0}/min vs the workload's {truth_per_min:.0}/min"
+    );
+    let verdicts = report["verdicts"].as_array().unwrap();
+    assert!(
+        verdicts.iter().any(|v| v["id"] == "goroutine_leak"
+            && v["message"].as_str().unwrap().contains("main.leakyHandler")),
+        "{verdicts:#?}"
+    );
+
+    let (report, _) = observe_leaks(
+        &["-churn", "200", "-recv", "5"],
+        &["doctor", "--duration", "8", "--json"],
+    );
+    assert_eq!(report["goroutines"]["leak_suspects"], serde_json::json!([]));
+    assert!(report["goroutines"]["leak_dumps"].as_u64().unwrap() >= 5);
+    assert!(
+        !report["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"] == "goroutine_leak"),
+        "{:#}",
+        report["verdicts"]
+    );
 }
