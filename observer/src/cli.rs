@@ -51,6 +51,44 @@ pub enum Command {
     /// runtime's debug=1/debug=2 texts, a pprof goroutine profile, and
     /// the difference from an earlier dump.
     Goroutines(GoroutinesArgs),
+    /// Why each hot allocation is on the heap: the compiler's escape
+    /// decisions for the module at --src joined to the hot sites of a live
+    /// target (--pid) or of an allocation profile (--profile).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("sites").args(["pid", "profile"])))]
+pub struct ExplainArgs {
+    /// The module's source (the directory holding go.mod).
+    #[arg(long)]
+    pub src: PathBuf,
+    /// Take the hot sites from this process over --duration.
+    #[arg(long, short)]
+    pub pid: Option<u32>,
+    /// Take the hot sites from an allocation or heap profile (goscope
+    /// alloc -o, or Go's own /debug/pprof/heap or allocs).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// The binary the profile came from: its Go version and build
+    /// settings are rebuilt with (--pid reads the target's own).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+    /// Seconds to observe a --pid target.
+    #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// The Go toolchain to build with (default: an installed one matching
+    /// the binary's Go version).
+    #[arg(long)]
+    pub go: Option<PathBuf>,
+    /// Count the module's escape decisions by reason class instead.
+    #[arg(long)]
+    pub summary: bool,
+    /// Hot sites shown.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod cpu;
+pub mod escapes;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Top(args) => commands::top::run(args),
         Command::Heatmap(args) => commands::heatmap::run(args),
         Command::Goroutines(args) => commands::goroutines::run(args),
+        Command::Explain(args) => commands::explain::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

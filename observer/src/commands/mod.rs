@@ -3,6 +3,7 @@
 pub mod alloc;
 pub mod cpu;
 pub mod doctor;
+pub mod explain;
 pub mod gc;
 pub mod goroutines;
 pub mod heatmap;

@@ -12,6 +12,7 @@ mod binary_maps;
 mod cpu;
 mod doctor;
 mod exec;
+mod explain;
 mod gc;
 mod golden;
 mod goroutine_dump;

@@ -1,0 +1,3 @@
+module goscope.dev/escapes
+
+go 1.21
