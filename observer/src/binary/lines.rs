@@ -338,6 +338,21 @@ impl LineTable {
         })
     }
 
+    /// The function at link-time `pc`: its name, the file of its entry and
+    /// the line its declaration starts on (`_func.startLine`, Go 1.20+).
+    pub fn function_start(&self, pc: u64) -> Option<(String, String, i64)> {
+        /// `_func.startLine` (Go 1.20+).
+        const START_LINE: usize = 36;
+        if !self.go120 {
+            return None;
+        }
+        let f = self.func_for(pc)?;
+        let functab = self.pclntab.get(self.pclntable..)?;
+        let start_line = i64::from(u32_at(functab, f.offset.checked_add(START_LINE)?)? as i32);
+        let (file, _) = self.position(&f, f.entry);
+        Some((self.name(f.name_off), file, start_line))
+    }
+
     /// The source frames at link-time `pc`, innermost inlined call first;
     /// empty when `pc` is in no Go function.
     pub fn frames(&self, pc: u64) -> Vec<Frame> {

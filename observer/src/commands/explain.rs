@@ -15,7 +15,7 @@ use crate::{
     escapes::{
         build::{self, BuildSettings, Built},
         join::{self, ExplainedSite},
-        reasons,
+        reasons, same_code,
     },
     format::{bytes, percent},
     output,
@@ -56,6 +56,23 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<i32> {
             goexperiment: b.build.setting("GOEXPERIMENT").map(str::to_string),
             goamd64: b.build.setting("GOAMD64").map(str::to_string),
         });
+    if let Some(b) = &binary {
+        let files = join::ModuleFiles::new(&src, &module_path);
+        let prefixes = [
+            "main.".to_string(),
+            format!("{module_path}."),
+            format!("{module_path}/"),
+        ];
+        let c = same_code::compare(b, &src, |f| files.relative(f), &prefixes);
+        if let Some((function, at)) = c.moved.first() {
+            warnings.push(format!(
+                "the tree at {} is not the code the binary was built from: {} of {} functions are declared elsewhere now (first: {function}, at {at} in the binary); reasons may sit on the wrong lines",
+                src.display(),
+                c.moved.len(),
+                c.checked
+            ));
+        }
+    }
     let want = binary.as_ref().map(|b| b.build.go_version_string.clone());
     let built = build::build(&src, args.go.as_deref(), want.as_deref(), &settings)?;
     warnings.extend(built.warnings.iter().cloned());

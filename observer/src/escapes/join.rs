@@ -144,7 +144,7 @@ pub fn module_files(root: &Path) -> Vec<PathBuf> {
 
 /// Maps a profile's file name to the module file it is (absolute build
 /// paths, -trimpath'd "module/path/file.go", or built elsewhere).
-struct ModuleFiles {
+pub struct ModuleFiles {
     root: PathBuf,
     module_path: String,
     /// Relative paths, longest first (the most specific suffix wins).
@@ -152,7 +152,21 @@ struct ModuleFiles {
 }
 
 impl ModuleFiles {
-    fn relative(&self, file: &str) -> Option<String> {
+    pub fn new(root: &Path, module_path: &str) -> Self {
+        let mut files: Vec<String> = module_files(root)
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        files.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        Self {
+            root: root.to_path_buf(),
+            module_path: module_path.to_string(),
+            files,
+        }
+    }
+
+    /// The module-relative path of a file name a binary or profile gives.
+    pub fn relative(&self, file: &str) -> Option<String> {
         if let Ok(rel) = Path::new(file).strip_prefix(&self.root) {
             return Some(rel.display().to_string());
         }
@@ -231,16 +245,7 @@ pub fn explain(
     root: &Path,
     module_path: &str,
 ) -> Vec<ExplainedSite> {
-    let mut files: Vec<String> = module_files(root)
-        .into_iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    files.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    let module = ModuleFiles {
-        root: root.to_path_buf(),
-        module_path: module_path.to_string(),
-        files,
-    };
+    let module = ModuleFiles::new(root, module_path);
     // Escapes by (relative file, line).
     let by_line: HashMap<(String, u64), &Vec<Escape>> = escapes
         .by_line

@@ -6,3 +6,4 @@
 pub mod build;
 pub mod join;
 pub mod reasons;
+pub mod same_code;

@@ -179,3 +179,76 @@ fn bad_sources_are_one_line_errors() {
     }
     std::fs::remove_dir_all(&not_a_module).unwrap();
 }
+
+/// A copy of workloads/escapes in a fresh directory, `edit` applied to
+/// its main.go.
+fn copy_of_escapes(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("goscope-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["go.mod", "main.go"] {
+        let text = std::fs::read_to_string(src().join(file)).unwrap();
+        let text = if file == "main.go" { edit(text) } else { text };
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    dir
+}
+
+fn explain_json(args: &[&str], src: &std::path::Path) -> (bool, Value, String) {
+    let out = Command::new(testkit::goscope_binary())
+        .arg("explain")
+        .args(args)
+        .arg("--src")
+        .arg(src)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), json, stderr)
+}
+
+#[test]
+fn the_summary_counts_each_class_and_an_edited_tree_is_said() {
+    if !require_root_or_skip("the_summary_counts_each_class_and_an_edited_tree_is_said") {
+        return;
+    }
+    let binary = testkit::build_workload("1.27", "escapes", &BuildOptions::default()).unwrap();
+    let binary = binary.to_str().unwrap();
+    let (ok, json, stderr) = explain_json(&["--summary", "--json", "--binary", binary], &src());
+    assert!(ok, "{stderr}");
+    assert_eq!(json["warnings"], serde_json::json!([]), "{json:#}");
+    for (_, class) in EXPECTED {
+        assert!(
+            json["by_class"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["class"] == *class && c["count"].as_u64().unwrap() >= 1),
+            "{class}: {json:#}"
+        );
+    }
+    // Three lines added above the functions: every declaration moved.
+    let edited = copy_of_escapes("edited", |t| {
+        t.replacen("type point", "\n\n\ntype point", 1)
+    });
+    let (ok, json, stderr) = explain_json(&["--summary", "--json", "--binary", binary], &edited);
+    assert!(ok, "{stderr}");
+    let warnings = json["warnings"].to_string();
+    assert!(
+        warnings.contains("not the code the binary was built from"),
+        "{json:#}"
+    );
+    std::fs::remove_dir_all(&edited).unwrap();
+    // A dependency the (offline) module cache does not have.
+    let needs = copy_of_escapes("deps", |t| {
+        t.replacen("import (", "import (\n\t_ \"example.invalid/nothere\"", 1)
+    });
+    std::fs::write(
+        needs.join("go.mod"),
+        "module goscope.dev/escapes\n\ngo 1.21\n\nrequire example.invalid/nothere v1.0.0\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = explain_json(&["--summary", "--binary", binary], &needs);
+    assert!(!ok);
+    assert!(stderr.contains("lacks a dependency"), "{stderr}");
+    std::fs::remove_dir_all(&needs).unwrap();
+}
