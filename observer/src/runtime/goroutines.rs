@@ -877,16 +877,6 @@ impl StackSizes {
             (seen >= rank).then_some(1 << i)
         })
     }
-
-    /// Stacks counted larger than `bytes`.
-    pub fn above(&self, bytes: u64) -> u64 {
-        self.by_log2
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| (1u64 << i) > bytes)
-            .map(|(_, n)| n)
-            .sum()
-    }
 }
 
 /// Attributes new goroutines to their creation PC, reading after reading.
@@ -2288,5 +2278,32 @@ mod tests {
         );
         let sum: f64 = e.sites.iter().map(|s| s.created).sum();
         assert!(e.sites.is_empty() || (sum - 20_000.0).abs() < 1e-6, "{sum}");
+    }
+}
+
+#[cfg(test)]
+mod stack_size_tests {
+    use super::StackSizes;
+
+    #[test]
+    fn stack_sizes_by_power_of_two() {
+        let mut s = StackSizes::default();
+        for bytes in [2048, 2048, 8192, 1 << 20] {
+            s.add(bytes);
+        }
+        // Torn reads (zero, absurd) are not counted.
+        s.add(0);
+        s.add(1 << 40);
+        assert_eq!(s.total(), 4);
+        assert_eq!(s.quantile_bytes(0.5), Some(2048));
+        assert_eq!(s.quantile_bytes(0.75), Some(8192));
+        assert_eq!(s.quantile_bytes(0.99), Some(1 << 20));
+        assert_eq!(s.max_bytes(), Some(1 << 20));
+        let mut later = s;
+        later.add(4096);
+        let window = later.since(&s);
+        assert_eq!(window.total(), 1);
+        assert_eq!(window.max_bytes(), Some(4096));
+        assert_eq!(StackSizes::default().quantile_bytes(0.5), None);
     }
 }

@@ -171,15 +171,15 @@ fn no_catch_all_class_above_ten_percent_on_the_test_workloads() {
         return;
     }
     let binary = loadgen("1.27", &cgo());
-    // Each batch is sized to about a second of CPU on this machine.
+    // Each batch is sized to one to two seconds of CPU on this machine.
     let workloads = [
-        ("alloc", "25"),
-        ("gc", "20"),
-        ("sites-pair", "20"),
-        ("service", "15"),
-        ("cgo", "1000"),
-        ("goroutines", "100"),
-        ("mixed", "10"),
+        ("alloc", "50"),
+        ("gc", "40"),
+        ("sites-pair", "40"),
+        ("service", "30"),
+        ("cgo", "4000"),
+        ("goroutines", "200"),
+        ("mixed", "20"),
     ];
     let mut failures = Vec::new();
     for (work, scale) in workloads {
