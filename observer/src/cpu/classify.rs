@@ -218,11 +218,9 @@ const GC_OTHER: &[Pattern] = &[
     Prefix("runtime.startTheWorld"),
     Prefix("runtime.forEachP"),
     Prefix("runtime.wbBuf"),
+    // Write barriers only: typedmemmove and friends are copies that run a
+    // barrier only while the GC marks (bulkBarrierPreWrite).
     Prefix("runtime.bulkBarrier"),
-    Prefix("runtime.typedmemmove"),
-    Prefix("runtime.typedslicecopy"),
-    Prefix("runtime.typedmemclr"),
-    Prefix("runtime.memclrHasPointers"),
     Prefix("runtime.gcWriteBarrier"),
     Prefix("gcWriteBarrier"),
     Exact("runtime.GC"),
