@@ -16,7 +16,7 @@
 //! and sites-pair workloads, those are page faults on freshly mapped heap
 //! (`do_anonymous_page`, page clearing: 24% of alloc's samples) and a few
 //! interrupts (reschedule IPIs, 2%), so the class is "kernel: page
-//! faults, interrupts".
+//! faults and IRQs".
 
 use serde::Serialize;
 
@@ -72,7 +72,7 @@ impl CpuClass {
         match self {
             CpuClass::GcBackground => "GC marking (background)",
             CpuClass::GcAssist => "GC mark assist",
-            CpuClass::GcOther => "GC sweep, barriers, STW",
+            CpuClass::GcOther => "GC sweep/barriers/STW",
             CpuClass::Scavenger => "scavenger (memory to the OS)",
             CpuClass::Allocation => "allocation",
             CpuClass::StackGrowth => "stack growth",
@@ -81,7 +81,7 @@ impl CpuClass {
             CpuClass::Sync => "channels and locks",
             CpuClass::Maps => "maps and hashing",
             CpuClass::Syscall => "syscalls",
-            CpuClass::PageFaults => "kernel: page faults, interrupts",
+            CpuClass::PageFaults => "kernel: page faults and IRQs",
             CpuClass::Cgo => "cgo",
             CpuClass::RuntimeOther => "other runtime",
             CpuClass::Application => "application",

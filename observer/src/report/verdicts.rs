@@ -277,7 +277,7 @@ fn runtime_cpu(r: &DoctorReport, _: &Context) -> Option<Verdict> {
         id: "runtime_cpu",
         severity: Severity::Warn,
         message: format!(
-            "the Go runtime takes {} of the process's CPU ({}): the application gets the rest; see the GC and allocation verdicts for the fix",
+            "the Go runtime takes {} of the process's CPU ({}): the application gets the rest; the other verdicts name the fix",
             percent(share),
             parts.join(", ")
         ),
@@ -293,7 +293,7 @@ fn stack_growth(r: &DoctorReport, _: &Context) -> Option<Verdict> {
     let go = &r.goroutines;
     let stacks = match &go.stacks {
         Some(s) => format!(
-            "; live goroutines' stacks in the goroutine table ({} looks): p50 {}, p99 {}, largest {}",
+            "; live goroutines' stacks in the goroutine table ({} read): p50 {}, p99 {}, largest {}",
             count(s.counted as f64),
             bytes(s.p50_bytes as f64),
             bytes(s.p99_bytes as f64),
