@@ -12,6 +12,8 @@ use crate::{
     alloc_sites::{AllocSites, HeapProfile, SitesSource},
     cgroup::{Cgroups, CpuStat},
     cpu::{self, CpuSamples},
+    goroutine_dump::DumpLimits,
+    leak_watch::{DumpSource, LeakWatcher},
     probe_points::{self, GC_MARK_TERMINATION, ProbePoint},
     probes::{
         Availability, ProbeSession,
@@ -60,6 +62,15 @@ pub struct Sample {
     pub goroutines: Option<GoroutineReading>,
 }
 
+/// Leak-suspect dumps: at most one a second (longer when a dump is slow).
+const LEAK_DUMP_INTERVAL: Duration = Duration::from_secs(1);
+/// Bounds of those dumps (a table larger than this is watched partly).
+const LEAK_DUMP_LIMITS: DumpLimits = DumpLimits {
+    max_stacks: 100_000,
+    max_frames: 64,
+    include_system: false,
+};
+
 /// What doctor read and attached before the window.
 pub struct Attachment {
     target: TargetProcess,
@@ -88,6 +99,8 @@ pub struct Attachment {
     /// Every scheduler reading since attach, for the P-bound/M-bound
     /// judgement.
     sched_bound: RefCell<SchedBoundTracker>,
+    /// Repeated goroutine dumps for leak suspects (None: no stack layout).
+    leaks: Option<LeakWatcher>,
 }
 
 impl Sample {
@@ -269,8 +282,25 @@ pub fn attach(
             )
         })
         .map_err(|e| format!("the goroutine table of pid {}: {e}", target.pid));
+    let leaks = GoroutineReader::new(&runtime.layout, bias, target.binary.go_version())
+        .ok()
+        .filter(|reader| reader.stack_layout().is_some())
+        .and_then(|reader| {
+            LeakWatcher::start(
+                DumpSource {
+                    reader,
+                    memory: Box::new(target.memory()),
+                    symbols: SourceSymbolizer::new(&target.binary, bias),
+                    bias,
+                    limits: LEAK_DUMP_LIMITS,
+                },
+                LEAK_DUMP_INTERVAL,
+            )
+            .ok()
+        });
     let cgroups = Cgroups::of(target.pid, std::path::Path::new(CGROUP_ROOT)).unwrap_or_default();
     Ok(Attachment {
+        leaks,
         target,
         cgroups,
         runtime,
@@ -436,6 +466,7 @@ impl Attachment {
             creation_sites,
             alloc_sites,
             sched_bound: self.sched_bound.borrow().figures(),
+            goroutine_leaks: self.leaks.as_ref().map(LeakWatcher::suspects),
             first,
             last,
             ended_by,

@@ -99,6 +99,15 @@ pub struct GoroutinesArgs {
     /// goscope's dumps take at most 5% of a core).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
     pub watch_interval_ms: u64,
+    /// Sample every goroutine's state and stack for this many seconds: a
+    /// wall-clock profile of where goroutines spend their time (running,
+    /// runnable, syscall, waiting), written with -o as pprof.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "watch")]
+    pub profile: Option<f64>,
+    /// Milliseconds between samples of the profile (lengthened so that
+    /// goscope's sampling takes at most 5% of a core).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub profile_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -13,14 +13,18 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    time::Duration,
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
 
 use crate::{
-    goroutine_dump::{GoroutineDump, creation_frame, frames_of},
-    runtime::goroutines::GoStatus,
+    goroutine_dump::{self, DumpLimits, GoroutineDump, creation_frame, frames_of},
+    memory::TargetMemory,
+    runtime::goroutines::{GoStatus, GoroutineReader},
+    symbols::SourceSymbolizer,
 };
 
 /// A suspect group grew by at least this many goroutines over the watch.
@@ -231,6 +235,98 @@ impl LeakWatch {
                 .then(b.growth_per_min.total_cmp(&a.growth_per_min))
         });
         trends
+    }
+}
+
+/// A watch on its own thread (doctor's leak section): a dump at most every
+/// `interval`, lengthened so dumps take at most 1/`COST_DIVISOR` of a core.
+pub struct LeakWatcher {
+    shared: Arc<WatcherShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Dumps take at most 1/this of a core.
+pub const COST_DIVISOR: u32 = 20;
+
+struct WatcherShared {
+    watch: Mutex<LeakWatch>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// What a dump needs, moved onto the watcher's thread.
+pub struct DumpSource {
+    pub reader: GoroutineReader,
+    pub memory: Box<dyn TargetMemory + Send>,
+    pub symbols: SourceSymbolizer,
+    pub bias: u64,
+    pub limits: DumpLimits,
+}
+
+impl LeakWatcher {
+    pub fn start(source: DumpSource, interval: Duration) -> std::io::Result<Self> {
+        let shared = Arc::new(WatcherShared {
+            watch: Mutex::new(LeakWatch::default()),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let inner = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("leak-watch".into())
+            .spawn(move || {
+                let started = Instant::now();
+                loop {
+                    let pause = match goroutine_dump::take(
+                        &source.reader,
+                        &*source.memory,
+                        &source.symbols,
+                        source.bias,
+                        source.limits,
+                    ) {
+                        Ok(dump) => {
+                            let cost = dump.elapsed;
+                            inner
+                                .watch
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .add(&dump, started.elapsed());
+                            interval.max(cost * COST_DIVISOR)
+                        }
+                        // A failed read (a race, or the target ending) is
+                        // a missing sample, not an error of the window.
+                        Err(_) => interval,
+                    };
+                    let stop = inner.stop.lock().unwrap_or_else(|p| p.into_inner());
+                    let (stop, _) = inner
+                        .wake
+                        .wait_timeout_while(stop, pause, |stop| !*stop)
+                        .unwrap_or_else(|p| p.into_inner());
+                    if *stop {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The suspects so far and the number of dumps behind them.
+    pub fn suspects(&self) -> (Vec<GroupTrend>, usize) {
+        let watch = self.shared.watch.lock().unwrap_or_else(|p| p.into_inner());
+        let suspects = watch.trends().into_iter().filter(|t| t.suspect).collect();
+        (suspects, watch.samples())
+    }
+}
+
+impl Drop for LeakWatcher {
+    fn drop(&mut self) {
+        *self.shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -27,4 +27,5 @@ pub mod runtime;
 pub mod session;
 pub mod symbols;
 pub mod target;
+pub mod wall_profile;
 pub mod window;

@@ -101,6 +101,36 @@ func every(perSecond int, fn func()) {
 	}()
 }
 
+// Nanoseconds all phased goroutines spent spinning, sleeping and
+// waiting on a channel: the wall-clock profile's ground truth.
+var spinNs, sleepNs, chanNs atomic.Int64
+
+// phased loops: 20 ms on the CPU, 30 ms asleep, 50 ms waiting on a
+// channel receive, timing each phase itself.
+//
+//go:noinline
+func phased() {
+	for {
+		start := time.Now()
+		for time.Since(start) < 20*time.Millisecond {
+			spinSum++
+		}
+		t1 := time.Now()
+		spinNs.Add(int64(t1.Sub(start)))
+		time.Sleep(30 * time.Millisecond)
+		t2 := time.Now()
+		sleepNs.Add(int64(t2.Sub(t1)))
+		<-time.After(50 * time.Millisecond)
+		chanNs.Add(int64(time.Since(t2)))
+	}
+}
+
+func startPhased(n int) {
+	for i := 0; i < n; i++ {
+		go phased()
+	}
+}
+
 func startRecv(n int, ready *sync.WaitGroup) {
 	for i := 0; i < n; i++ {
 		go blockRecv(ready)
@@ -171,6 +201,7 @@ func main() {
 	dir := flag.String("dir", "", "where to write goroutine.txt and goroutine.pb.gz")
 	leak := flag.Int("leak", 0, "goroutines leaked per second (blocked forever on receive)")
 	churn := flag.Int("churn", 0, "goroutines per second that wait 50 ms and exit")
+	phases := flag.Int("phased", 0, "goroutines cycling 20 ms CPU, 30 ms sleep, 50 ms channel wait")
 	flag.Parse()
 
 	locked.Lock()
@@ -217,6 +248,7 @@ func main() {
 		pprof.Lookup("goroutine").WriteTo(f, 0)
 		f.Close()
 	}
+	startPhased(*phases)
 	every(*leak, leakyHandler)
 	every(*churn, churnHandler)
 	fmt.Printf("ready %d\n", runtime.NumGoroutine())
@@ -226,6 +258,9 @@ func main() {
 		switch in.Text() {
 		case "quit":
 			os.Exit(0)
+		case "phases":
+			// Nanoseconds in each phase so far, all phased goroutines.
+			fmt.Printf("phases %d %d %d\n", spinNs.Load(), sleepNs.Load(), chanNs.Load())
 		case "count":
 			// Leaked goroutines so far and the seconds since ready.
 			fmt.Printf("leaked %d %.6f\n", leaked.Load(), time.Since(start).Seconds())

@@ -75,8 +75,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "1,0")]
     cpus: String,
     /// goscope subcommand attached during the "with" runs ("agent": the
-    /// host agent, scraped every second; "goroutines": goroutine dumps
-    /// taken back to back).
+    /// host agent, scraped every second; "goroutines": `goroutines
+    /// --watch`, a dump every --watch-interval-ms given in --goscope-args).
     #[arg(long, default_value = "doctor")]
     mode: String,
     /// Pause between start (and attach) and the batch, in both arms, so
@@ -320,21 +320,17 @@ impl Bench<'_> {
         let pid = target.pid.to_string();
         let window_start = process_cpu_ns(target.pid)?;
         let goscope_cpus = pinned(self.cpus.goscope);
-        let dumps = (attached && args.mode == "goroutines")
-            .then(|| DumpLoop::start(target.pid, &goscope_cpus));
         let goscope = if attached && args.mode == "agent" {
             Some(start_agent(target.pid, &goscope_cpus)?)
-        } else if attached && args.mode == "goroutines" {
-            None
         } else if attached {
-            let mut command = vec![
-                args.mode.as_str(),
-                "--pid",
-                &pid,
-                "--duration",
-                "3600",
-                "--json",
-            ];
+            // goroutines: dumps for the leak watch, every
+            // --watch-interval-ms (pass e.g. 50) or slower.
+            let window = if args.mode == "goroutines" {
+                "--watch"
+            } else {
+                "--duration"
+            };
+            let mut command = vec![args.mode.as_str(), "--pid", &pid, window, "3600", "--json"];
             command.extend(args.goscope_args.split_whitespace());
             let mut g = Goscope::start_pinned(&command, &goscope_cpus)?;
             g.wait_attached()?;
@@ -378,11 +374,6 @@ impl Bench<'_> {
             wall.push(result.elapsed_ns as f64);
             cpu.push(batch_cpu as f64);
             gomaxprocs = result.end("/sched/gomaxprocs:threads").ok();
-        }
-        if let Some(dumps) = dumps {
-            let taken = dumps.stop()?;
-            anyhow::ensure!(taken > 0, "no goroutine dump completed during the run");
-            eprintln!("bench: {taken} goroutine dumps taken back to back during the run");
         }
         let overhead = match goscope {
             Some(g) => {
@@ -953,50 +944,6 @@ fn goscope_overhead(stdout: &str) -> Option<serde_json::Value> {
 
 /// `goscope agent` on a free loopback port, scraped every second by a
 /// background thread (as Prometheus would), once it watches `pid`.
-/// `goscope goroutines` run back to back against the target (mode
-/// "goroutines"): the worst case of someone dumping during an incident.
-struct DumpLoop {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<anyhow::Result<u64>>,
-}
-
-impl DumpLoop {
-    fn start(pid: u32, cpus: &[usize]) -> Self {
-        use std::sync::{Arc, atomic::AtomicBool, atomic::Ordering};
-        let stop = Arc::new(AtomicBool::new(false));
-        let (flag, cpus) = (Arc::clone(&stop), cpus.to_vec());
-        let thread = std::thread::spawn(move || {
-            let mut taken = 0;
-            while !flag.load(Ordering::Relaxed) {
-                let mut command = Command::new(testkit::goscope_binary());
-                command
-                    .args(["goroutines", "--pid", &pid.to_string(), "--json"])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped());
-                if !cpus.is_empty() {
-                    testkit::target::pin_to_cpus(&mut command, &cpus)?;
-                }
-                let out = command.output()?;
-                anyhow::ensure!(
-                    out.status.success(),
-                    "goscope goroutines failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                taken += 1;
-            }
-            Ok(taken)
-        });
-        Self { stop, thread }
-    }
-
-    fn stop(self) -> anyhow::Result<u64> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the dump loop panicked"))?
-    }
-}
-
 fn start_agent(pid: u32, cpus: &[usize]) -> anyhow::Result<Goscope> {
     use std::io::{Read as _, Write as _};
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

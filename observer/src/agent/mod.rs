@@ -8,6 +8,7 @@
 //! scrape.
 
 mod exposition;
+mod goroutine_figures;
 mod http;
 mod registry;
 mod watched;

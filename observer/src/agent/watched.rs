@@ -15,12 +15,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::exposition::{Exposition, Labels};
+use super::{
+    exposition::{Exposition, Labels},
+    goroutine_figures::{GoroutineCounter, GoroutineFigures},
+};
 use crate::{
     cgroup::{Cgroups, CpuStat},
     report::table,
     runtime::{
         RuntimeLayout, RuntimeSnapshot,
+        goroutines::GoroutineReader,
         histogram::{TimeHistogram, bucket_bounds_ns},
         reader::RuntimeReader,
     },
@@ -49,6 +53,8 @@ struct Source {
     target: Arc<TargetProcess>,
     runtime: RuntimeReader,
     cgroups: Cgroups,
+    /// The goroutine table's figures (`None`: the layout lacks it).
+    goroutines: Option<Mutex<GoroutineCounter>>,
 }
 
 /// The reader thread's latest result.
@@ -74,6 +80,8 @@ pub struct Reading {
     cpu_ns: u64,
     threads: u64,
     cpu_stat: Option<CpuStat>,
+    /// `None` when the table was not readable at this reading.
+    goroutines: Option<GoroutineFigures>,
 }
 
 fn bounded(value: String) -> String {
@@ -93,6 +101,15 @@ impl Watched {
         layout: Arc<RuntimeLayout>,
         cgroup_root: &std::path::Path,
     ) -> anyhow::Result<Self> {
+        let goroutines =
+            GoroutineReader::new(&layout, target.load_bias()?, target.binary.go_version())
+                .ok()
+                .map(|reader| {
+                    Mutex::new(GoroutineCounter::new(
+                        reader,
+                        target.load_bias().unwrap_or(0),
+                    ))
+                });
         let runtime = RuntimeReader::with_layout(&target, layout)?;
         let cgroups = Cgroups::of(target.pid, cgroup_root).unwrap_or_default();
         let cgroup = cgroups
@@ -127,6 +144,7 @@ impl Watched {
             target: Arc::clone(&target),
             runtime,
             cgroups: cgroups.clone(),
+            goroutines,
         };
         let class_sizes = source.runtime.class_sizes.clone();
         // The first reading is taken here, on the discovery thread, so a
@@ -200,6 +218,13 @@ impl Source {
             cpu_ns: self.target.cpu_time_ns()?,
             threads: self.target.thread_count()?,
             cpu_stat: self.cgroups.cpu_stat(),
+            goroutines: self.goroutines.as_ref().and_then(|counter| {
+                counter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .read(&self.runtime.memory, &self.target.binary)
+                    .ok()
+            }),
         })
     }
 
@@ -298,6 +323,31 @@ impl Watched {
             &l.with("size", "large"),
             a.large_bytes as f64,
         );
+        if let Some(g) = &r.goroutines {
+            for (state, n) in &g.by_state {
+                out.gauge(
+                    "goscope_goroutines_by_state",
+                    "Goroutines by state, from the runtime's goroutine table (system goroutines left out, as the goroutine profile does).",
+                    &l.with("state", state),
+                    *n as f64,
+                );
+            }
+            const SITE_HELP: &str = "Live goroutines by the function whose go statement created them: the largest sites by name, the rest as site=\"other\".";
+            for (site, n) in &g.top_sites {
+                out.gauge(
+                    "goscope_goroutines_by_creation_site",
+                    SITE_HELP,
+                    &l.with("site", &bounded(site.clone())),
+                    *n as f64,
+                );
+            }
+            out.gauge(
+                "goscope_goroutines_by_creation_site",
+                SITE_HELP,
+                &l.with("site", "other"),
+                g.other_sites as f64,
+            );
+        }
         if let Some(h) = &rt.sched_latency {
             export_time_histogram(
                 out,

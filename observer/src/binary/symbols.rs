@@ -57,6 +57,15 @@ impl FunctionTable {
         table
     }
 
+    /// The function containing link-time `address` (a scan of every
+    /// function: for the few lookups of callers that keep no sorted table).
+    pub fn containing(&self, address: u64) -> Option<&FunctionSymbol> {
+        self.by_name
+            .values()
+            .filter(|f| f.address <= address && address < f.address + f.size.max(1))
+            .max_by_key(|f| f.address)
+    }
+
     /// Keeps the larger of two same-named functions: the real body rather
     /// than a small ABI wrapper.
     fn insert(&mut self, symbol: FunctionSymbol) {

@@ -21,6 +21,7 @@ use crate::{
     session::Session,
     symbols::SourceSymbolizer,
     target::{Liveness, display_path},
+    wall_profile::WallProfile,
     window,
 };
 
@@ -46,6 +47,9 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<i32> {
     };
     if let Some(seconds) = args.watch {
         return watch(args, &session, &reader, &symbols, limits, seconds);
+    }
+    if let Some(seconds) = args.profile {
+        return profile(args, &session, &reader, &symbols, limits, seconds);
     }
     let dump = goroutine_dump::take(&reader, &runtime.memory, &symbols, runtime.bias, limits);
     // A dump of a program that exited or exec'd under it is no dump.
@@ -165,6 +169,72 @@ fn watch(
         output::print_text(&text::watch_text(&trends, leaks.samples(), window.elapsed))?;
     }
     Ok(window.announce_end(target, "the trends cover what was observed until then"))
+}
+
+/// `--profile`: the wall-clock profile of the window.
+fn profile(
+    args: &GoroutinesArgs,
+    session: &Session,
+    reader: &GoroutineReader,
+    symbols: &SourceSymbolizer,
+    limits: DumpLimits,
+    seconds: f64,
+) -> anyhow::Result<i32> {
+    let (target, runtime) = (&session.target, &session.runtime);
+    let interval = Duration::from_millis(args.profile_interval_ms);
+    session.announce(&format!(
+        "sampling goroutines for {seconds:.0} s (every {} ms or slower), Ctrl-C to stop early",
+        args.profile_interval_ms
+    ));
+    let mut wall = WallProfile::default();
+    let (mut next_due, mut previous) = (Duration::ZERO, None::<Duration>);
+    let mut slowest = Duration::ZERO;
+    let window = window::observe(
+        Duration::from_secs_f64(seconds),
+        target,
+        &session.stop,
+        Some(Duration::from_millis(1)),
+        |elapsed| {
+            if elapsed < next_due {
+                return Ok(());
+            }
+            let dump =
+                goroutine_dump::take(reader, &runtime.memory, symbols, runtime.bias, limits)?;
+            slowest = slowest.max(dump.elapsed);
+            // Each sample stands for the time since the previous one.
+            let dt = previous.map_or(interval, |p| elapsed.saturating_sub(p));
+            wall.add(&dump, dt.as_nanos() as u64);
+            previous = Some(elapsed);
+            next_due = elapsed + interval.max(dump.elapsed * WATCH_COST_DIVISOR);
+            Ok(())
+        },
+    );
+    if let Some(error) = window.error {
+        return Err(error.context(format!("pid {}: sampling its goroutines", target.pid)));
+    }
+    if let Some(path) = &args.output {
+        outfile::write(path, &wall.to_pprof()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "goscope: wrote the wall-clock profile to {} (go tool pprof -sample_index=waiting -top {})",
+            path.display(),
+            path.display()
+        );
+    }
+    let rows = wall.rows();
+    if args.json {
+        output::print_json(&serde_json::json!({
+            "pid": target.pid,
+            "window_s": window.elapsed.as_secs_f64(),
+            "samples": wall.samples,
+            "slowest_sample_ms": slowest.as_secs_f64() * 1e3,
+            "by_state_s": wall.by_state().into_iter().map(|(c, s)| (c.name(), s)).collect::<HashMap<_, _>>(),
+            "rows": rows,
+        }))?;
+    } else {
+        output::print_text(&text::wall_text(&wall, &rows, args.groups))?;
+    }
+    Ok(window.announce_end(target, "the profile covers what was sampled until then"))
 }
 
 fn read_earlier(path: &Path) -> anyhow::Result<EarlierDump> {

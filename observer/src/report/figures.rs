@@ -100,6 +100,12 @@ pub struct GoroutineFigures {
     pub creation_sites_covered_fraction: Option<f64>,
     /// Readings of the goroutine table in the window.
     pub creation_sites_readings: Option<u64>,
+    /// Groups (creation site, wait reason, blocking frame) that kept
+    /// growing while their goroutines stayed parked, from goroutine dumps
+    /// taken through the window (null: not watched).
+    pub leak_suspects: Option<Vec<crate::leak_watch::GroupTrend>>,
+    /// Goroutine dumps behind `leak_suspects`.
+    pub leak_dumps: Option<usize>,
     /// Readings of the table that failed in the window (a race with the
     /// runtime or a corrupt table; the readings around them cover the
     /// interval) and the last reason (null when none failed).
@@ -299,6 +305,9 @@ pub struct Inputs<'a> {
     pub alloc_sites: Option<(AllocSites, Option<f64>)>,
     /// The scheduler readings since attach, summed up.
     pub sched_bound: super::sched_bound::SchedBound,
+    /// Goroutine leak suspects and the dumps behind them (None: not
+    /// watched).
+    pub goroutine_leaks: Option<(Vec<crate::leak_watch::GroupTrend>, usize)>,
     pub first: &'a Sample,
     pub last: &'a Sample,
     pub ended_by: WindowEnd,
@@ -415,6 +424,8 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .map(|c| c.sampled_fraction),
             creation_sites_covered_fraction: creation.and_then(|c| c.covered_fraction),
             creation_sites_readings: creation.and_then(|c| c.readings),
+            leak_suspects: inputs.goroutine_leaks.as_ref().map(|(s, _)| s.clone()),
+            leak_dumps: inputs.goroutine_leaks.as_ref().map(|(_, n)| *n),
             creation_sites_failed_readings: creation.and_then(|c| c.failed_readings),
             creation_sites_last_error: creation.and_then(|c| c.last_error.clone()),
             creation_sites_skipped: creation.and_then(|c| c.skipped.clone()),

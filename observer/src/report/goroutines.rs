@@ -503,3 +503,43 @@ pub fn watch_text(
     }
     out
 }
+
+/// `--profile`: goroutine time by state, then the rows that took most.
+pub fn wall_text(
+    wall: &crate::wall_profile::WallProfile,
+    rows: &[crate::wall_profile::WallRow],
+    max_rows: usize,
+) -> String {
+    let mut out = format!(
+        "goscope goroutines --profile: {} samples over {:.1} s of goroutine time by state\n ",
+        wall.samples,
+        wall.elapsed_ns as f64 / 1e9
+    );
+    let total: f64 = wall.by_state().iter().map(|(_, s)| s).sum();
+    for (class, seconds) in wall.by_state() {
+        let share = if total > 0.0 { seconds / total } else { 0.0 };
+        let _ = write!(
+            out,
+            " {} {:.1} goroutine-s ({:.1}%)",
+            class.name(),
+            seconds,
+            share * 100.0
+        );
+    }
+    out.push_str("\n\n   share  goroutine-s  state                     where\n");
+    for row in rows.iter().take(max_rows) {
+        let state = match &row.wait_reason {
+            Some(reason) if !reason.is_empty() => reason.clone(),
+            _ => row.state.name().to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:5.1}%  {:11.2}  {:<24}  {}",
+            row.share * 100.0,
+            row.seconds,
+            state,
+            crate::wall_profile::row_frame(row)
+        );
+    }
+    out
+}

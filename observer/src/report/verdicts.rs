@@ -125,6 +125,7 @@ const RULES: &[Rule] = &[
     sched_latency,
     sched_bound,
     goroutine_growth,
+    goroutine_leak,
     cgo_slow,
     cgo_rate,
 ];
@@ -390,6 +391,30 @@ fn sched_latency(r: &DoctorReport, _: &Context) -> Option<Verdict> {
             duration_ns(p.p50),
             r.process.cpu_cores,
             r.sched.gomaxprocs
+        ),
+    })
+}
+
+/// The fastest-growing leak suspect (`leak_watch`).
+fn goroutine_leak(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let suspects = r.goroutines.leak_suspects.as_ref()?;
+    let top = suspects.first()?;
+    let more = match suspects.len() {
+        1 => String::new(),
+        n => format!(" ({} more suspect groups in --json)", n - 1),
+    };
+    Some(Verdict {
+        id: "goroutine_leak",
+        severity: Severity::Warn,
+        message: format!(
+            "goroutines leak at {}: {:+.0}/min ({} -> {}) parked in {} and none leave ({:.0}% stayed), created by {}{more}: find who should wake them (a send, a close, a cancelled context) or give up the wait with a timeout",
+            top.key.blocking_frame,
+            top.growth_per_min,
+            top.first_count,
+            top.last_count,
+            top.key.wait_reason,
+            top.retention * 100.0,
+            top.key.created_by,
         ),
     })
 }

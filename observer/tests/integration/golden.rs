@@ -170,6 +170,7 @@ fn report() -> goscope::report::DoctorReport {
             t.observe(&last.runtime.sched_trace);
             t.figures()
         },
+        goroutine_leaks: None,
         first: &first,
         last: &last,
         ended_by: WindowEnd::Elapsed,

@@ -273,6 +273,12 @@ fn leaked_so_far(child: &mut Child, out: &mut BufReader<std::process::ChildStdou
 }
 
 fn watch(args: &[&str], seconds: &str) -> (Value, f64) {
+    observe_leaks(args, &["goroutines", "--watch", seconds, "--json"])
+}
+
+/// Runs gstates with `args` and goscope `command` (plus `--pid`) against
+/// it: goscope's JSON and the workload's own leak rate per minute.
+fn observe_leaks(args: &[&str], command: &[&str]) -> (Value, f64) {
     let binary = testkit::build_workload(
         "1.27",
         "gstates",
@@ -294,15 +300,9 @@ fn watch(args: &[&str], seconds: &str) -> (Value, f64) {
     assert!(line.starts_with("ready"), "gstates said {line:?}");
     let before = leaked_so_far(&mut child, &mut out);
     let pid = child.id().to_string();
-    let json: Value = serde_json::from_str(&goscope(&[
-        "goroutines",
-        "--pid",
-        &pid,
-        "--watch",
-        seconds,
-        "--json",
-    ]))
-    .unwrap();
+    let mut full: Vec<&str> = command.to_vec();
+    full.extend(["--pid", &pid]);
+    let json: Value = serde_json::from_str(&goscope(&full)).unwrap();
     let after = leaked_so_far(&mut child, &mut out);
     writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
     assert!(child.wait().unwrap().success());
@@ -353,5 +353,237 @@ fn a_leaking_site_is_the_top_suspect_and_churn_is_none() {
                 .unwrap()
                 .starts_with("main.churnHandler ")),
         "{json:#}"
+    );
+}
+
+/// gstates' phase totals (spin, sleep, channel wait), nanoseconds.
+fn phases_so_far(child: &mut Child, out: &mut BufReader<std::process::ChildStdout>) -> [f64; 3] {
+    writeln!(child.stdin.as_mut().unwrap(), "phases").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let cols: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    [cols[0], cols[1], cols[2]]
+}
+
+#[test]
+fn the_wall_clock_profile_splits_time_as_the_goroutines_measured_it() {
+    if !require_root_or_skip("the_wall_clock_profile_splits_time_as_the_goroutines_measured_it") {
+        return;
+    }
+    for version in ["1.21", "1.27"] {
+        let binary = testkit::build_workload(version, "gstates", &BuildOptions::default()).unwrap();
+        let mut child = Command::new(binary)
+            .args(["-phased", "2", "-recv", "3"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready"), "gstates said {line:?}");
+        let dir =
+            std::env::temp_dir().join(format!("goscope-wall-{}-{version}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let profile = dir.join("wall.pb.gz");
+        let before = phases_so_far(&mut child, &mut out);
+        let pid = child.id().to_string();
+        let json: Value = serde_json::from_str(&goscope(&[
+            "goroutines",
+            "--pid",
+            &pid,
+            "--profile",
+            "8",
+            "--json",
+            "-o",
+            profile.to_str().unwrap(),
+        ]))
+        .unwrap();
+        let after = phases_so_far(&mut child, &mut out);
+        writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
+        assert!(child.wait().unwrap().success());
+        let truth: Vec<f64> = (0..3).map(|i| after[i] - before[i]).collect();
+        let truth_total: f64 = truth.iter().sum();
+        // The phased goroutines' rows: by their frames, or (running, no
+        // stack) by their start function.
+        let (mut cpu, mut sleep, mut chan) = (0.0, 0.0, 0.0);
+        for row in json["rows"].as_array().unwrap() {
+            let phased = row["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["function"] == "main.phased")
+                || row["start_function"]
+                    .as_str()
+                    .is_some_and(|s| s == "main.phased" || s.starts_with("main.startPhased"));
+            if !phased {
+                continue;
+            }
+            let s = row["seconds"].as_f64().unwrap();
+            match (row["state"].as_str().unwrap(), row["wait_reason"].as_str()) {
+                ("running" | "runnable", _) => cpu += s,
+                (_, Some("sleep")) => sleep += s,
+                (_, Some("chan receive")) => chan += s,
+                other => panic!("Go {version}: phased goroutine in {other:?}: {row}"),
+            }
+        }
+        let ours_total = cpu + sleep + chan;
+        assert!(
+            json["samples"].as_u64().unwrap() >= 100,
+            "Go {version}: {json}"
+        );
+        for (name, ours, truth) in [
+            ("cpu", cpu, truth[0]),
+            ("sleep", sleep, truth[1]),
+            ("chan", chan, truth[2]),
+        ] {
+            let (ours, truth) = (ours / ours_total, truth / truth_total);
+            assert!(
+                (ours - truth).abs() <= 0.05,
+                "Go {version}: {name} share {ours:.3} vs the goroutines' own {truth:.3}"
+            );
+        }
+        let go = testkit::go_binary(version).unwrap();
+        let top = Command::new(go)
+            .args(["tool", "pprof", "-sample_index=waiting", "-top"])
+            .arg(&profile)
+            .output()
+            .unwrap();
+        assert!(
+            top.status.success(),
+            "Go {version}: {}",
+            String::from_utf8_lossy(&top.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&top.stdout).contains("main.phased"),
+            "Go {version}: {}",
+            String::from_utf8_lossy(&top.stdout)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Values of `name{...}` series of pid `pid` by the value of `label`.
+fn series_by(body: &str, name: &str, pid: u32, label: &str) -> BTreeMap<String, f64> {
+    let pid_label = format!("pid=\"{pid}\"");
+    let key = format!("{label}=\"");
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&pid_label))
+        .filter_map(|l| {
+            let at = l.find(&key)? + key.len();
+            let value = &l[at..at + l[at..].find('"')?];
+            let number = l.rsplit(' ').next()?.parse().ok()?;
+            Some((value.to_string(), number))
+        })
+        .collect()
+}
+
+#[test]
+fn the_agent_exports_goroutines_by_state_and_creation_site() {
+    if !require_root_or_skip("the_agent_exports_goroutines_by_state_and_creation_site") {
+        return;
+    }
+    let binary = testkit::build_workload("1.27", "gstates", &BuildOptions::default()).unwrap();
+    let mut child = Command::new(binary)
+        .args(["-recv", "5", "-select", "3", "-sleep", "2", "-lock", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // runtime.NumGoroutine() at the quiescent point.
+    let live: f64 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    let (agent, port) = crate::util::start_agent("200");
+    let scraper = crate::util::Scraper::new(port);
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let (body, _) = scraper.scrape_body("waiting for the target");
+        if !series_by(&body, "goscope_goroutines_by_state", pid, "state").is_empty() {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} never exported goroutines"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let states = series_by(&body, "goscope_goroutines_by_state", pid, "state");
+    assert_eq!(states.get("waiting"), Some(&14.0), "{states:?}");
+    // main blocks in a read of stdin.
+    assert_eq!(states.get("syscall"), Some(&1.0), "{states:?}");
+    assert_eq!(
+        states.values().sum::<f64>(),
+        live,
+        "{states:?} vs NumGoroutine {live}"
+    );
+    let sites = series_by(&body, "goscope_goroutines_by_creation_site", pid, "site");
+    for (site, n) in [
+        ("main.startRecv", 5.0),
+        ("main.startLock", 4.0),
+        ("main.startSelect", 3.0),
+        ("main.startSleep", 2.0),
+        ("[main goroutine]", 1.0),
+        ("other", 0.0),
+    ] {
+        assert_eq!(sites.get(site), Some(&n), "{site}: {sites:?}");
+    }
+    writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
+    assert!(child.wait().unwrap().success());
+    agent.interrupt().unwrap();
+}
+
+#[test]
+fn doctor_names_a_leaking_site_and_not_churn() {
+    if !require_root_or_skip("doctor_names_a_leaking_site_and_not_churn") {
+        return;
+    }
+    let (report, truth_per_min) = observe_leaks(
+        &["-leak", "50", "-churn", "200", "-recv", "5"],
+        &["doctor", "--duration", "15", "--json"],
+    );
+    let suspects = report["goroutines"]["leak_suspects"].as_array().unwrap();
+    assert_eq!(suspects.len(), 1, "{:#}", report["goroutines"]);
+    let top = &suspects[0];
+    assert!(
+        top["blocking_frame"]
+            .as_str()
+            .unwrap()
+            .starts_with("main.leakyHandler "),
+        "{top}"
+    );
+    let growth = top["growth_per_min"].as_f64().unwrap();
+    assert!(
+        (growth - truth_per_min).abs() <= 0.10 * truth_per_min,
+        "growth {growth:.0}/min vs the workload's {truth_per_min:.0}/min"
+    );
+    let verdicts = report["verdicts"].as_array().unwrap();
+    assert!(
+        verdicts.iter().any(|v| v["id"] == "goroutine_leak"
+            && v["message"].as_str().unwrap().contains("main.leakyHandler")),
+        "{verdicts:#?}"
+    );
+
+    let (report, _) = observe_leaks(
+        &["-churn", "200", "-recv", "5"],
+        &["doctor", "--duration", "8", "--json"],
+    );
+    assert_eq!(report["goroutines"]["leak_suspects"], serde_json::json!([]));
+    assert!(report["goroutines"]["leak_dumps"].as_u64().unwrap() >= 5);
+    assert!(
+        !report["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"] == "goroutine_leak"),
+        "{:#}",
+        report["verdicts"]
     );
 }

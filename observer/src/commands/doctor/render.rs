@@ -230,6 +230,19 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         count(go.created_per_s)
     );
     goroutine_sites(&mut out, go);
+    for t in go.leak_suspects.iter().flatten().take(3) {
+        let _ = writeln!(
+            out,
+            "  leak suspect: {:+.0} goroutines/min parked in {} at {} ({} -> {}, {:.0}% stayed), created by {}",
+            t.growth_per_min,
+            t.key.wait_reason,
+            t.key.blocking_frame,
+            t.first_count,
+            t.last_count,
+            t.retention * 100.0,
+            t.key.created_by
+        );
+    }
     let _ = writeln!(out, "  scheduling latency {}", percentiles(s.latency_ns));
     if let Some(p) = s.os_runq_latency_ns {
         let _ = writeln!(
