@@ -89,11 +89,13 @@ impl CpuClass {
     }
 
     /// Counted in the runtime's share of the CPU (the application's own
-    /// code, its system calls and its C are not).
+    /// code, its system calls and its C are not, nor kernel time taken by
+    /// faults: who touched the page first is not known from the stack's
+    /// class alone).
     pub fn is_runtime(self) -> bool {
         !matches!(
             self,
-            CpuClass::Application | CpuClass::Cgo | CpuClass::Syscall
+            CpuClass::Application | CpuClass::Cgo | CpuClass::Syscall | CpuClass::PageFaults
         )
     }
 
