@@ -38,7 +38,7 @@ import (
 var lastChecksum uint64
 
 var (
-	work       = flag.String("work", "mixed", "workload: gc, alloc, sites, sites-pair, cpu-bound, blocking, goroutines, cgo, cgo-slow, mixed, idle")
+	work       = flag.String("work", "mixed", "workload: gc, alloc, sites, sites-pair, cpu-bound, blocking, goroutines, cgo, cgo-slow, service, stack-growth, mixed, idle")
 	scale      = flag.Int("scale", 1, "multiplies the batch size")
 	liveMB     = flag.Int("live-mb", 8, "live heap kept across the batch, in MiB")
 	autoRun    = flag.Bool("auto", false, "run one batch at start without waiting for stdin")
@@ -128,6 +128,8 @@ func runBatch(kind string, scale int) {
 			cgoCalls()
 		case "service":
 			serviceBatch()
+		case "stack-growth":
+			stackGrowth()
 		case "cgo-slow":
 			atomic.StoreInt64(&cgoMedianNs, int64(cgoSlowCalls()))
 		case "idle":

@@ -68,14 +68,16 @@ pub fn render(split: &CpuSplit, profile: &Path) -> String {
         split.samples,
         split.runtime_share.map_or("-".into(), percent)
     );
+    let width = split
+        .by_class
+        .keys()
+        .map(|c| c.label().chars().count())
+        .max()
+        .unwrap_or(0);
     for (class, share) in &split.by_class {
-        let _ = writeln!(
-            out,
-            "  {:<24} {:>7}  {}",
-            class.label(),
-            percent(*share),
-            "█".repeat((share * 40.0).round() as usize)
-        );
+        let bar = "█".repeat((share * 40.0).round() as usize);
+        let line = format!("  {:<width$} {:>7}  {bar}", class.label(), percent(*share));
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let _ = writeln!(
         out,

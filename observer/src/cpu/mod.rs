@@ -1,7 +1,9 @@
 //! Runtime versus application CPU: a BPF program on a perf CPU-clock event
 //! per CPU samples the target's user stacks (frame pointers), which are
-//! symbolized from the binary's function table and classified into GC,
-//! allocation, scheduler, syscalls, cgo, other runtime and application.
+//! symbolized from the binary's function table and classified by the
+//! runtime activity on the whole stack (`classify`): GC, allocation, stack
+//! growth, goroutines, scheduler, channels and locks, maps, syscalls, page
+//! faults, cgo, other runtime and application.
 
 pub mod classify;
 pub mod unwind;
@@ -60,12 +62,20 @@ pub fn attach(session: &mut ProbeSession, hz: u64) -> anyhow::Result<()> {
 /// A symbolized sampled stack, leaf first: (pc, function).
 pub type Stack = Vec<(u64, String)>;
 
+/// One sampled stack, its sample count and its class.
+#[derive(Debug)]
+pub struct SampledStack {
+    pub frames: Stack,
+    pub count: u64,
+    pub class: CpuClass,
+}
+
 /// What the sampler saw.
 #[derive(Debug, Default)]
 pub struct CpuSamples {
     pub total: u64,
     pub by_class: BTreeMap<CpuClass, u64>,
-    pub stacks: Vec<(Stack, u64)>,
+    pub stacks: Vec<SampledStack>,
 }
 
 /// Where a class of CPU (the allocator's, C's) goes, by the code that
@@ -139,7 +149,14 @@ impl CpuSamples {
                 .iter()
                 .map(|(_, n)| (n != "[unknown]").then_some(n.as_str()))
                 .collect();
-            let class = classify::classify(&names, key.in_kernel != 0);
+            // The user pc of a sample taken in the kernel is where the
+            // thread entered it (the kernel's walk starts at the user
+            // registers saved at entry).
+            let mode = classify::Mode::of(
+                key.in_kernel != 0,
+                stack.first().and_then(|(pc, _)| calls.follows_syscall(*pc)),
+            );
+            let class = classify::classify(&names, mode);
             *samples.by_class.entry(class).or_default() += count;
             samples.total += count;
             // Kernel time is charged to the user frame that entered the
@@ -148,7 +165,11 @@ impl CpuSamples {
             if shown.is_empty() {
                 shown.push((0, "[no user stack]".to_string()));
             }
-            samples.stacks.push((shown, count));
+            samples.stacks.push(SampledStack {
+                frames: shown,
+                count,
+                class,
+            });
         }
         Ok(samples)
     }
@@ -169,21 +190,18 @@ impl CpuSamples {
     fn sites_of(&self, wanted: CpuClass) -> Vec<CpuSite> {
         let mut by_site: BTreeMap<&str, u64> = BTreeMap::new();
         let mut total = 0;
-        for (stack, count) in &self.stacks {
-            let names: Vec<Option<&str>> = stack
-                .iter()
-                .map(|(_, n)| (n != "[unknown]").then_some(n.as_str()))
-                .collect();
-            if classify::classify(&names, false) != wanted {
+        for s in &self.stacks {
+            if s.class != wanted {
                 continue;
             }
-            total += count;
-            let site = stack
+            total += s.count;
+            let site = s
+                .frames
                 .iter()
                 .map(|(_, n)| n.as_str())
                 .find(|n| *n != "[unknown]" && !crate::runtime::memprofile::is_runtime_function(n))
                 .unwrap_or("[runtime]");
-            *by_site.entry(site).or_default() += count;
+            *by_site.entry(site).or_default() += s.count;
         }
         let mut sites: Vec<CpuSite> = by_site
             .into_iter()
@@ -232,12 +250,13 @@ impl CpuSamples {
             ("cpu", "nanoseconds"),
             period_ns,
         );
-        for (stack, count) in &self.stacks {
-            let locations: Vec<pprof::Location> = stack
+        for s in &self.stacks {
+            let locations: Vec<pprof::Location> = s
+                .frames
                 .iter()
                 .map(|(pc, name)| pprof::Location::named(*pc, name))
                 .collect();
-            let count = *count as i64;
+            let count = s.count as i64;
             profile.add(&locations, &[count, count * period_ns as i64]);
         }
         profile.encode(duration_ns)

@@ -17,6 +17,9 @@ use crate::binary::GoBinary;
 /// `CALL rel32` is 5 bytes: E8 and a 32-bit displacement.
 const CALL_REL32: u8 = 0xe8;
 const CALL_LEN: u64 = 5;
+/// `SYSCALL` (0F 05): a thread in a system call has its user pc right
+/// after it.
+const SYSCALL: [u8; 2] = [0x0f, 0x05];
 
 /// The binary's code, for decoding the call before a return address.
 #[derive(Default)]
@@ -84,6 +87,18 @@ impl CallTargets {
             .map(|_| target + self.bias)
     }
 
+    /// Whether the instruction just before `pc` (run time) is `SYSCALL`:
+    /// a sample taken in the kernel whose user pc is right after one is a
+    /// system call; any other user pc entered the kernel by a fault or an
+    /// interrupt (measured: page faults, see `cpu::classify`). `None`: `pc`
+    /// is outside the binary's code (the vDSO, a C library).
+    pub fn follows_syscall(&self, pc: u64) -> Option<bool> {
+        let link = pc.checked_sub(self.bias)?;
+        let at = usize::try_from(link.checked_sub(2)?.checked_sub(self.start)?).ok()?;
+        let bytes = self.text.get(at..at + 2)?;
+        Some(bytes == SYSCALL)
+    }
+
     /// `stack` (leaf first, (pc, function)) with the caller the walk
     /// skipped put back: when the leaf's and the first return address's
     /// functions are known and that return address follows a direct call
@@ -133,7 +148,20 @@ mod tests {
         // An indirect call (FF D0) whose return address is 0x1022.
         text[0x20] = 0xff;
         text[0x21] = 0xd0;
+        // A SYSCALL at 0x1250: a thread in it has its pc at 0x1252.
+        text[0x250] = SYSCALL[0];
+        text[0x251] = SYSCALL[1];
         CallTargets::from_parts(0x1000, text, vec![0x1000, 0x1100, 0x1200])
+    }
+
+    #[test]
+    fn a_user_pc_right_after_syscall_is_a_system_call() {
+        let code = code();
+        assert_eq!(code.follows_syscall(0x1252), Some(true));
+        assert_eq!(code.follows_syscall(0x1251), Some(false));
+        assert_eq!(code.follows_syscall(0x1230), Some(false));
+        assert_eq!(code.follows_syscall(0x1001), None);
+        assert_eq!(code.follows_syscall(0x9000), None);
     }
 
     fn name(pc: u64) -> Option<&'static str> {

@@ -123,6 +123,7 @@ pub fn creation_sites(sites: &[SpawnSite], sampled_fraction: f64) -> CreationSit
         last_error: None,
         live: Vec::new(),
         live_skipped: None,
+        stack_sizes: None,
         skipped: None,
     }
 }

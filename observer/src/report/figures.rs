@@ -121,6 +121,31 @@ pub struct GoroutineFigures {
     /// Why `live_by_creation_site` is empty ("skipped: ..."), null when
     /// it was read.
     pub live_by_creation_site_skipped: Option<String>,
+    /// Stack sizes (g.stack.hi - g.stack.lo) of the goroutines alive at
+    /// the window's readings of the goroutine table; null without
+    /// readings.
+    pub stacks: Option<StackFigures>,
+}
+
+/// How large goroutine stacks are, from the goroutine table: every live
+/// goroutine at every reading in the window counts once per reading.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StackFigures {
+    pub counted: u64,
+    pub p50_bytes: u64,
+    pub p99_bytes: u64,
+    pub max_bytes: u64,
+}
+
+impl StackFigures {
+    pub fn of(sizes: &crate::runtime::goroutines::StackSizes) -> Option<Self> {
+        Some(Self {
+            counted: sizes.total(),
+            p50_bytes: sizes.quantile_bytes(0.5)?,
+            p99_bytes: sizes.quantile_bytes(0.99)?,
+            max_bytes: sizes.max_bytes()?,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -408,6 +433,9 @@ pub fn build(inputs: Inputs<'_>) -> DoctorReport {
                 .map(|c| c.live.iter().take(TOP_CREATION_SITES).cloned().collect())
                 .unwrap_or_default(),
             live_by_creation_site_skipped: creation.and_then(|c| c.live_skipped.clone()),
+            stacks: creation
+                .and_then(|c| c.stack_sizes.as_ref())
+                .and_then(StackFigures::of),
         },
         alloc: AllocFigures {
             objects,

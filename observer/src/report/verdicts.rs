@@ -54,6 +54,9 @@ const THROTTLE_CRIT: f64 = 0.50;
 /// Runtime share of sampled CPU worth a verdict, and the samples needed.
 const RUNTIME_CPU_WARN: f64 = 0.30;
 const MIN_CPU_SAMPLES: u64 = 50;
+/// Stack-growth share of sampled CPU worth a verdict.
+const STACK_GROWTH_WARN: f64 = 0.10;
+const STACK_GROWTH_CRIT: f64 = 0.30;
 /// cgo p99 latency worth a warning, ns.
 const CGO_SLOW_P99_NS: f64 = 1e6;
 /// cgo calls per second worth a note.
@@ -115,6 +118,7 @@ const RULES: &[Rule] = &[
     gc_off,
     container_memory,
     runtime_cpu,
+    stack_growth,
     gomaxprocs_over_quota,
     cfs_throttling,
     gomaxprocs_over_cpus,
@@ -274,9 +278,41 @@ fn runtime_cpu(r: &DoctorReport, _: &Context) -> Option<Verdict> {
         id: "runtime_cpu",
         severity: Severity::Warn,
         message: format!(
-            "the Go runtime takes {} of the process's CPU ({}): the application gets the rest; see the GC and allocation verdicts for the fix",
+            "the Go runtime takes {} of the process's CPU ({}): the application gets the rest; the other verdicts name the fix",
             percent(share),
             parts.join(", ")
+        ),
+    })
+}
+
+/// Goroutines growing their stacks: how many start per second, how large
+/// their stacks get (the goroutine table), and the fix.
+fn stack_growth(r: &DoctorReport, _: &Context) -> Option<Verdict> {
+    let cpu = r.cpu.as_ref().filter(|c| c.samples >= MIN_CPU_SAMPLES)?;
+    let share = *cpu.by_class.get(&crate::cpu::CpuClass::StackGrowth)?;
+    let severity = severity(share, STACK_GROWTH_WARN, STACK_GROWTH_CRIT)?;
+    let go = &r.goroutines;
+    let stacks = match &go.stacks {
+        Some(s) => format!(
+            "; live goroutines' stacks in the goroutine table ({} read): p50 {}, p99 {}, largest {}",
+            count(s.counted as f64),
+            bytes(s.p50_bytes as f64),
+            bytes(s.p99_bytes as f64),
+            bytes(s.max_bytes as f64)
+        ),
+        None => String::new(),
+    };
+    let site = go
+        .creation_sites
+        .first()
+        .map_or(String::new(), |s| format!(", mostly at {}", s.function));
+    Some(Verdict {
+        id: "stack_growth",
+        severity,
+        message: format!(
+            "goroutines spend {} of the process's CPU growing their stacks (runtime.newstack copies the whole stack, frame by frame, each time it doubles): {} goroutines created/s{site}, each starting small{stacks}; reuse goroutines through a worker pool (a live goroutine keeps its grown stack) or cut the per-request stack depth (deep recursion, large frames)",
+            percent(share),
+            count(go.created_per_s)
         ),
     })
 }

@@ -818,6 +818,65 @@ pub struct CreationCounts {
     /// Readings that failed, and the last reason.
     pub failed_readings: u64,
     pub last_error: Option<String>,
+    /// Stack sizes of the goroutines alive at each successful reading.
+    pub stack_sizes: StackSizes,
+}
+
+/// Log2 buckets of stack sizes.
+pub const STACK_SIZE_BUCKETS: usize = 32;
+/// Stacks this large or larger are not believed (the runtime's default
+/// maximum is 1 GB on 64-bit): a torn read.
+const MAX_BELIEVED_STACK: u64 = 1 << 31;
+
+/// Goroutine stack sizes (g.stack.hi - g.stack.lo) counted over readings
+/// of the goroutine table: bucket i holds sizes in [2^i, 2^(i+1)). Go's
+/// goroutine stacks are powers of two, so a bucket is one size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackSizes {
+    pub by_log2: [u64; STACK_SIZE_BUCKETS],
+}
+
+impl StackSizes {
+    /// Counts one stack of `bytes` (ignored when absurd).
+    pub fn add(&mut self, bytes: u64) {
+        if bytes == 0 || bytes >= MAX_BELIEVED_STACK {
+            return;
+        }
+        self.by_log2[bytes.ilog2() as usize] += 1;
+    }
+
+    /// The counts since `earlier` (a window between two readings).
+    pub fn since(&self, earlier: &StackSizes) -> StackSizes {
+        let mut by_log2 = [0; STACK_SIZE_BUCKETS];
+        for (i, b) in by_log2.iter_mut().enumerate() {
+            *b = self.by_log2[i].saturating_sub(earlier.by_log2[i]);
+        }
+        StackSizes { by_log2 }
+    }
+
+    /// Stacks counted.
+    pub fn total(&self) -> u64 {
+        self.by_log2.iter().sum()
+    }
+
+    /// The largest size counted (the low edge of its bucket).
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.by_log2.iter().rposition(|&n| n > 0).map(|i| 1 << i)
+    }
+
+    /// The size at quantile `q` (0..=1) of the stacks counted.
+    pub fn quantile_bytes(&self, q: f64) -> Option<u64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        self.by_log2.iter().enumerate().find_map(|(i, &n)| {
+            seen += n;
+            (seen >= rank).then_some(1 << i)
+        })
+    }
 }
 
 /// Attributes new goroutines to their creation PC, reading after reading.
@@ -846,6 +905,13 @@ impl CreationTracker {
         for g in &table.goroutines {
             if g.goid == 0 || matches!(g.status, GoStatus::Idle | GoStatus::DeadExtra) {
                 continue;
+            }
+            if !g.status.is_dead()
+                && let Some(saved) = &g.saved
+            {
+                self.counts
+                    .stack_sizes
+                    .add(saved.stack_hi.saturating_sub(saved.stack_lo));
             }
             goids.push(g.goid);
             let Some(previous) = &self.previous else {
@@ -1303,6 +1369,9 @@ pub struct CreationSites {
     pub live_skipped: Option<String>,
     /// Why there are no sites: the source is unavailable, "skipped: ...".
     pub skipped: Option<String>,
+    /// Stack sizes of the goroutines alive at the window's readings of the
+    /// table (goroutine table only).
+    pub stack_sizes: Option<StackSizes>,
 }
 
 /// `file:line` of a source line, or "" when the file is unknown.
@@ -1400,6 +1469,7 @@ impl CreationSites {
             live,
             live_skipped: last.live.as_ref().err().map(|e| format!("skipped: {e}")),
             skipped: None,
+            stack_sizes: Some(last.counts.stack_sizes.since(&first.counts.stack_sizes)),
         }
     }
 
@@ -1416,6 +1486,7 @@ impl CreationSites {
             live: Vec::new(),
             live_skipped: None,
             skipped: Some(reason),
+            stack_sizes: None,
         }
     }
 }
@@ -2207,5 +2278,32 @@ mod tests {
         );
         let sum: f64 = e.sites.iter().map(|s| s.created).sum();
         assert!(e.sites.is_empty() || (sum - 20_000.0).abs() < 1e-6, "{sum}");
+    }
+}
+
+#[cfg(test)]
+mod stack_size_tests {
+    use super::StackSizes;
+
+    #[test]
+    fn stack_sizes_by_power_of_two() {
+        let mut s = StackSizes::default();
+        for bytes in [2048, 2048, 8192, 1 << 20] {
+            s.add(bytes);
+        }
+        // Torn reads (zero, absurd) are not counted.
+        s.add(0);
+        s.add(1 << 40);
+        assert_eq!(s.total(), 4);
+        assert_eq!(s.quantile_bytes(0.5), Some(2048));
+        assert_eq!(s.quantile_bytes(0.75), Some(8192));
+        assert_eq!(s.quantile_bytes(0.99), Some(1 << 20));
+        assert_eq!(s.max_bytes(), Some(1 << 20));
+        let mut later = s;
+        later.add(4096);
+        let window = later.since(&s);
+        assert_eq!(window.total(), 1);
+        assert_eq!(window.max_bytes(), Some(4096));
+        assert_eq!(StackSizes::default().quantile_bytes(0.5), None);
     }
 }

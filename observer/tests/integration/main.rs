@@ -10,6 +10,7 @@ mod alloc;
 mod bad_input;
 mod binary_maps;
 mod cpu;
+mod cpu_classes;
 mod doctor;
 mod exec;
 mod explain;

@@ -214,9 +214,17 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
         s.gomaxprocs, s.threads
     );
     let go = &r.goroutines;
+    let stacks = go.stacks.as_ref().map_or(String::new(), |st| {
+        format!(
+            "; stacks p50 {} p99 {} largest {}",
+            bytes(st.p50_bytes as f64),
+            bytes(st.p99_bytes as f64),
+            bytes(st.max_bytes as f64)
+        )
+    });
     let _ = writeln!(
         out,
-        "  goroutines {} live ({} with system), {} created/s",
+        "  goroutines {} live ({} with system), {} created/s{stacks}",
         go.live,
         go.live_with_system,
         count(go.created_per_s)
