@@ -60,6 +60,9 @@ pub struct AllocSite {
     pub bytes_share: f64,
     pub bytes_per_s: f64,
     pub objects_per_s: f64,
+    /// Why the compiler put the site's value on the heap (doctor --src).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escape: Option<crate::escapes::SiteReason>,
 }
 
 /// The live heap of one site (heap profile only).
@@ -337,6 +340,7 @@ pub fn heap_sites(
                 bytes_share: ratio(bytes, total),
                 bytes_per_s: per_s(bytes),
                 objects_per_s: per_s(objects),
+                escape: None,
             },
         )
         .collect();

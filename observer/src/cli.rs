@@ -304,6 +304,13 @@ pub struct DoctorArgs {
     /// creation sites): counts from memory only.
     #[arg(long)]
     pub no_sites: bool,
+    /// The target's module source: each top allocation site shows why the
+    /// compiler put its value on the heap (as `goscope explain`).
+    #[arg(long)]
+    pub src: Option<PathBuf>,
+    /// The Go toolchain for --src (default: one matching the target).
+    #[arg(long, requires = "src")]
+    pub go: Option<PathBuf>,
 }
 
 /// The target every observing command takes (flattened into each).

@@ -13,9 +13,10 @@ use crate::{
     binary::GoBinary,
     cli::ExplainArgs,
     escapes::{
-        build::{self, BuildSettings, Built},
+        ModuleReasons,
+        build::Built,
         join::{self, ExplainedSite},
-        reasons, same_code,
+        reasons,
     },
     format::{bytes, percent},
     output,
@@ -32,60 +33,22 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<i32> {
         ),
         (None, None) => None,
     };
-    let src = std::fs::canonicalize(&args.src)
-        .with_context(|| format!("--src {}", args.src.display()))?;
-    let module_path = build::module_path(&src)?;
-    let mut warnings = Vec::new();
-    if let Some(b) = &binary
-        && !b.build.path.is_empty()
-    {
-        let main = b.build.main_module.as_deref().unwrap_or(&b.build.path);
-        let main = main.split_whitespace().next().unwrap_or(main);
-        if !b.build.path.starts_with(&module_path) && main != module_path {
-            bail!(
-                "--src {} is module {module_path}, but the binary's main module is {main}: not the code the binary was built from",
-                src.display()
-            );
-        }
-    }
-    let settings = binary
-        .as_ref()
-        .map_or_else(BuildSettings::default, |b| BuildSettings {
-            tags: b.build.setting("-tags").map(str::to_string),
-            cgo_enabled: b.build.setting("CGO_ENABLED").map(str::to_string),
-            goexperiment: b.build.setting("GOEXPERIMENT").map(str::to_string),
-            goamd64: b.build.setting("GOAMD64").map(str::to_string),
-        });
-    if let Some(b) = &binary {
-        let files = join::ModuleFiles::new(&src, &module_path);
-        let prefixes = [
-            "main.".to_string(),
-            format!("{module_path}."),
-            format!("{module_path}/"),
-        ];
-        let c = same_code::compare(b, &src, |f| files.relative(f), &prefixes);
-        if let Some((function, at)) = c.moved.first() {
-            warnings.push(format!(
-                "the tree at {} is not the code the binary was built from: {} of {} functions are declared elsewhere now (first: {function}, at {at} in the binary); reasons may sit on the wrong lines",
-                src.display(),
-                c.moved.len(),
-                c.checked
-            ));
-        }
-    }
-    let want = binary.as_ref().map(|b| b.build.go_version_string.clone());
-    let built = build::build(&src, args.go.as_deref(), want.as_deref(), &settings)?;
-    warnings.extend(built.warnings.iter().cloned());
-    let escapes = reasons::read_logs(&built.log_dir)?;
+    let reasons = ModuleReasons::build(&args.src, args.go.as_deref(), binary.as_ref())?;
+    let (built, escapes, warnings) = (&reasons.built, &reasons.escapes, &reasons.warnings);
+    let (src, module_path, want) = (
+        &reasons.src,
+        &reasons.module_path,
+        &reasons.binary_go_version,
+    );
     if args.summary {
-        return summary(args, &built, &escapes, &warnings);
+        return summary(args, built, escapes, warnings);
     }
     let profile = match (&args.profile, args.pid) {
         (Some(path), _) => join::read_profile(path)?,
         (None, Some(pid)) => observe(pid, args.duration)?,
         (None, None) => bail!("give --pid PID or --profile FILE for the hot sites (or --summary)"),
     };
-    let sites = join::explain(&profile, &escapes, &src, &module_path);
+    let sites = join::explain(&profile, escapes, src, module_path);
     if args.json {
         output::print_json(&serde_json::json!({
             "src": src.display().to_string(),
@@ -97,7 +60,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<i32> {
             "sites": sites.iter().take(args.top).collect::<Vec<_>>(),
         }))?;
     } else {
-        output::print_text(&text(&built, &sites, &warnings, args.top))?;
+        output::print_text(&text(built, &sites, warnings, args.top))?;
     }
     Ok(0)
 }

@@ -216,6 +216,7 @@ impl AllocSamples {
                     bytes_share: if total > 0 { bytes / total as f64 } else { 0.0 },
                     bytes_per_s: per_s(bytes),
                     objects_per_s: per_s(objects),
+                    escape: None,
                 },
             )
             .collect();

@@ -252,3 +252,50 @@ fn the_summary_counts_each_class_and_an_edited_tree_is_said() {
     assert!(stderr.contains("lacks a dependency"), "{stderr}");
     std::fs::remove_dir_all(&needs).unwrap();
 }
+
+#[test]
+fn doctor_with_src_shows_the_reason_next_to_each_top_site() {
+    if !require_root_or_skip("doctor_with_src_shows_the_reason_next_to_each_top_site") {
+        return;
+    }
+    let binary = testkit::build_workload("1.27", "escapes", &BuildOptions::default()).unwrap();
+    let mut child = Command::new(&binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let pid = child.id().to_string();
+    let (ok, report, stderr) = explain_json_doctor(&pid);
+    writeln!(child.stdin.as_mut().unwrap(), "quit").unwrap();
+    child.wait().unwrap();
+    assert!(ok, "{stderr}");
+    let sites = report["alloc"]["sites"].as_array().unwrap();
+    for (function, class) in EXPECTED {
+        // sprint's top site is inside fmt; the others are the module's.
+        if *function == "main.sprint" {
+            continue;
+        }
+        let site = sites
+            .iter()
+            .find(|s| s["function"] == *function)
+            .unwrap_or_else(|| panic!("{function}: {sites:#?}"));
+        assert_eq!(site["escape"]["class"], *class, "{function}: {site:#}");
+    }
+}
+
+fn explain_json_doctor(pid: &str) -> (bool, Value, String) {
+    let out = Command::new(testkit::goscope_binary())
+        .args(["doctor", "--pid", pid, "--duration", "3", "--json", "--src"])
+        .arg(src())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{
     attachment::{self, Sample},
     cli::DoctorArgs,
+    escapes::ModuleReasons,
     output,
     probes::governor,
     session::Session,
@@ -25,6 +26,16 @@ const SCHED_INTERVAL: Duration = Duration::from_millis(100);
 /// Runs doctor; returns the process exit status.
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let session = Session::open("goscope doctor", args.target)?;
+    // Built before the window, so a bad --src fails before anything is
+    // attached.
+    let reasons = args
+        .src
+        .as_deref()
+        .map(|src| ModuleReasons::build(src, args.go.as_deref(), Some(&session.target.binary)))
+        .transpose()?;
+    for warning in reasons.iter().flat_map(|r| &r.warnings) {
+        eprintln!("goscope: warning: {warning}");
+    }
     let stop = session.stop.clone();
     let attachment = attachment::attach(
         session,
@@ -103,7 +114,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     }
     let last = last.unwrap_or_else(|| first.clone());
     let ended_by: WindowEnd = window.end;
-    let report = attachment.report(&first, &last, ended_by)?;
+    let mut report = attachment.report(&first, &last, ended_by)?;
+    if let Some(reasons) = &reasons {
+        for site in &mut report.alloc.sites {
+            site.escape = reasons.at(&site.position);
+        }
+    }
     if args.json {
         output::print_json(&report)?;
     } else {

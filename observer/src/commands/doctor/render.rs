@@ -122,6 +122,13 @@ pub fn text(r: &DoctorReport, verbose: bool) -> String {
                 site.function,
                 short_position(&site.position)
             );
+            if let Some(e) = &site.escape {
+                let _ = writeln!(
+                    out,
+                    "                      {} escapes: {}; fix: {}",
+                    e.value, e.reason, e.hint
+                );
+            }
         }
         if a.sites_source == Some(SitesSource::MemoryProfile) && a.sites_skipped.is_none() {
             let _ = writeln!(
