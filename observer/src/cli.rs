@@ -55,6 +55,15 @@ pub enum Command {
     /// decisions for the module at --src joined to the hot sites of a live
     /// target (--pid) or of an allocation profile (--profile).
     Explain(ExplainArgs),
+    /// Every Go process on the host: pid, executable, Go version, build
+    /// flags, cgroup, and whether goscope can observe it (and why not).
+    Ps(PsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -313,12 +322,44 @@ pub struct DoctorArgs {
     pub go: Option<PathBuf>,
 }
 
+/// A process by PID or by name (resolved when the command opens it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessSpec {
+    Pid(u32),
+    Name(String),
+}
+
+impl std::str::FromStr for ProcessSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(pid) = text.parse::<u32>() {
+            return Ok(ProcessSpec::Pid(pid));
+        }
+        if text.is_empty() || text.len() > 4096 || text.chars().any(char::is_control) {
+            return Err(format!("{text:?} is neither a PID nor a process name"));
+        }
+        Ok(ProcessSpec::Name(text.to_string()))
+    }
+}
+
+impl ProcessSpec {
+    /// The PID, looking the name up in /proc (exactly one match).
+    pub fn resolve(&self) -> anyhow::Result<u32> {
+        match self {
+            ProcessSpec::Pid(pid) => Ok(*pid),
+            ProcessSpec::Name(name) => crate::process_list::find_by_name(name),
+        }
+    }
+}
+
 /// The target every observing command takes (flattened into each).
-#[derive(Clone, Copy, Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct TargetArgs {
-    /// The process to observe.
+    /// The process to observe: a PID, or a process or executable name
+    /// that matches exactly one process.
     #[arg(long, short)]
-    pub pid: u32,
+    pub pid: ProcessSpec,
     /// Attach even to a Go version outside the verified range.
     #[arg(long)]
     pub force_version: bool,

@@ -23,6 +23,7 @@ pub mod pprof;
 pub mod privilege;
 pub mod probe_points;
 pub mod probes;
+pub mod process_list;
 pub mod report;
 pub mod runtime;
 pub mod session;

@@ -51,6 +51,7 @@ impl Session {
     /// detaches; refuses an unsupported Go version unless `force_version`.
     pub fn open(command: &str, args: TargetArgs) -> anyhow::Result<Self> {
         let TargetArgs { pid, force_version } = args;
+        let pid = pid.resolve()?;
         let ProcessSession { target, stop } = ProcessSession::open(command, pid)?;
         check_version(&target, force_version)?;
         let runtime = RuntimeReader::open(&target, force_version)

@@ -213,8 +213,11 @@ impl TargetProcess {
                 path: std::fs::read_link(format!("/proc/{}/exe", self.pid)).unwrap_or_default(),
             },
             // Zero bytes (or an error) from the held memory file: the address
-            // space it was opened on is gone, by exit or by exec.
-            _ if pidfd_exited(&self.pidfd) => Liveness::Exited,
+            // space it was opened on is gone, by exit or by exec. A process
+            // in the middle of exiting has dropped its memory before its
+            // pidfd becomes readable: wait for that a little before calling
+            // it an exec (an exec'd process never becomes readable).
+            _ if pidfd_exits_within(&self.pidfd, EXIT_GRACE_MS) => Liveness::Exited,
             _ => Liveness::Execd {
                 path: std::fs::read_link(format!("/proc/{}/exe", self.pid)).unwrap_or_default(),
             },
@@ -500,14 +503,23 @@ fn pidfd_open(pid: u32) -> Result<OwnedFd, TargetError> {
 
 /// True once the process behind `pidfd` has exited (zombies included).
 fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    pidfd_exits_within(pidfd, 0)
+}
+
+/// How long an address space that vanished is given to turn out an exit
+/// rather than an exec (exit_mm runs before the exit is signalled).
+const EXIT_GRACE_MS: i32 = 250;
+
+/// Whether the process has exited, or does within `timeout_ms`.
+fn pidfd_exits_within(pidfd: &OwnedFd, timeout_ms: i32) -> bool {
     let mut poll = libc::pollfd {
         fd: pidfd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
     loop {
-        // SAFETY: one valid pollfd, no timeout.
-        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
         if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }

@@ -69,7 +69,7 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         stop,
         runtime,
         others,
-    } = Session::open("goscope alloc", args.target)?;
+    } = Session::open("goscope alloc", args.target.clone())?;
     let symbols = SourceSymbolizer::new(&target.binary, runtime.bias);
     let source = HeapProfile::open(
         &runtime.layout,

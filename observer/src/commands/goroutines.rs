@@ -31,7 +31,7 @@ const MAX_EARLIER_BYTES: u64 = 1 << 30;
 
 pub fn run(args: &GoroutinesArgs) -> anyhow::Result<i32> {
     let earlier = args.against.as_deref().map(read_earlier).transpose()?;
-    let session = Session::open("goscope goroutines", args.target)?;
+    let session = Session::open("goscope goroutines", args.target.clone())?;
     let (target, runtime) = (&session.target, &session.runtime);
     let version = target.binary.go_version();
     let reader = GoroutineReader::new(&runtime.layout, runtime.bias, version)

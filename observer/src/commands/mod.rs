@@ -8,5 +8,6 @@ pub mod gc;
 pub mod goroutines;
 pub mod heatmap;
 pub mod inspect;
+pub mod ps;
 pub mod sched;
 pub mod top;

@@ -86,7 +86,7 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
         stop,
         runtime,
         ..
-    } = Session::open("goscope sched", args.target)?;
+    } = Session::open("goscope sched", args.target.clone())?;
     let (layout, bias, memory) = (&runtime.layout, runtime.bias, &runtime.memory);
     let init_time = match layout
         .globals

@@ -25,6 +25,7 @@ mod layers;
 mod memprofile;
 mod outfile;
 mod pidns;
+mod ps;
 mod runtime_table;
 mod sched;
 mod sched_bound;

@@ -25,7 +25,7 @@ const SCHED_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs doctor; returns the process exit status.
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
-    let session = Session::open("goscope doctor", args.target)?;
+    let session = Session::open("goscope doctor", args.target.clone())?;
     // Built before the window, so a bad --src fails before anything is
     // attached.
     let reasons = args

@@ -40,7 +40,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         stop,
         runtime,
         others,
-    } = Session::open("goscope gc", args.target)?;
+    } = Session::open("goscope gc", args.target.clone())?;
     let context = || format!("pid {}", target.pid);
     let (layout, bias, memory) = (&*runtime.layout, runtime.bias, &runtime.memory);
     let g = &layout.globals;

@@ -58,7 +58,7 @@ pub fn run(args: &HeatmapArgs) -> anyhow::Result<i32> {
         stop,
         runtime,
         ..
-    } = Session::open("goscope heatmap", args.target)?;
+    } = Session::open("goscope heatmap", args.target.clone())?;
     let class_sizes = &runtime.class_sizes;
     let read = || runtime.read();
     let mut previous = read()?.alloc;

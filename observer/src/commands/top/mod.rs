@@ -78,7 +78,8 @@ fn push(history: &mut VecDeque<u64>, value: f64) {
 }
 
 pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
-    let session = Session::open("goscope top", args.target)?;
+    let session = Session::open("goscope top", args.target.clone())?;
+    let pid = session.target.pid;
     let stop = session.stop.clone();
     let attachment = attachment::attach(
         session,
@@ -89,7 +90,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
     // Never through a link: $XDG_RUNTIME_DIR/goscope or /run/goscope (0700).
     let (log_path, log) = match &args.log {
         Some(path) => (path.clone(), crate::outfile::open_log(path)?),
-        None => crate::outfile::open_private_log(&format!("top-{}.log", args.target.pid))?,
+        None => crate::outfile::open_private_log(&format!("top-{pid}.log"))?,
     };
     let started = Instant::now();
     let first = attachment.sample(Duration::ZERO)?;
@@ -197,13 +198,13 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
         Some(Liveness::Execd { path }) => {
             eprintln!(
                 "goscope top: pid {} exec'd {} inside the window; no figures of the new program are reported",
-                args.target.pid,
+                pid,
                 crate::target::display_path(&path)
             );
             WindowEnd::TargetExecd.exit_status()
         }
         Some(_) => {
-            eprintln!("goscope top: pid {} exited", args.target.pid);
+            eprintln!("goscope top: pid {pid} exited");
             WindowEnd::TargetExited.exit_status()
         }
         None => WindowEnd::Interrupted.exit_status(),
