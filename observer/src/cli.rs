@@ -207,6 +207,10 @@ pub struct AgentArgs {
     /// Also watch Go versions outside the verified range.
     #[arg(long)]
     pub force_version: bool,
+    /// The kubelet's pod log directories (NAMESPACE_NAME_UID), where pod
+    /// names and namespaces are read from.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub kubelet_pods_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod goroutine_dump;
+pub mod k8s;
 pub mod leak_watch;
 pub mod memory;
 pub mod outfile;

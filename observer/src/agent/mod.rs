@@ -259,6 +259,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
     let registry = Arc::new(Mutex::new(Registry::new(
         args.max_targets,
         registry::cgroup_root(),
+        args.kubelet_pods_dir.clone(),
         args.force_version,
     )));
     eprintln!(

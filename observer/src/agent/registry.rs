@@ -86,12 +86,19 @@ pub struct Registry {
     pub dropped: BTreeMap<&'static str, u64>,
     max_targets: usize,
     cgroup_root: PathBuf,
+    /// The kubelet's pod log directories (pod names and namespaces).
+    pods_dir: PathBuf,
     own_pid: u32,
     force_version: bool,
 }
 
 impl Registry {
-    pub fn new(max_targets: usize, cgroup_root: PathBuf, force_version: bool) -> Self {
+    pub fn new(
+        max_targets: usize,
+        cgroup_root: PathBuf,
+        pods_dir: PathBuf,
+        force_version: bool,
+    ) -> Self {
         Self {
             targets: BTreeMap::new(),
             ignored: HashMap::new(),
@@ -101,6 +108,7 @@ impl Registry {
             dropped: BTreeMap::new(),
             max_targets,
             cgroup_root,
+            pods_dir,
             own_pid: std::process::id(),
             force_version,
         }
@@ -207,7 +215,7 @@ impl Registry {
             self.skip(pid, key, SkipReason::MaxTargets);
             return;
         }
-        match Watched::new(*target, layout, &self.cgroup_root) {
+        match Watched::new(*target, layout, &self.cgroup_root, &self.pods_dir) {
             Ok(w) => {
                 eprintln!(
                     "goscope agent: watching pid {pid} ({}, {})",

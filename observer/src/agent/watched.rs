@@ -100,6 +100,7 @@ impl Watched {
         target: TargetProcess,
         layout: Arc<RuntimeLayout>,
         cgroup_root: &std::path::Path,
+        pods_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
         let goroutines =
             GoroutineReader::new(&layout, target.load_bias()?, target.binary.go_version())
@@ -129,7 +130,9 @@ impl Watched {
                 )
             })
             .unwrap_or_else(|| "/".into());
-        let labels = Labels::new(&[
+        let mut identity = crate::k8s::from_cgroup_path(&cgroup);
+        crate::k8s::add_pod_names(&mut identity, pods_dir);
+        let mut pairs = vec![
             ("pid", target.pid.to_string()),
             ("exe", bounded(target.exe.display().to_string())),
             ("comm", bounded(target.comm())),
@@ -138,7 +141,18 @@ impl Watched {
                 bounded(target.binary.build.go_version_string.clone()),
             ),
             ("cgroup", bounded(cgroup)),
-        ]);
+        ];
+        for (key, value) in [
+            ("container_id", identity.container_id),
+            ("pod_uid", identity.pod_uid),
+            ("pod", identity.pod),
+            ("namespace", identity.namespace),
+        ] {
+            if let Some(value) = value {
+                pairs.push((key, bounded(value)));
+            }
+        }
+        let labels = Labels::new(&pairs);
         let target = Arc::new(target);
         let source = Source {
             target: Arc::clone(&target),

@@ -488,3 +488,113 @@ fn agent_keeps_serving_through_process_churn() {
     let finished = agent.interrupt().unwrap();
     assert!(finished.status.success(), "{}", finished.stderr);
 }
+
+/// Cgroup directories made under the cpu controller, deepest last;
+/// removed (deepest first) on drop.
+struct KubeCgroup(Vec<std::path::PathBuf>);
+
+impl KubeCgroup {
+    fn new(path: &str) -> Self {
+        let mut dirs = Vec::new();
+        let mut at = std::path::PathBuf::from("/sys/fs/cgroup/cpu");
+        if !at.exists() {
+            at = std::path::PathBuf::from("/sys/fs/cgroup");
+        }
+        for part in path.trim_matches('/').split('/') {
+            at = at.join(part);
+            std::fs::create_dir_all(&at).unwrap_or_else(|e| panic!("{}: {e}", at.display()));
+            dirs.push(at.clone());
+        }
+        Self(dirs)
+    }
+
+    fn enter(&self, pid: u32) {
+        let procs = self.0.last().unwrap().join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string())
+            .unwrap_or_else(|e| panic!("{}: {e}", procs.display()));
+    }
+}
+
+impl Drop for KubeCgroup {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+#[test]
+fn agent_labels_targets_with_their_container_and_pod() {
+    if !testkit::require_root_or_skip("agent_labels_targets_with_their_container_and_pod") {
+        return;
+    }
+    const UID: &str = "7f0e3b1c-5d2a-4c8e-9b6f-0a1b2c3d4e5f";
+    let id_a = "a".repeat(64);
+    let id_b = "b".repeat(64);
+    let tag = std::process::id();
+    // cgroupfs driver (containerd), and systemd driver (CRI-O).
+    let cgroupfs = KubeCgroup::new(&format!("kubepods{tag}/burstable/pod{UID}/{id_a}"));
+    let uid_ = UID.replace('-', "_");
+    let systemd = KubeCgroup::new(&format!(
+        "kubepods{tag}.slice/kubepods{tag}-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/crio-{id_b}.scope"
+    ));
+    let pods = std::env::temp_dir().join(format!("goscope-pods-{tag}"));
+    std::fs::create_dir_all(pods.join(format!("shop_checkout-7d9f_{UID}"))).unwrap();
+    let binary =
+        testkit::build_workload("1.27", "gstates", &testkit::BuildOptions::default()).unwrap();
+    let start = |cgroup: &KubeCgroup| {
+        let child = std::process::Command::new(&binary)
+            .args(["-recv", "1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        cgroup.enter(child.id());
+        child
+    };
+    let mut a = start(&cgroupfs);
+    let mut b = start(&systemd);
+    let (agent, port) =
+        crate::util::start_agent_with("200", &["--kubelet-pods-dir", pods.to_str().unwrap()]);
+    let scraper = crate::util::Scraper::new(port);
+    let info = |body: &str, pid: u32| {
+        body.lines()
+            .find(|l| {
+                l.starts_with("goscope_target_info{") && l.contains(&format!("pid=\"{pid}\""))
+            })
+            .map(str::to_string)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (line_a, line_b) = loop {
+        let (body, _) = scraper.scrape_body("waiting for both targets");
+        if let (Some(x), Some(y)) = (info(&body, a.id()), info(&body, b.id())) {
+            break (x, y);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "targets never exported:\n{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for want in [
+        format!("container_id=\"{id_a}\""),
+        format!("pod_uid=\"{UID}\""),
+        "pod=\"checkout-7d9f\"".to_string(),
+        "namespace=\"shop\"".to_string(),
+    ] {
+        assert!(line_a.contains(&want), "{want} missing: {line_a}");
+    }
+    for want in [
+        format!("container_id=\"{id_b}\""),
+        format!("pod_uid=\"{UID}\""),
+    ] {
+        assert!(line_b.contains(&want), "{want} missing: {line_b}");
+    }
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    agent.interrupt().unwrap();
+    drop((cgroupfs, systemd));
+    std::fs::remove_dir_all(&pods).unwrap();
+}
