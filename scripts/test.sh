@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --release
+# The release artifacts (static binary, completions, man pages, .deb):
+# tests/integration/dist.rs checks them.
+cargo xtask dist
 cargo test --release -- --test-threads="${GOSCOPE_TEST_THREADS:-2}"
 # A bounded fuzz run of every target (FUZZ_SECONDS each; GOSCOPE_FUZZ=0
 # skips it). The test above already replayed the committed corpus.

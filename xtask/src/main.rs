@@ -5,6 +5,7 @@
 
 mod agent_bench;
 mod bench;
+mod dist;
 mod matrix;
 mod pprof_proto;
 mod runtime_table;
@@ -39,6 +40,10 @@ enum Task {
     /// Regenerates observer/src/pprof/generated.rs (prost types) from the
     /// vendored observer/proto/profile.proto, with protox (no protoc).
     PprofProto,
+    /// The release artifacts in target/dist/: a static goscope, shell
+    /// completions, man pages and a Debian package with the agent's
+    /// systemd unit.
+    Dist(dist::DistArgs),
     /// Builds a Go workload from workloads/ and prints the binary's path.
     Workload {
         /// Go version (installed by scripts/setup.sh), e.g. 1.27 or 1.22.10.
@@ -66,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Task::Matrix(args) => matrix::run(&args),
         Task::RuntimeTable(args) => runtime_table::run(&args),
         Task::PprofProto => pprof_proto::run(),
+        Task::Dist(args) => dist::run(&args),
         Task::Workload {
             go,
             name,

@@ -61,30 +61,14 @@ fn owner_of(dir: &Path) -> anyhow::Result<Owner> {
     Ok(Owner { uid, gid, home })
 }
 
-/// The home directory of `uid` from the password database.
+/// The home directory of `uid` from /etc/passwd (read directly, not
+/// through NSS: the static release binary has no NSS modules).
 fn home_of(uid: u32) -> Option<PathBuf> {
-    let mut buf = vec![0u8; 16 << 10];
-    // SAFETY: passwd is plain data filled by getpwuid_r into our buffer.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result = std::ptr::null_mut();
-    // SAFETY: every pointer is to memory we own, with its size.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: pw_dir points into `buf`, NUL-terminated by getpwuid_r.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
-    Some(PathBuf::from(
-        std::ffi::OsStr::new(&*String::from_utf8_lossy(dir.to_bytes())).to_owned(),
-    ))
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then(|| PathBuf::from(fields[5]))
+    })
 }
 
 /// The module path in DIR/go.mod.

@@ -11,6 +11,7 @@ mod bad_input;
 mod binary_maps;
 mod cpu;
 mod cpu_classes;
+mod dist;
 mod doctor;
 mod exec;
 mod explain;
