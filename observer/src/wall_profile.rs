@@ -75,6 +75,10 @@ pub struct WallProfile {
     locations: HashMap<u64, Location>,
     pub samples: u64,
     pub elapsed_ns: u64,
+    /// Time no sample stands for: goscope was late (starved of CPU), and
+    /// charging the gap to the state it found would favour the states in
+    /// which the target leaves a CPU free.
+    pub unobserved_ns: u64,
 }
 
 /// One row of the summary.
@@ -91,10 +95,13 @@ pub struct WallRow {
 }
 
 impl WallProfile {
-    /// Charges every goroutine of `dump` `dt_ns` of time in its state.
-    pub fn add(&mut self, dump: &GoroutineDump, dt_ns: u64) {
+    /// Charges every goroutine of `dump` the time since the previous
+    /// sample in its state, at most `max_ns` (the rest is unobserved).
+    pub fn add(&mut self, dump: &GoroutineDump, elapsed_ns: u64, max_ns: u64) {
+        let dt_ns = elapsed_ns.min(max_ns);
         self.samples += 1;
-        self.elapsed_ns += dt_ns;
+        self.elapsed_ns += elapsed_ns;
+        self.unobserved_ns += elapsed_ns - dt_ns;
         for g in &dump.goroutines {
             let Some(class) = StateClass::of(g.status) else {
                 continue;

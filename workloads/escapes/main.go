@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync/atomic"
 )
@@ -106,6 +107,9 @@ func main() {
 	// Sample finely, and keep the heap profile linked in.
 	runtime.MemProfileRate = 4096
 	_ = pprof.Lookup("heap")
+	// The heap profile publishes at GC cycles: many small cycles keep a
+	// window's shares fine-grained even when the machine starves us.
+	debug.SetGCPercent(10)
 	per := make([]uint64, len(sites))
 	reps := make([]int, len(sites))
 	const roundBytes = 256 << 10

@@ -188,6 +188,7 @@ fn profile(
     ));
     let mut wall = WallProfile::default();
     let (mut next_due, mut previous) = (Duration::ZERO, None::<Duration>);
+    let mut step = interval;
     let mut slowest = Duration::ZERO;
     let window = window::observe(
         Duration::from_secs_f64(seconds),
@@ -201,11 +202,13 @@ fn profile(
             let dump =
                 goroutine_dump::take(reader, &runtime.memory, symbols, runtime.bias, limits)?;
             slowest = slowest.max(dump.elapsed);
-            // Each sample stands for the time since the previous one.
+            // Each sample stands for the time since the previous one, up
+            // to twice the interval it was due after.
             let dt = previous.map_or(interval, |p| elapsed.saturating_sub(p));
-            wall.add(&dump, dt.as_nanos() as u64);
+            wall.add(&dump, dt.as_nanos() as u64, 2 * step.as_nanos() as u64);
             previous = Some(elapsed);
-            next_due = elapsed + interval.max(dump.elapsed * WATCH_COST_DIVISOR);
+            step = interval.max(dump.elapsed * WATCH_COST_DIVISOR);
+            next_due = elapsed + step;
             Ok(())
         },
     );
@@ -227,6 +230,7 @@ fn profile(
             "pid": target.pid,
             "window_s": window.elapsed.as_secs_f64(),
             "samples": wall.samples,
+            "unobserved_s": wall.unobserved_ns as f64 / 1e9,
             "slowest_sample_ms": slowest.as_secs_f64() * 1e3,
             "by_state_s": wall.by_state().into_iter().map(|(c, s)| (c.name(), s)).collect::<HashMap<_, _>>(),
             "rows": rows,

@@ -515,6 +515,13 @@ pub fn wall_text(
         wall.samples,
         wall.elapsed_ns as f64 / 1e9
     );
+    if wall.unobserved_ns > wall.elapsed_ns / 20 {
+        let _ = write!(
+            out,
+            " ({:.1} s unobserved: goscope could not sample on time; that time is left out)\n ",
+            wall.unobserved_ns as f64 / 1e9
+        );
+    }
     let total: f64 = wall.by_state().iter().map(|(_, s)| s).sum();
     for (class, seconds) in wall.by_state() {
         let share = if total > 0.0 { seconds / total } else { 0.0 };

@@ -377,7 +377,7 @@ fn the_wall_clock_profile_splits_time_as_the_goroutines_measured_it() {
     for version in ["1.21", "1.27"] {
         let binary = testkit::build_workload(version, "gstates", &BuildOptions::default()).unwrap();
         let mut child = Command::new(binary)
-            .args(["-phased", "2", "-recv", "3"])
+            .args(["-phased", "1", "-recv", "3"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
