@@ -23,6 +23,10 @@ pub struct BuildSettings {
     pub cgo_enabled: Option<String>,
     pub goexperiment: Option<String>,
     pub goamd64: Option<String>,
+    /// The binary's `-pgo` profile path, as its build recorded it.
+    pub pgo: Option<String>,
+    /// The binary's `vcs.revision`.
+    pub vcs_revision: Option<String>,
 }
 
 /// A finished build: its log and what it was built with.
@@ -188,6 +192,39 @@ fn choose_toolchain(
     Ok(chosen)
 }
 
+/// Whether the module's files differ from the binary's vcs.revision
+/// (`git diff` of the tree against it, run as the owner); None when they
+/// do not, or git cannot tell.
+fn revision_warning(owner: &Owner, src: &Path, revision: &str) -> Option<String> {
+    use std::os::unix::process::CommandExt as _;
+    if !revision.bytes().all(|b| b.is_ascii_hexdigit()) || revision.len() > 64 {
+        return None;
+    }
+    let status = Command::new("git")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &owner.home)
+        .uid(owner.uid)
+        .gid(owner.gid)
+        .current_dir(src)
+        .args(["diff", "--quiet", revision, "--", "."])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    match status.code() {
+        Some(0) => None,
+        Some(1) => Some(format!(
+            "the tree at {} differs from the binary's revision {revision}: reasons may sit on the wrong lines",
+            src.display()
+        )),
+        _ => Some(format!(
+            "the binary's revision {revision} is not in the repository at {}: cannot check the tree is its code",
+            src.display()
+        )),
+    }
+}
+
 /// The first lines of a failed build's output, bounded.
 fn excerpt(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -244,6 +281,31 @@ pub fn build(
     ]);
     if let Some(tags) = &settings.tags {
         cmd.arg(format!("-tags={tags}"));
+    }
+    match settings.pgo.as_deref().filter(|p| *p != "off") {
+        Some(pgo) => {
+            // The recorded path, else the tree's default.pgo.
+            let here = [PathBuf::from(pgo), src.join("default.pgo")]
+                .into_iter()
+                .find(|p| p.is_file());
+            match here {
+                Some(path) => {
+                    cmd.arg(format!("-pgo={}", path.display()));
+                }
+                None => built.warnings.push(format!(
+                    "the binary was built with -pgo={pgo}, which is not here: inlining, and so escape decisions, may differ"
+                )),
+            }
+        }
+        None => {
+            cmd.arg("-pgo=off");
+        }
+    }
+    if let Some(revision) = &settings.vcs_revision
+        && src.ancestors().any(|a| a.join(".git").exists())
+        && let Some(warning) = revision_warning(&owner, &src, revision)
+    {
+        built.warnings.push(warning);
     }
     cmd.arg("./...");
     for (key, value) in [
