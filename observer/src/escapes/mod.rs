@@ -83,6 +83,8 @@ impl ModuleReasons {
                 cgo_enabled: b.build.setting("CGO_ENABLED").map(str::to_string),
                 goexperiment: b.build.setting("GOEXPERIMENT").map(str::to_string),
                 goamd64: b.build.setting("GOAMD64").map(str::to_string),
+                pgo: b.build.setting("-pgo").map(str::to_string),
+                vcs_revision: b.build.setting("vcs.revision").map(str::to_string),
             });
         let binary_go_version = binary.map(|b| b.build.go_version_string.clone());
         let built = build::build(&src, go, binary_go_version.as_deref(), &settings)?;
