@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Heatmap(args) => commands::heatmap::run(args),
         Command::Goroutines(args) => commands::goroutines::run(args),
         Command::Explain(args) => commands::explain::run(args),
+        Command::Trace(args) => commands::trace::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

@@ -10,3 +10,4 @@ pub mod heatmap;
 pub mod inspect;
 pub mod sched;
 pub mod top;
+pub mod trace;
