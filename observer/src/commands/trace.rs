@@ -42,6 +42,9 @@ use crate::{
 const TICK: Duration = Duration::from_millis(5);
 /// How often what is buffered reaches the file.
 const FLUSH_INTERVAL_NS: u64 = 200_000_000;
+/// How long a target that seems to have exec'd is watched for its exit
+/// (see the end of `run`).
+const EXIT_SETTLE: Duration = Duration::from_millis(500);
 /// The cgroup mount root.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -324,6 +327,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     probe: &mut Option<(ProbeSession, Governor)>|
      -> anyhow::Result<()> {
         let now = monotonic_ns();
+        let cycles_before = state.cycles;
         // Cycles: from the probe's ring buffer, else from memory.
         match probe {
             Some((session, _)) => {
@@ -385,7 +389,9 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             }
             state.next_cgroup = now + cgroup_ns;
         }
-        if now >= state.next_flush {
+        // A tick that wrote a cycle reaches the file at once (at most one
+        // write per tick), so a trace cut short holds every cycle drained.
+        if now >= state.next_flush || state.cycles != cycles_before {
             out.flush(now)?;
             state.next_flush = now + FLUSH_INTERVAL_NS;
         }
@@ -398,6 +404,20 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         Some(TICK),
         |_| tick(&mut out, &mut probe),
     );
+    // An exiting process loses its address space (the exec sentinel reads
+    // nothing) a moment before its pidfd says it exited: a window that
+    // ended "exec'd" is looked at again for that moment.
+    if window.end == window::WindowEnd::TargetExecd {
+        let deadline = std::time::Instant::now() + EXIT_SETTLE;
+        while std::time::Instant::now() < deadline {
+            if target.liveness() == crate::target::Liveness::Exited {
+                window.ended(crate::target::Liveness::Exited);
+                window.execd = None;
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
     // Cycles that completed before the end are still in the ring buffer
     // (after an exec, what is there may be the new program's: dropped).
     if window.error.is_none()
@@ -594,25 +614,23 @@ mod tests {
 
     #[test]
     fn throttled_periods_wait_for_their_time() {
+        const S: u64 = 1_000_000_000;
         let mut t = Throttling::default();
-        assert!(t.update(0, stat(5, 1000)).is_empty());
+        assert!(t.update(S, stat(5, 1000)).is_empty());
         // A period throttles: no time yet.
-        assert!(t.update(10_000_000, stat(6, 1000)).is_empty());
+        assert!(t.update(S + 10_000_000, stat(6, 1000)).is_empty());
         // Its time comes: one slice, ending at the reading, lasting it.
-        let slices = t.update(20_000_000, stat(6, 1000 + 40_000_000));
+        let slices = t.update(S + 60_000_000, stat(6, 1000 + 40_000_000));
         assert_eq!(
             slices,
-            vec![(0, 20_000_000, 1, 40_000_000)]
-                .into_iter()
-                .map(|(_, e, p, n)| (e - n, e, p, n))
-                .collect::<Vec<_>>()
+            vec![(S + 20_000_000, S + 60_000_000, 1, 40_000_000)]
         );
         // Two periods in one interval: two slices, back to back, summing it.
-        let slices = t.update(30_000_000, stat(8, 1000 + 40_000_000 + 6_000_000));
+        let slices = t.update(S + 70_000_000, stat(8, 1000 + 40_000_000 + 6_000_000));
         assert_eq!(slices.len(), 2);
         assert_eq!(slices.iter().map(|s| s.3).sum::<u64>(), 6_000_000);
         assert_eq!(slices.iter().map(|s| s.2).sum::<u64>(), 2);
-        assert_eq!(slices[1].1, 30_000_000);
+        assert_eq!(slices[1].1, S + 70_000_000);
         assert_eq!(slices[0].1, slices[1].0);
     }
 }
