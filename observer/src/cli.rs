@@ -58,6 +58,10 @@ pub enum Command {
     /// Every Go process on the host: pid, executable, Go version, build
     /// flags, cgroup, and whether goscope can observe it (and why not).
     Ps(PsArgs),
+    /// A timeline for Perfetto (Chrome trace-event JSON): GC cycles and
+    /// their phases, heap live and goal, goroutines, CFS throttling, all
+    /// on CLOCK_MONOTONIC.
+    Trace(TraceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -427,4 +431,37 @@ impl InspectArgs {
     pub fn path(&self) -> PathBuf {
         PathBuf::from(&self.target)
     }
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo goscope trace --pid 1234 --duration 10 -o trace.json\n  sudo goscope trace --pid 1234 -d 30 -o trace.json.gz --max-events-per-sec 5000\nOpen the file in ui.perfetto.dev or chrome://tracing."
+)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How long to trace, in seconds; Ctrl-C stops earlier and still
+    /// closes the file.
+    #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// The trace file (Chrome trace-event JSON, array form); gzip when
+    /// the name ends in .gz.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Milliseconds between readings of the runtime's counters (heap live
+    /// and goal, goroutines) from memory.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub interval: u64,
+    /// Milliseconds between readings of the cgroup's cpu.stat (the
+    /// resolution of the throttled slices).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub cgroup_interval: u64,
+    /// Most events per second of trace kept; the rest are counted and the
+    /// file says what was dropped.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(10..))]
+    pub max_events_per_sec: u32,
+    /// Most of the target's CPU the GC-cycle probe may cost, in percent;
+    /// past it the probe is detached and cycles are read from memory.
+    #[arg(long, default_value = "1")]
+    pub overhead_budget: OverheadBudget,
 }

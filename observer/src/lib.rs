@@ -30,5 +30,6 @@ pub mod runtime;
 pub mod session;
 pub mod symbols;
 pub mod target;
+pub mod trace_events;
 pub mod wall_profile;
 pub mod window;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Goroutines(args) => commands::goroutines::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Ps(args) => commands::ps::run(args),
+        Command::Trace(args) => commands::trace::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

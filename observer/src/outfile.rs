@@ -103,6 +103,35 @@ pub fn write(path: &Path, contents: &[u8]) -> Result<(), OutfileError> {
     Ok(())
 }
 
+/// Creates `path` for a file written as it goes (a trace): the same checks
+/// as `write` (a link or anything but a regular file at the path is
+/// refused), then a private temporary file (O_CREAT|O_EXCL|O_NOFOLLOW,
+/// mode 0600) renamed over the path at once; the returned handle writes
+/// that very file, whatever is planted at the path later.
+pub fn create_streaming(path: &Path) -> Result<File, OutfileError> {
+    let Some(file_name) = path.file_name() else {
+        return Err(refused(path, "it names no file"));
+    };
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.file_type().is_file() => {
+            return Err(refused(path, file_type_of(metadata.mode())));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(path, e)),
+    }
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let (temp_path, temp) = create_temp(dir, file_name.as_bytes(), path)?;
+    if let Err(e) = fs::rename(&temp_path, path) {
+        let _ = fs::remove_file(&temp_path);
+        return Err(io_error(path, e));
+    }
+    Ok(temp)
+}
+
 /// A new file `.NAME.goscope-PID-N.tmp` in `dir`, created exclusively.
 fn create_temp(dir: &Path, name: &[u8], shown: &Path) -> Result<(PathBuf, File), OutfileError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

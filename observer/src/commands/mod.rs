@@ -11,3 +11,4 @@ pub mod inspect;
 pub mod ps;
 pub mod sched;
 pub mod top;
+pub mod trace;

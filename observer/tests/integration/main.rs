@@ -31,4 +31,5 @@ mod runtime_table;
 mod sched;
 mod sched_bound;
 mod top;
+mod trace;
 mod util;

@@ -1,0 +1,434 @@
+//! `goscope trace` against the target's own record of its GC pauses
+//! (runtime.MemStats PauseNs/PauseEnd, printed by loadgen on SIGUSR1 with
+//! LOADGEN_PAUSES=1): every cycle of the window is a slice, the two STW
+//! phases sum to PauseNs within 20% or 20 µs and end within 100 µs of
+//! PauseEnd. PauseEnd is wall-clock unix ns, the trace is CLOCK_MONOTONIC:
+//! the clocks are aligned on the first cycle of the window (offset =
+//! PauseEnd - end of its mark termination slice), then every later cycle
+//! is held to that offset. Every file goes through `check_format` (the
+//! trace-event format's required fields, B/E balanced per track, X with a
+//! duration, numeric counters); Perfetto's trace processor does not
+//! install offline, so this checker stands in for it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Read as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use testkit::{Goscope, Target, require_root_or_skip};
+
+use crate::util::{GC_PROBE_VERSIONS, TestCgroup, cgo, loadgen};
+
+const PHASES: [&str; 3] = [
+    "sweep termination (STW)",
+    "concurrent mark",
+    "mark termination (STW)",
+];
+
+fn out_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("goscope-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// The file's text (gunzipped for .gz; a cut-short gzip decodes up to its
+/// last flush).
+fn read_text(path: &Path) -> String {
+    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut text = String::new();
+        let _ = flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text);
+        text
+    } else {
+        String::from_utf8(raw).unwrap()
+    }
+}
+
+fn load(path: &Path) -> Vec<Value> {
+    let text = read_text(path);
+    assert!(
+        text.ends_with("\n]\n"),
+        "{} is not closed: ends {:?}",
+        path.display(),
+        &text[text.len().saturating_sub(80)..]
+    );
+    let events: Vec<Value> = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+    check_format(&events);
+    events
+}
+
+/// The trace event format, as chrome://tracing and Perfetto read it.
+fn check_format(events: &[Value]) {
+    let mut open: HashMap<(i64, i64), Vec<String>> = HashMap::new();
+    for e in events {
+        let ph = e["ph"].as_str().unwrap_or_else(|| panic!("no ph: {e}"));
+        assert!(e["name"].is_string(), "no name: {e}");
+        assert!(e["pid"].is_i64(), "pid not an integer: {e}");
+        assert!(e["tid"].is_i64(), "tid not an integer: {e}");
+        if ph != "M" {
+            assert!(
+                e["ts"].as_f64().is_some_and(|t| t >= 0.0),
+                "ts not a number: {e}"
+            );
+        }
+        let track = (e["pid"].as_i64().unwrap(), e["tid"].as_i64().unwrap());
+        let name = e["name"].as_str().unwrap().to_string();
+        match ph {
+            "X" => assert!(
+                e["dur"].as_f64().is_some_and(|d| d >= 0.0),
+                "X without a duration: {e}"
+            ),
+            "B" => open.entry(track).or_default().push(name),
+            "E" => {
+                let top = open.entry(track).or_default().pop();
+                assert!(top.is_some(), "E without B on {track:?}: {e}");
+            }
+            "C" => {
+                let args = e["args"].as_object().unwrap_or_else(|| panic!("{e}"));
+                assert!(!args.is_empty(), "counter without values: {e}");
+                assert!(
+                    args.values().all(Value::is_number),
+                    "counter value not numeric: {e}"
+                );
+            }
+            "i" | "I" => {
+                if let Some(s) = e.get("s") {
+                    assert!(matches!(s.as_str(), Some("g" | "p" | "t")), "{e}");
+                }
+            }
+            "M" => assert!(e["args"].is_object(), "metadata without args: {e}"),
+            other => panic!("unexpected phase {other:?}: {e}"),
+        }
+    }
+    for (track, names) in open {
+        assert!(
+            names.is_empty(),
+            "unclosed B events on {track:?}: {names:?}"
+        );
+    }
+}
+
+fn ns(value: &Value) -> i128 {
+    (value.as_f64().unwrap() * 1000.0).round() as i128
+}
+
+/// Slices named `name` by cycle: (start ns, duration ns).
+fn phase(events: &[Value], name: &str) -> BTreeMap<u64, (i128, i128)> {
+    events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == name)
+        .map(|e| {
+            (
+                e["args"]["cycle"].as_u64().unwrap(),
+                (ns(&e["ts"]), ns(&e["dur"])),
+            )
+        })
+        .collect()
+}
+
+fn event<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name:?} event"))
+}
+
+/// Waits for a stderr line of the target starting with `prefix` (bounded).
+fn wait_stderr(target: &Target, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(line) = target
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.starts_with(prefix))
+        {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "no {prefix:?} line within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn trace_gc_pauses_match_the_targets_own_record() {
+    if !require_root_or_skip("trace_gc_pauses_match_the_targets_own_record") {
+        return;
+    }
+    for version in GC_PROBE_VERSIONS {
+        let binary = loadgen(version, &cgo());
+        let mut target = Target::start_capturing_stderr(
+            &binary,
+            &["-work", "gc", "-scale", "2"],
+            &[("LOADGEN_PAUSES", "1")],
+        )
+        .unwrap();
+        let pid = target.pid.to_string();
+        let path = out_path(&format!("pauses-{version}.json"));
+        let mut goscope = Goscope::start(&[
+            "trace",
+            "--pid",
+            &pid,
+            "--duration",
+            "600",
+            "-o",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        goscope.wait_attached().unwrap();
+        target.run_batch().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(target.pid as i32, libc::SIGUSR1) };
+        let line = wait_stderr(&target, "pauses ");
+        let ring: Value = serde_json::from_str(&line["pauses ".len()..]).unwrap();
+        let finished = goscope.interrupt().unwrap();
+        assert!(finished.status.success(), "{}", finished.stderr);
+        target.quit().unwrap();
+
+        let events = load(&path);
+        let first = event(&events, "goscope: trace started")["args"]["first_gc_cycle"]
+            .as_u64()
+            .unwrap();
+        let last = ring["num_gc"].as_u64().unwrap();
+        let truth: BTreeMap<u64, (i128, i128)> = ring["cycles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["cycle"].as_u64().unwrap(),
+                    (
+                        i128::from(c["pause_ns"].as_u64().unwrap()),
+                        i128::from(c["pause_end_unix_ns"].as_u64().unwrap()),
+                    ),
+                )
+            })
+            .collect();
+        let sweep = phase(&events, PHASES[0]);
+        let mark = phase(&events, PHASES[1]);
+        let term = phase(&events, PHASES[2]);
+        assert!(
+            last >= first + 10,
+            "Go {version}: only {} cycles in the window",
+            last + 1 - first
+        );
+        // Every cycle of the window, each with its three phases.
+        for cycle in first..=last {
+            for (name, slices) in PHASES.iter().zip([&sweep, &mark, &term]) {
+                assert!(
+                    slices.contains_key(&cycle),
+                    "Go {version}: cycle {cycle} has no {name:?} slice (window {first}..={last})"
+                );
+            }
+            assert!(
+                events.iter().any(|e| e["name"] == format!("GC {cycle}")),
+                "Go {version}: no slice for GC {cycle}"
+            );
+        }
+        let end = |cycle: u64| term[&cycle].0 + term[&cycle].1;
+        let offset = truth[&first].1 - end(first);
+        let mut worst_pause = 0i128;
+        let mut worst_end = 0i128;
+        for cycle in first..=last {
+            let (pause_ns, pause_end) = truth[&cycle];
+            let traced = sweep[&cycle].1 + term[&cycle].1;
+            let tolerance = (pause_ns / 5).max(20_000);
+            assert!(
+                (traced - pause_ns).abs() <= tolerance,
+                "Go {version}: cycle {cycle}: STW slices {traced} ns, PauseNs {pause_ns} ns"
+            );
+            let drift = end(cycle) + offset - pause_end;
+            assert!(
+                drift.abs() <= 100_000,
+                "Go {version}: cycle {cycle} ends {drift} ns from PauseEnd after aligning on cycle {first}"
+            );
+            worst_pause = worst_pause.max((traced - pause_ns).abs());
+            worst_end = worst_end.max(drift.abs());
+        }
+        eprintln!(
+            "Go {version}: {} cycles; worst STW difference {worst_pause} ns, worst end drift {worst_end} ns",
+            last + 1 - first
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[test]
+fn trace_has_every_track_for_a_throttled_target() {
+    if !require_root_or_skip("trace_has_every_track_for_a_throttled_target") {
+        return;
+    }
+    let binary = loadgen("1.22", &cgo());
+    let cgroup = TestCgroup::new(
+        &format!("goscope-trace-{}", std::process::id()),
+        &[
+            ("cpu", "cpu.cfs_period_us", "100000"),
+            ("cpu", "cpu.cfs_quota_us", "50000"),
+        ],
+    );
+    let script = format!(
+        "{}exec {} -work gc -scale 2",
+        cgroup.enter(),
+        binary.display()
+    );
+    let mut target =
+        Target::start_command(std::process::Command::new("sh").arg("-c").arg(&script)).unwrap();
+    let pid = target.pid.to_string();
+    let path = out_path("tracks.json.gz");
+    let mut goscope = Goscope::start(&[
+        "trace",
+        "--pid",
+        &pid,
+        "--duration",
+        "600",
+        "-o",
+        path.to_str().unwrap(),
+    ])
+    .unwrap();
+    goscope.wait_attached().unwrap();
+    let before = cgroup.throttled_periods();
+    target.run_batch().unwrap();
+    let after = cgroup.throttled_periods();
+    let finished = goscope.interrupt().unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    target.quit().unwrap();
+
+    let events = load(&path);
+    let count = |ph: &str, name: &str| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == ph && e["name"] == name)
+            .count()
+    };
+    for name in PHASES.iter().chain(&["throttled"]) {
+        assert!(count("X", name) > 0, "no {name:?} slices");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "X" && e["name"].as_str().unwrap().starts_with("GC ")),
+        "no GC cycle slices"
+    );
+    for name in ["heap live", "heap goal", "goroutines", "goroutines created"] {
+        assert!(count("C", name) > 10, "too few {name:?} counters");
+    }
+    // Throttled periods: the cpu.stat delta over the batch, within the
+    // one period whose time the kernel adds after the trace's last reading.
+    let periods: u64 = events
+        .iter()
+        .filter(|e| e["name"] == "throttled")
+        .map(|e| e["args"]["periods"].as_u64().unwrap())
+        .sum();
+    let delta = after - before;
+    assert!(delta > 0, "the target was not throttled");
+    assert!(
+        periods <= delta + 1 && periods + 1 >= delta,
+        "trace has {periods} throttled periods, cpu.stat moved by {delta}"
+    );
+    let tracks = event(&events, "goscope: trace started")["args"]["throttling"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(tracks.contains("polled every 10 ms"), "{tracks}");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn trace_of_a_target_that_exits_is_valid_and_closed() {
+    if !require_root_or_skip("trace_of_a_target_that_exits_is_valid_and_closed") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let mut target = Target::start(&binary, &["-work", "gc"], &[]).unwrap();
+    let pid = target.pid.to_string();
+    let path = out_path("exits.json");
+    let killed_path = out_path("killed.json");
+    // A small cap: the counters (every 10 ms) overflow it.
+    let mut goscope = Goscope::start(&[
+        "trace",
+        "--pid",
+        &pid,
+        "--duration",
+        "600",
+        "--max-events-per-sec",
+        "60",
+        "-o",
+        path.to_str().unwrap(),
+    ])
+    .unwrap();
+    goscope.wait_attached().unwrap();
+    // A second one, SIGKILLed mid-trace: its file is a prefix that loads.
+    let mut killed = Goscope::start(&[
+        "trace",
+        "--pid",
+        &pid,
+        "--duration",
+        "600",
+        "-o",
+        killed_path.to_str().unwrap(),
+    ])
+    .unwrap();
+    killed.wait_attached().unwrap();
+    target.run_batch().unwrap();
+    killed.kill().unwrap();
+    target.quit().unwrap();
+    let finished = goscope.wait().unwrap();
+    assert_eq!(finished.status.code(), Some(3), "{}", finished.stderr);
+
+    let events = load(&path);
+    let closing = events.last().unwrap();
+    assert_eq!(closing["name"], "goscope: trace ended");
+    assert_eq!(closing["args"]["why"], "TargetExited");
+    let dropped: u64 = closing["args"]["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(dropped > 0, "the cap of 60/s dropped nothing");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["name"] == "goscope: events dropped"),
+        "no drop note"
+    );
+    // No second holds more events than the cap (notes and metadata apart).
+    let origin = event(&events, "goscope: trace started")["ts"]
+        .as_f64()
+        .unwrap();
+    let mut per_second: BTreeMap<i64, u32> = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e["ph"] != "M" && e["cat"] != "goscope")
+    {
+        let second = ((e["ts"].as_f64().unwrap() - origin) / 1e6)
+            .floor()
+            .max(0.0) as i64;
+        *per_second.entry(second).or_default() += 1;
+    }
+    assert!(
+        per_second.values().all(|&n| n <= 60),
+        "over the cap: {per_second:?}"
+    );
+
+    // The SIGKILLed file: drop the last (possibly partial) line, close the
+    // array, and it parses and checks.
+    let text = read_text(&killed_path);
+    assert!(text.starts_with("[\n"), "{text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    let complete = lines[..lines.len() - 1]
+        .join("\n")
+        .trim_end_matches(',')
+        .to_string();
+    let prefix: Vec<Value> = serde_json::from_str(&format!("{complete}\n]"))
+        .unwrap_or_else(|e| panic!("the killed trace's prefix does not parse: {e}"));
+    check_format(&prefix);
+    assert!(
+        prefix.iter().any(|e| e["name"] == "mark termination (STW)"),
+        "the killed trace holds no GC cycle"
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
