@@ -183,9 +183,11 @@ fn creation_site_shares_follow_the_go_statements() {
             "{what}: shares {share_short} / {share_long}, expected 0.8 / 0.2: {g:#}"
         );
         // The goroutines living 100 ms outlive the reading interval: every
-        // one of them is seen.
+        // one of them is seen. goscope's window contains the batch, so a
+        // goroutine started at the batch's edge (before the target's own
+        // count begins) may be seen too: at most 0.5% (or 2) more.
         assert!(
-            long_seen as f64 >= 0.95 * long && long_seen as f64 <= long,
+            long_seen as f64 >= 0.95 * long && long_seen as f64 <= long + (0.005 * long).max(2.0),
             "{what}: {long_seen} of {long} long-lived goroutines seen"
         );
         assert!(covered > 0.0 && covered <= 1.0, "{what}: covered {covered}");
