@@ -28,7 +28,8 @@ need_root() {
 }
 
 debian_packages() {
-  local want=(tmux python3-venv bpftrace prometheus)
+  # man-db, git: the dist and explain tests (man -l, git diff).
+  local want=(tmux python3-venv bpftrace prometheus man-db git)
   [ "$WITH_DEBIAN_GO119" = 1 ] && want+=(golang-1.19-go)
   local missing=()
   for p in "${want[@]}"; do
