@@ -8,6 +8,7 @@ pub mod attachment;
 pub mod binary;
 pub mod cgroup;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod cpu;
 pub mod escapes;

@@ -30,18 +30,7 @@ const BUCKET_GRACE_S: u64 = 2;
 /// every `flush`).
 const BUFFER_BYTES: usize = 64 << 10;
 
-/// CLOCK_MONOTONIC now, in nanoseconds: the runtime's nanotime on Linux.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
+pub use crate::clock::monotonic_ns;
 
 /// A trace-event timestamp or duration: microseconds, exact to the ns.
 pub fn micros(ns: u64) -> Value {

@@ -353,8 +353,12 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 governor.record(stats.runs, stats.run_ns);
             }
             if governor.tick(target.cpu_time_ns()?, 0.0) == Action::Detach {
+                let why = match governor.phase() {
+                    crate::probes::governor::Phase::Detached { reason } => reason.clone(),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "goscope: the GC-cycle probe would overspend the overhead budget ({}): detached, cycles are read from memory from now on",
+                    "goscope: the GC-cycle probe would overspend the overhead budget ({}; {why}): detached, cycles are read from memory from now on",
                     crate::format::budget(budget)
                 );
                 // Dropping the session closes its links; what the ring

@@ -1,16 +1,20 @@
 //! What uprobes cost a process on this host, measured on a function of
 //! goscope's own process: one hit (called many times with and without the
 //! probe), and what attaching and detaching add to the probed process (the
-//! first call after each, against the steady cost). The governor weighs
-//! event rates and attach/detach counts against these.
+//! first call after each, against the steady cost). Everything is timed on
+//! the calling thread's CPU clock: a uprobe's trap is the thread's system
+//! time, and time the thread spends preempted on a busy host is not probe
+//! cost. The governor weighs event rates and attach/detach counts against
+//! these.
 
-use std::{hint::black_box, num::NonZeroU32, time::Instant};
+use std::{hint::black_box, num::NonZeroU32};
 
 use anyhow::{Context as _, anyhow};
 
 use super::{COUNTING_PROGRAM, ProbeSession};
 use crate::{
-    binary::prologue::Placement, binary::symbols::AddressSource, probe_points::ProbePoint,
+    binary::prologue::Placement, binary::symbols::AddressSource, clock::thread_cpu_time,
+    probe_points::ProbePoint,
 };
 
 const CALLS: u32 = 2000;
@@ -23,13 +27,13 @@ pub extern "C" fn goscope_probe_calibration(x: u64) -> u64 {
 }
 
 fn time_calls() -> f64 {
-    let start = Instant::now();
+    let start = thread_cpu_time();
     let mut acc = 0u64;
     for i in 0..CALLS {
         acc = acc.wrapping_add(goscope_probe_calibration(black_box(u64::from(i))));
     }
     black_box(acc);
-    start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    (thread_cpu_time() - start).as_nanos() as f64 / f64::from(CALLS)
 }
 
 /// File offset of a code address of this process, from /proc/self/maps.
@@ -76,9 +80,21 @@ impl Costs {
 
 /// One call of the calibration function, timed.
 fn time_one_call(i: u64) -> f64 {
-    let start = Instant::now();
+    let start = thread_cpu_time();
     black_box(goscope_probe_calibration(black_box(i)));
-    start.elapsed().as_nanos() as f64
+    let elapsed = (thread_cpu_time() - start).as_nanos() as f64;
+    (elapsed - clock_read_ns()).max(0.0)
+}
+
+/// What one read of the thread CPU clock adds to an interval (a system
+/// call, unlike the loops' per-call average).
+fn clock_read_ns() -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = thread_cpu_time();
+            (thread_cpu_time() - start).as_nanos() as f64
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Nanoseconds one uprobe hit adds (trap, program, return), measured now.

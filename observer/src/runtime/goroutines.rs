@@ -1270,29 +1270,13 @@ fn watch(shared: &Shared) {
         }
         // The reading's CPU time, not its wall time: on a busy host the
         // thread waits for a CPU, which costs nothing.
-        let started = thread_cpu_time();
+        let started = crate::clock::thread_cpu_time();
         interval = match state.read() {
-            Ok(_) => (thread_cpu_time().saturating_sub(started) * READ_COST_RATIO)
+            Ok(_) => (crate::clock::thread_cpu_time().saturating_sub(started) * READ_COST_RATIO)
                 .clamp(MIN_READ_INTERVAL, MAX_READ_INTERVAL),
             Err(_) => MAX_READ_INTERVAL,
         };
     }
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the kernel to fill.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
 }
 
 impl Drop for GoroutineWatch {
