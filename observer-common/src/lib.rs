@@ -87,6 +87,53 @@ pub struct GcCycleEvent {
     pub controller: [u8; CONTROLLER_SNAPSHOT_BYTES],
 }
 
+/// What happened to one of the target's threads (`ThreadStateEvent::kind`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadTransition {
+    /// Switched in: running on `cpu` from now.
+    OnCpu = 0,
+    /// Switched out while runnable (an involuntary switch): waiting for a
+    /// CPU from now.
+    Preempted = 1,
+    /// Switched out to sleep (`prev_state` says how).
+    Slept = 2,
+    /// Woken: runnable, waiting for a CPU, from now.
+    Woken = 3,
+    /// The thread exited.
+    Exited = 4,
+}
+
+impl ThreadTransition {
+    pub const fn from_u32(kind: u32) -> Option<Self> {
+        Some(match kind {
+            0 => Self::OnCpu,
+            1 => Self::Preempted,
+            2 => Self::Slept,
+            3 => Self::Woken,
+            4 => Self::Exited,
+            _ => return None,
+        })
+    }
+}
+
+/// One scheduler transition of a target thread, emitted by the scheduler
+/// tracepoints only while `THREAD_EVENTS_ON` holds 1 (`goscope trace`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadStateEvent {
+    /// bpf_ktime_get_ns: CLOCK_MONOTONIC.
+    pub ktime_ns: u64,
+    /// Thread id in the initial PID namespace.
+    pub tid: u32,
+    pub cpu: u32,
+    /// A `ThreadTransition`.
+    pub kind: u32,
+    /// sched_switch's prev_state for `Slept` (TASK_INTERRUPTIBLE 1,
+    /// TASK_UNINTERRUPTIBLE 2, ...), else 0.
+    pub state: u32,
+}
+
 /// log2(ns) slots of the mark-assist latency histogram; the second half
 /// holds assists that parked (waited for background credit).
 pub const ASSIST_HIST_SLOTS: u32 = 128;

@@ -32,5 +32,6 @@ pub mod session;
 pub mod symbols;
 pub mod target;
 pub mod trace_events;
+pub mod trace_threads;
 pub mod wall_profile;
 pub mod window;

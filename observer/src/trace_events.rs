@@ -74,6 +74,7 @@ impl Write for Sink {
 #[derive(Default)]
 struct Bucket {
     written: u32,
+    written_by_kind: BTreeMap<&'static str, u32>,
     dropped: BTreeMap<&'static str, u64>,
 }
 
@@ -182,15 +183,30 @@ impl TraceWriter {
         ts_ns: u64,
         events: &[Value],
     ) -> Result<bool, TraceWriteError> {
+        self.emit_within(kind, u32::MAX, ts_ns, events)
+    }
+
+    /// As `emit`, with `kind` also held to `kind_cap` events a second, so
+    /// a busy kind (thread states) leaves the rest of the cap to the
+    /// others.
+    pub fn emit_within(
+        &mut self,
+        kind: &'static str,
+        kind_cap: u32,
+        ts_ns: u64,
+        events: &[Value],
+    ) -> Result<bool, TraceWriteError> {
         let second = self.second_of(ts_ns);
         let cap = self.cap_per_s;
         let bucket = self.buckets.entry(second).or_default();
         let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
-        if bucket.written.saturating_add(n) > cap {
+        let of_kind = bucket.written_by_kind.entry(kind).or_default();
+        if bucket.written.saturating_add(n) > cap || of_kind.saturating_add(n) > kind_cap {
             *bucket.dropped.entry(kind).or_default() += events.len() as u64;
             *self.totals.dropped.entry(kind).or_default() += events.len() as u64;
             return Ok(false);
         }
+        *of_kind += n;
         bucket.written += n;
         for event in events {
             self.write_one(event)?;

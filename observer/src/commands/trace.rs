@@ -1,7 +1,9 @@
 //! `goscope trace`: a timeline for Perfetto. GC cycles as slices with their
 //! phases (sweep termination STW, concurrent mark, mark termination STW),
-//! heap live, heap goal and goroutine counters, CFS throttled periods,
-//! written as Chrome trace-event JSON by `trace_events::TraceWriter`.
+//! heap live, heap goal and goroutine counters, CFS throttled periods, and
+//! each OS thread of the target with its scheduler state
+//! (`trace_threads`), written as Chrome trace-event JSON by
+//! `trace_events::TraceWriter`.
 //!
 //! One clock: CLOCK_MONOTONIC. A cycle's phase times are the runtime's own
 //! (runtime.work.tSweepTerm/tMark/tMarkTerm/tEnd, nanotime()), copied by
@@ -10,12 +12,13 @@
 //! memory at every tick (a cycle that begins and ends between two ticks is
 //! then counted as missed, and the file says so). Counters and cpu.stat
 //! are stamped with goscope's own clock_gettime(CLOCK_MONOTONIC) at the
-//! reading.
+//! reading; thread transitions with bpf_ktime_get_ns in the sched_switch
+//! and sched_wakeup tracepoints (the same clock).
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use observer_common::GcCycleEvent;
+use observer_common::{GcCycleEvent, ThreadTransition};
 use serde_json::{Value, json};
 
 use crate::{
@@ -26,6 +29,7 @@ use crate::{
     probes::{
         GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession, calibrate,
         governor::{Action, Governor},
+        threads::{self, TracepointOffsets},
     },
     runtime::{
         globals::{OptionalGlobal, RequiredGlobal},
@@ -34,6 +38,7 @@ use crate::{
     },
     session::Session,
     trace_events::{TraceWriter, micros, monotonic_ns},
+    trace_threads::ThreadTracks,
     window,
 };
 
@@ -52,6 +57,69 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// are never this small in a Go process that is not init).
 const TID_GC: u32 = 1;
 const TID_THROTTLE: u32 = 2;
+
+/// The thread-state tracepoints, what governs them, and their tracks.
+struct ThreadSource {
+    session: ProbeSession,
+    governor: Governor,
+    tracks: ThreadTracks,
+    /// Transitions drained: switches in and out, and wakeups (the
+    /// target's share of each tracepoint's runs).
+    switch_transitions: u64,
+    wakeups: u64,
+}
+
+impl ThreadSource {
+    fn start(pid: u32, budget: f64, window: Duration, target_cpu_ns: u64) -> anyhow::Result<Self> {
+        let offsets = TracepointOffsets::from_tracefs()?;
+        let mut session = ProbeSession::load_with(pid, None, &offsets)?;
+        threads::attach(&mut session, pid)?;
+        threads::enable_transitions(&mut session)?;
+        let governor = Governor::detached(budget, 0.0, target_cpu_ns)
+            .with_window(window)
+            .attached_from_start();
+        Ok(Self {
+            session,
+            governor,
+            tracks: ThreadTracks::new(pid, threads::proc_shows_initial_namespace_ids()),
+            switch_transitions: 0,
+            wakeups: 0,
+        })
+    }
+
+    /// Applies what the kernel emitted since the last drain.
+    fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
+        for event in threads::drain_transitions(&mut self.session)? {
+            match ThreadTransition::from_u32(event.kind) {
+                Some(ThreadTransition::Woken) => self.wakeups += 1,
+                Some(ThreadTransition::Exited) | None => {}
+                Some(_) => self.switch_transitions += 1,
+            }
+            self.tracks.apply(out, kind_cap, &event)?;
+        }
+        Ok(())
+    }
+
+    /// What the tracepoints cost the target so far: each program's time
+    /// on the whole host, times the target's share of its runs (a switch
+    /// between two target threads is one run and two transitions, so the
+    /// share errs high).
+    fn record_cost(&mut self) {
+        let stats = |name| self.session.run_stats(name).unwrap_or_default();
+        let share = |ours: u64, runs: u64| {
+            if runs > 0 {
+                (ours as f64 / runs as f64).min(1.0)
+            } else {
+                1.0
+            }
+        };
+        let (switch, wakeup) = (stats("thread_switch"), stats("thread_wakeup"));
+        let run_ns = switch.run_ns as f64 * share(self.switch_transitions, switch.runs)
+            + wakeup.run_ns as f64 * share(self.wakeups, wakeup.runs);
+        self.governor
+            .record(self.switch_transitions + self.wakeups, run_ns as u64);
+    }
+}
 
 /// A cycle's phase times (CLOCK_MONOTONIC ns) and what gctrace prints of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +298,23 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             )
         }
     };
+    // The thread tracks: scheduler tracepoints, no trap in the target.
+    let (mut thread_source, thread_note) = match ThreadSource::start(
+        pid,
+        budget,
+        Duration::from_secs_f64(args.duration),
+        target.cpu_time_ns()?,
+    ) {
+        Ok(source) => (
+            Some(source),
+            "each OS thread's scheduler state from the sched_switch and sched_wakeup tracepoints (bpf_ktime_get_ns)".to_string(),
+        ),
+        Err(e) => {
+            eprintln!("goscope: no thread tracks ({e:#})");
+            (None, format!("no thread tracks: {e:#}"))
+        }
+    };
+    let thread_cap = (args.max_events_per_sec / 4).saturating_mul(3).max(1);
     let numgc_address = addresses.numgc;
     let read_numgc = || {
         memory
@@ -295,7 +380,9 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             "gc_cycles": probe_note,
             "counters": format!("heap live, heap goal, goroutines and goroutines created per second read from the runtime's memory every {} ms", args.interval),
             "throttling": throttle_note,
+            "threads": thread_note,
             "cap_per_s": args.max_events_per_sec,
+            "thread_slices_cap_per_s": thread_cap,
             "overhead_budget_percent": budget,
         },
     }))?;
@@ -320,11 +407,14 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         next_cgroup: 0,
         next_flush: origin + FLUSH_INTERVAL_NS,
         probe_detached_at: None,
+        threads: None,
+        threads_detached_at: None,
     };
     let interval_ns = args.interval * 1_000_000;
     let cgroup_ns = args.cgroup_interval * 1_000_000;
     let mut tick = |out: &mut TraceWriter,
-                    probe: &mut Option<(ProbeSession, Governor)>|
+                    probe: &mut Option<(ProbeSession, Governor)>,
+                    thread_source: &mut Option<ThreadSource>|
      -> anyhow::Result<()> {
         let now = monotonic_ns();
         let cycles_before = state.cycles;
@@ -371,6 +461,27 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 state.probe_detached_at = Some(now);
             }
         }
+        if let Some(source) = thread_source {
+            source.drain(out, thread_cap)?;
+            source.record_cost();
+            let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns());
+            if source.governor.tick(target.cpu_time_ns()?, reserved) == Action::Detach {
+                let why = match source.governor.phase() {
+                    crate::probes::governor::Phase::Detached { reason } => reason.clone(),
+                    _ => String::new(),
+                };
+                eprintln!(
+                    "goscope: the thread-state tracepoints would overspend the overhead budget ({}; {why}): detached, thread tracks end here",
+                    crate::format::budget(budget)
+                );
+                if let Some(mut source) = thread_source.take() {
+                    source.drain(out, thread_cap)?;
+                    source.tracks.close_all(out, thread_cap, monotonic_ns())?;
+                    state.threads = Some(source.tracks.totals());
+                }
+                state.threads_detached_at = Some(now);
+            }
+        }
         if now >= state.next_reading {
             let snapshot = runtime.read()?;
             state.counters(out, monotonic_ns(), &snapshot)?;
@@ -406,7 +517,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         target,
         stop,
         Some(TICK),
-        |_| tick(&mut out, &mut probe),
+        |_| tick(&mut out, &mut probe, &mut thread_source),
     );
     // An exiting process loses its address space (the exec sentinel reads
     // nothing) a moment before its pidfd says it exited: a window that
@@ -438,6 +549,23 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             Err(_) => {}
         }
     }
+    if let Some(mut source) = thread_source.take() {
+        let drained = if window.error.is_none() && window.end != window::WindowEnd::TargetExecd {
+            source.drain(&mut out, thread_cap)
+        } else {
+            Ok(())
+        };
+        source
+            .tracks
+            .close_all(&mut out, thread_cap, monotonic_ns())?;
+        state.threads = Some(source.tracks.totals());
+        if let Err(e) = drained
+            && target.is_alive()
+            && window.error.is_none()
+        {
+            window.error = Some(e);
+        }
+    }
     let end = monotonic_ns();
     let dropped_by_kernel = probe.as_ref().map_or(0, |(s, _)| {
         crate::report::overhead::DroppedEvents::read(s).ring_buffer
@@ -455,6 +583,14 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             "gc_probe_attached_fraction": sampled,
             "gc_probe_detached_at_us": state.probe_detached_at.map(micros),
             "throttled_slices": state.throttle_slices,
+            "threads": state.threads.map(|t| json!({
+                "threads": t.threads,
+                "state_slices": t.slices,
+                "state_slices_dropped_over_cap": t.dropped_slices,
+                "involuntary_switches": t.involuntary_switches,
+                "transitions_ignored": t.ignored,
+            })),
+            "threads_detached_at_us": state.threads_detached_at.map(micros),
         },
     });
     let totals = out.finish(closing)?;
@@ -518,6 +654,8 @@ struct Tracing<'a> {
     next_cgroup: u64,
     next_flush: u64,
     probe_detached_at: Option<u64>,
+    threads: Option<crate::trace_threads::ThreadTotals>,
+    threads_detached_at: Option<u64>,
 }
 
 impl Tracing<'_> {

@@ -32,8 +32,12 @@ const OPEN_HORIZON: Duration = Duration::from_secs(10);
 /// The CPU rate is only trusted after this much of the window (/proc CPU
 /// moves in clock ticks; schedstat in ns, but the target's rate varies).
 const MIN_ELAPSED: Duration = Duration::from_millis(150);
-/// Measured spending is projected from the last this-long of attachment.
+/// Measured spending is projected from the last one to two of these of
+/// attachment.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
+/// Spending over less attachment than this is not projected (one hit just
+/// after a mark would look like a rate of thousands a second).
+const MIN_RATE_SPAN: Duration = Duration::from_millis(150);
 
 /// What attaching a set costs the target, besides its hits.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
@@ -79,8 +83,10 @@ pub struct Governor {
     /// Measured so far: hits and program time (cumulative).
     hits: u64,
     run_ns: u64,
-    /// (when, spent_ns) a little while ago, for the current spending rate.
+    /// (when, spent_ns) marks for the current spending rate: the newest,
+    /// at most RATE_WINDOW old, and the one before it.
     rate_mark: Option<(Instant, f64)>,
+    rate_base: Option<(Instant, f64)>,
     attaches: u32,
     detaches: u32,
     on_time: Duration,
@@ -112,6 +118,7 @@ impl Governor {
             hits: 0,
             run_ns: 0,
             rate_mark: None,
+            rate_base: None,
             attaches: 0,
             detaches: 0,
             on_time: Duration::ZERO,
@@ -208,13 +215,9 @@ impl Governor {
         match self.phase {
             Phase::Attached => {
                 let spent = self.spent_ns();
-                let rate = match self.rate_mark {
-                    Some((at, then)) if at.elapsed().as_secs_f64() > 0.0 => {
-                        (spent - then) / at.elapsed().as_secs_f64()
-                    }
-                    _ => 0.0,
-                };
-                spent + rate * remaining + self.links.detach_ns
+                spent
+                    + self.spending_per_s(Instant::now(), spent) * remaining
+                    + self.links.detach_ns
             }
             Phase::Waiting => self.predicted_rate.map_or(0.0, |r| {
                 r * self.cost_per_hit_ns() * remaining + self.links.attach_ns + self.links.detach_ns
@@ -273,13 +276,9 @@ impl Governor {
             Phase::Attached => {
                 let spent = self.spent_ns();
                 let (mark_at, mark_spent) = *self.rate_mark.get_or_insert((now, spent));
-                let since_mark = (now - mark_at).as_secs_f64();
-                let spending_per_s = if since_mark > 0.0 {
-                    (spent - mark_spent) / since_mark
-                } else {
-                    0.0
-                };
+                let spending_per_s = self.spending_per_s(now, spent);
                 if now - mark_at >= RATE_WINDOW {
+                    self.rate_base = Some((mark_at, mark_spent));
                     self.rate_mark = Some((now, spent));
                 }
                 let projected =
@@ -301,10 +300,25 @@ impl Governor {
         }
     }
 
+    /// The current spending rate, ns/s: since the older mark (one to two
+    /// RATE_WINDOWs back), 0 before MIN_RATE_SPAN of attachment.
+    fn spending_per_s(&self, now: Instant, spent: f64) -> f64 {
+        let Some((at, then)) = self.rate_base.or(self.rate_mark) else {
+            return 0.0;
+        };
+        let span = now.saturating_duration_since(at);
+        if span < MIN_RATE_SPAN {
+            return 0.0;
+        }
+        (spent - then).max(0.0) / span.as_secs_f64()
+    }
+
     fn attach(&mut self, now: Instant) -> Action {
         self.phase = Phase::Attached;
         self.attaches += 1;
         self.on_since = Some(now);
+        self.rate_base = None;
+        self.rate_mark = Some((now, self.spent_ns()));
         Action::Attach
     }
 
@@ -426,6 +440,19 @@ mod tests {
         );
         assert_eq!(g.attaches, 1);
         assert_eq!(g.detaches, 1);
+    }
+
+    #[test]
+    fn one_hit_just_after_a_mark_is_not_taken_for_a_rate() {
+        // 10 hits/s × 25 µs of a 1-core target: 0.025%. A hit 5 ms after
+        // the attach would read as 0.5% a second if projected alone.
+        let mut g = started(1.0, Duration::from_secs(1), Duration::from_secs(600));
+        g.predict_rate(10.0);
+        assert_eq!(g.tick(1_000_000_000, 0.0), Action::Attach);
+        assert_eq!(g.tick(1_000_000_000, 0.0), Action::Keep);
+        g.record(1, 15_000);
+        assert_eq!(g.tick(1_005_000_000, 0.0), Action::Keep);
+        assert!(g.is_on());
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use aya::maps::{HashMap, PerCpuArray};
-use observer_common::{CounterSlot, Log2Histogram};
+use aya::maps::{Array, HashMap, PerCpuArray, RingBuf};
+use observer_common::{CounterSlot, Log2Histogram, ThreadStateEvent};
 
 use super::ProbeSession;
 use crate::runtime::histogram::{Percentiles, percentiles};
@@ -136,7 +136,7 @@ fn kernel_dev(dev: u64) -> u64 {
 /// True when thread ids under /proc are the initial PID namespace's (the
 /// ids scheduler tracepoints carry): goscope itself runs in that
 /// namespace, so /proc/self resolving means /proc is that namespace's.
-fn proc_shows_initial_namespace_ids() -> bool {
+pub fn proc_shows_initial_namespace_ids() -> bool {
     std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INIT_PID_NAMESPACE_INODE)
 }
 
@@ -215,4 +215,41 @@ impl ThreadCounters {
             .collect();
         percentiles(&delta, &bounds)
     }
+}
+
+/// Most transitions taken from the ring in one drain (the rest wait for
+/// the next), so one drain's memory is bounded.
+const MAX_DRAINED: usize = 1 << 16;
+
+/// Asks the scheduler tracepoints for each transition of the target's
+/// threads (`drain_transitions` takes them).
+pub fn enable_transitions(session: &mut ProbeSession) -> anyhow::Result<()> {
+    let map = session
+        .ebpf_mut()
+        .map_mut("THREAD_EVENTS_ON")
+        .ok_or_else(|| anyhow!("kernel object lacks map THREAD_EVENTS_ON"))?;
+    let mut on: Array<_, u32> = Array::try_from(map)?;
+    on.set(0, 1, 0)?;
+    Ok(())
+}
+
+/// The transitions the kernel emitted since the last drain, oldest first.
+pub fn drain_transitions(session: &mut ProbeSession) -> anyhow::Result<Vec<ThreadStateEvent>> {
+    let map = session
+        .ebpf_mut()
+        .map_mut("THREAD_EVENTS")
+        .ok_or_else(|| anyhow!("kernel object lacks map THREAD_EVENTS"))?;
+    let mut ring = RingBuf::try_from(map)?;
+    let mut events = Vec::new();
+    while events.len() < MAX_DRAINED {
+        let Some(item) = ring.next() else { break };
+        if item.len() >= std::mem::size_of::<ThreadStateEvent>() {
+            // SAFETY: the kernel wrote a whole ThreadStateEvent (repr(C),
+            // plain integers).
+            events.push(unsafe {
+                std::ptr::read_unaligned(item.as_ptr().cast::<ThreadStateEvent>())
+            });
+        }
+    }
+    Ok(events)
 }

@@ -340,8 +340,10 @@ fn trace_has_every_track_for_a_throttled_target() {
             ("cpu", "cpu.cfs_quota_us", "50000"),
         ],
     );
+    // GOGC=400: the GC rate of a busy service, so the GC-cycle probe
+    // leaves the budget to the thread tracks (see the test above).
     let script = format!(
-        "{}exec {} -work gc -scale 2",
+        "{}GOGC=400 exec {} -work gc -scale 12",
         cgroup.enter(),
         binary.display()
     );
@@ -404,7 +406,119 @@ fn trace_has_every_track_for_a_throttled_target() {
         .unwrap()
         .to_string();
     assert!(tracks.contains("polled every 10 ms"), "{tracks}");
+    check_threads_against_throttling(&events, target_pid(&pid), 10);
     let _ = std::fs::remove_file(&path);
+}
+
+fn target_pid(pid: &str) -> i64 {
+    pid.parse().unwrap()
+}
+
+/// Merged [start, end) ns intervals.
+fn union(mut spans: Vec<(i128, i128)>) -> Vec<(i128, i128)> {
+    spans.sort_unstable();
+    let mut merged: Vec<(i128, i128)> = Vec::new();
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+fn overlap(spans: &[(i128, i128)], from: i128, to: i128) -> i128 {
+    spans
+        .iter()
+        .map(|&(a, b)| (b.min(to) - a.max(from)).max(0))
+        .sum()
+}
+
+/// Thread tracks: every state is there, each of the target's tracks has a
+/// name, and they share a clock with the throttled slices: a throttled
+/// slice ends at the cpu.stat reading that saw its time, at most one
+/// polling interval after the period was unthrottled, so the target's
+/// threads resume running (after a gap of at least 1 ms with none of them
+/// on a CPU) within that interval before the slice's end, give or take
+/// 5 ms. Where the slice begins is not checked: cgroup v2 adds each CPU's
+/// throttled time to throttled_usec, so a slice can be longer than the
+/// wall time the threads were held back.
+fn check_threads_against_throttling(events: &[Value], pid: i64, resolution_ms: i128) {
+    let sched: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["cat"] == "sched" && e["ph"] == "X" && e["pid"] == pid)
+        .collect();
+    for name in [
+        "running",
+        "runnable (preempted)",
+        "runnable (woken)",
+        "sleeping",
+    ] {
+        assert!(
+            sched.iter().any(|e| e["name"] == name),
+            "no {name:?} thread slices"
+        );
+    }
+    let tids: std::collections::BTreeSet<i64> =
+        sched.iter().map(|e| e["tid"].as_i64().unwrap()).collect();
+    assert!(tids.len() >= 2, "thread tracks for {tids:?} only");
+    for tid in &tids {
+        assert!(
+            events.iter().any(|e| e["ph"] == "M"
+                && e["name"] == "thread_name"
+                && e["tid"] == *tid
+                && e["args"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&format!("thread {tid}")))),
+            "thread {tid} has no track name"
+        );
+    }
+    let ended = &event(events, "goscope: trace ended")["args"];
+    assert!(
+        ended["threads_detached_at_us"].is_null(),
+        "thread tracks were detached: {ended}"
+    );
+    let running = union(
+        sched
+            .iter()
+            .filter(|e| e["name"] == "running")
+            .map(|e| (ns(&e["ts"]), ns(&e["ts"]) + ns(&e["dur"])))
+            .collect(),
+    );
+    // When the threads resumed: a running span after at least 1 ms of none.
+    let resumed: Vec<i128> = running
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].1 >= 1_000_000)
+        .map(|w| w[1].0)
+        .collect();
+    let slack = 5_000_000;
+    let (first_run, last_run) = (running[0].0, running[running.len() - 1].1);
+    let mut checked = 0;
+    let mut aligned = 0;
+    let mut misses = Vec::new();
+    for slice in events
+        .iter()
+        .filter(|e| e["name"] == "throttled" && e["args"]["periods"].as_u64() == Some(1))
+    {
+        let end = ns(&slice["ts"]) + ns(&slice["dur"]);
+        if end < first_run + 100_000_000 || end > last_run {
+            continue; // before the tracks had a period to show, or after
+        }
+        checked += 1;
+        let window = (end - resolution_ms * 1_000_000 - slack)..=(end + slack);
+        if resumed.iter().any(|r| window.contains(r)) {
+            aligned += 1;
+        } else {
+            misses.push(end);
+        }
+    }
+    assert!(checked >= 3, "only {checked} throttled slices checked");
+    // Most, not all: a loaded host can hold the threads back past a
+    // reading by itself.
+    assert!(
+        aligned * 5 >= checked * 4,
+        "{aligned} of {checked} throttled slices end where the threads resume; no resumption near the ends {misses:?}"
+    );
 }
 
 #[test]
