@@ -76,7 +76,8 @@ pub struct BenchArgs {
     cpus: String,
     /// goscope subcommand attached during the "with" runs ("agent": the
     /// host agent, scraped every second; "goroutines": `goroutines
-    /// --watch`, a dump every --watch-interval-ms given in --goscope-args).
+    /// --watch`, a dump every --watch-interval-ms given in --goscope-args;
+    /// "trace": the timeline, to a scratch file).
     #[arg(long, default_value = "doctor")]
     mode: String,
     /// Pause between start (and attach) and the batch, in both arms, so
@@ -330,7 +331,18 @@ impl Bench<'_> {
             } else {
                 "--duration"
             };
-            let mut command = vec![args.mode.as_str(), "--pid", &pid, window, "3600", "--json"];
+            // trace: the timeline into a scratch file (it has no --json).
+            let trace_file = std::env::temp_dir()
+                .join(format!("goscope-bench-trace-{}.json.gz", std::process::id()))
+                .display()
+                .to_string();
+            let output: &[&str] = if args.mode == "trace" {
+                &["-o", &trace_file]
+            } else {
+                &["--json"]
+            };
+            let mut command = vec![args.mode.as_str(), "--pid", &pid, window, "3600"];
+            command.extend(output);
             command.extend(args.goscope_args.split_whitespace());
             let mut g = Goscope::start_pinned(&command, &goscope_cpus)?;
             g.wait_attached()?;
