@@ -134,6 +134,27 @@ pub struct ThreadStateEvent {
     pub state: u32,
 }
 
+/// One mark assist, emitted at its end by `assist_exit` only while
+/// `ASSIST_EVENTS_ON` holds 1 (`goscope trace`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AssistEvent {
+    /// bpf_ktime_get_ns (CLOCK_MONOTONIC) at gcAssistAlloc's entry and RET.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// The assisting goroutine's goid (0 when its offset is unknown or
+    /// the read failed).
+    pub goid: u64,
+    /// The thread it ended on (initial PID namespace).
+    pub tid: u32,
+    /// Bit 0: it parked (waited for background credit); bit 1: it
+    /// scanned.
+    pub flags: u32,
+}
+
+pub const ASSIST_EVENT_PARKED: u32 = 1;
+pub const ASSIST_EVENT_WORKED: u32 = 2;
+
 /// log2(ns) slots of the mark-assist latency histogram; the second half
 /// holds assists that parked (waited for background credit).
 pub const ASSIST_HIST_SLOTS: u32 = 128;

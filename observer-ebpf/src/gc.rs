@@ -6,12 +6,17 @@
 //! parks and resumes on another thread is still one assist;
 //! `assist_park` marks it as parked.
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+    },
     macros::{map, uprobe},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
-use observer_common::{ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE, AssistHistogram, GcCycleEvent};
+use observer_common::{
+    ASSIST_EVENT_PARKED, ASSIST_EVENT_WORKED, ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE, AssistEvent,
+    AssistHistogram, GcCycleEvent,
+};
 
 use crate::target::is_target;
 
@@ -26,6 +31,9 @@ static NUMGC_ADDR: u64 = 0;
 static GC_CPU_FRACTION_ADDR: u64 = 0;
 #[unsafe(no_mangle)]
 static INIT_TIME_ADDR: u64 = 0;
+/// Offset of runtime.g.goid (0: unknown), set before load.
+#[unsafe(no_mangle)]
+static G_GOID_OFFSET: u64 = 0;
 
 const PARKED_FLAG: u64 = 1 << 63;
 const WORKED_FLAG: u64 = 1 << 62;
@@ -33,6 +41,11 @@ const FLAGS: u64 = PARKED_FLAG | WORKED_FLAG;
 
 #[map]
 static GC_EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
+/// Slot 0 holds 1 while userspace wants each assist (`goscope trace`).
+#[map]
+static ASSIST_EVENTS_ON: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
+static ASSIST_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Goroutine (g pointer) → assist start time, PARKED_FLAG when it parked.
 #[map]
 static ASSIST_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
@@ -174,7 +187,42 @@ pub fn assist_exit(ctx: ProbeContext) -> u32 {
     // SAFETY: plain hash map lookup.
     let done = unsafe { ASSIST_GOROUTINES.get(&g) }.copied().unwrap_or(0);
     crate::counters::note_insert(ASSIST_GOROUTINES.insert(&g, &(done + 1), 0));
+    if ASSIST_EVENTS_ON.get(0).is_some_and(|on| *on == 1) {
+        emit_assist(g, start, now);
+    }
     0
+}
+
+/// One finished assist for the timeline (dropped and counted when the
+/// ring is full).
+fn emit_assist(g: u64, start: u64, now: u64) {
+    let Some(mut entry) = ASSIST_EVENTS.reserve::<AssistEvent>(0) else {
+        crate::counters::count(observer_common::CounterSlot::DroppedRingBuffer);
+        return;
+    };
+    let offset = global(&G_GOID_OFFSET);
+    let goid = if offset == 0 {
+        0
+    } else {
+        // SAFETY: a read of target memory through the helper.
+        unsafe { bpf_probe_read_user(g.wrapping_add(offset) as *const u64) }.unwrap_or(0)
+    };
+    let mut flags = 0;
+    if start & PARKED_FLAG != 0 {
+        flags |= ASSIST_EVENT_PARKED;
+    }
+    if start & WORKED_FLAG != 0 {
+        flags |= ASSIST_EVENT_WORKED;
+    }
+    entry.write(AssistEvent {
+        start_ns: start & !FLAGS,
+        end_ns: now,
+        goid,
+        // SAFETY: helper without preconditions.
+        tid: unsafe { bpf_get_current_pid_tgid() } as u32,
+        flags,
+    });
+    entry.submit(0);
 }
 
 /// floor(log2(v)) for v > 0, 0 for 0; branch-light for the verifier.

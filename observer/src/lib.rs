@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod session;
 pub mod symbols;
 pub mod target;
+pub mod trace_assists;
 pub mod trace_events;
 pub mod trace_threads;
 pub mod wall_profile;

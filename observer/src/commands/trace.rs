@@ -2,7 +2,7 @@
 //! phases (sweep termination STW, concurrent mark, mark termination STW),
 //! heap live, heap goal and goroutine counters, CFS throttled periods, and
 //! each OS thread of the target with its scheduler state
-//! (`trace_threads`), written as Chrome trace-event JSON by
+//! (`trace_threads`), mark assists per goroutine (`trace_assists`), written as Chrome trace-event JSON by
 //! `trace_events::TraceWriter`.
 //!
 //! One clock: CLOCK_MONOTONIC. A cycle's phase times are the runtime's own
@@ -27,8 +27,10 @@ use crate::{
     memory::TargetMemory as _,
     probe_points::{self, GC_CYCLE_END},
     probes::{
-        GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession, calibrate,
-        governor::{Action, Governor},
+        AttachedLink, GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession,
+        assists::{self, AssistProbes},
+        calibrate,
+        governor::{Action, Governor, Phase},
         threads::{self, TracepointOffsets},
     },
     runtime::{
@@ -37,6 +39,7 @@ use crate::{
         snapshot::{RuntimeSnapshot, le_u64},
     },
     session::Session,
+    trace_assists::AssistTracks,
     trace_events::{TraceWriter, micros, monotonic_ns},
     trace_threads::ThreadTracks,
     window,
@@ -118,6 +121,68 @@ impl ThreadSource {
             + wakeup.run_ns as f64 * share(self.wakeups, wakeup.runs);
         self.governor
             .record(self.switch_transitions + self.wakeups, run_ns as u64);
+    }
+}
+
+/// The mark-assist probes (per-call uprobes on gcAssistAlloc, its RETs,
+/// gcAssistAlloc1 and gcParkAssist), their governor and tracks.
+struct AssistSource {
+    session: ProbeSession,
+    links: Option<Vec<AttachedLink>>,
+    governor: Governor,
+    tracks: AssistTracks,
+}
+
+impl AssistSource {
+    fn start(
+        target: &crate::target::TargetProcess,
+        addresses: &GcSnapshotAddresses,
+        budget: f64,
+        window: Duration,
+    ) -> anyhow::Result<Self> {
+        let probes = AssistProbes::resolve(&target.binary)?;
+        let mut session = ProbeSession::load(target.pid, Some(addresses))?;
+        let costs = calibrate::costs(&mut session).context("calibrating probe costs")?;
+        let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
+        assists::enable_events(&mut session)?;
+        let links = probes.attach(&mut session, &target.exe_handle, pid)?;
+        let governor = Governor::detached(budget, costs.hit_ns, target.cpu_time_ns()?)
+            .with_window(window)
+            .with_link_costs(costs.links(links.len()))
+            .attached_from_start();
+        Ok(Self {
+            session,
+            links: Some(links),
+            governor,
+            tracks: AssistTracks::new(target.pid),
+        })
+    }
+
+    fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
+        for event in assists::drain_events(&mut self.session)? {
+            self.tracks.apply(out, kind_cap, &event)?;
+        }
+        Ok(())
+    }
+
+    /// Records what the probes cost and detaches them for good when the
+    /// governor says so (returns the reason then).
+    fn govern(&mut self, target_cpu_ns: u64, reserved_ns: f64) -> anyhow::Result<Option<String>> {
+        let (runs, run_ns) = AssistProbes::PROGRAMS
+            .iter()
+            .filter_map(|p| self.session.run_stats(p))
+            .fold((0, 0), |(n, t), s| (n + s.runs, t + s.run_ns));
+        self.governor.record(runs, run_ns);
+        if self.governor.tick(target_cpu_ns, reserved_ns) != Action::Detach {
+            return Ok(None);
+        }
+        if let Some(links) = self.links.take() {
+            self.session.detach_all(links)?;
+        }
+        Ok(Some(match self.governor.phase() {
+            Phase::Detached { reason } => reason.clone(),
+            _ => String::new(),
+        }))
     }
 }
 
@@ -264,6 +329,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         init_time: g
             .optional(OptionalGlobal::RuntimeInitTime)
             .map_or(0, |a| a + bias),
+        g_goid_offset: o.goroutine.as_ref().map_or(0, |g| g.goid),
     };
     let origin = monotonic_ns();
     let mut out = TraceWriter::create(&args.output, args.max_events_per_sec, origin, pid)?;
@@ -314,7 +380,27 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             (None, format!("no thread tracks: {e:#}"))
         }
     };
-    let thread_cap = (args.max_events_per_sec / 4).saturating_mul(3).max(1);
+    // Mark assists: per-call probes, attached from the start and governed.
+    let (mut assist_source, assist_note) = match AssistSource::start(
+        target,
+        &addresses,
+        budget,
+        Duration::from_secs_f64(args.duration),
+    ) {
+        Ok(source) => (
+            Some(source),
+            "mark assists from probes on runtime.gcAssistAlloc (entry and every RET), gcAssistAlloc1 and gcParkAssist, under the overhead governor: the closing event gives the fraction of the window they were attached".to_string(),
+        ),
+        Err(e) => {
+            let e = target.explain_attach_failure(e);
+            eprintln!("goscope: no mark-assist slices ({e:#})");
+            (None, format!("no mark-assist slices: {e:#}"))
+        }
+    };
+    // Of the per-second cap: half for thread states, a quarter for
+    // assists, the rest for GC cycles, counters and throttling.
+    let thread_cap = (args.max_events_per_sec / 2).max(1);
+    let assist_cap = (args.max_events_per_sec / 4).max(1);
     let numgc_address = addresses.numgc;
     let read_numgc = || {
         memory
@@ -381,8 +467,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             "counters": format!("heap live, heap goal, goroutines and goroutines created per second read from the runtime's memory every {} ms", args.interval),
             "throttling": throttle_note,
             "threads": thread_note,
+            "mark_assists": assist_note,
             "cap_per_s": args.max_events_per_sec,
             "thread_slices_cap_per_s": thread_cap,
+            "assist_slices_cap_per_s": assist_cap,
             "overhead_budget_percent": budget,
         },
     }))?;
@@ -409,12 +497,14 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         probe_detached_at: None,
         threads: None,
         threads_detached_at: None,
+        assists_detached_at: None,
     };
     let interval_ns = args.interval * 1_000_000;
     let cgroup_ns = args.cgroup_interval * 1_000_000;
     let mut tick = |out: &mut TraceWriter,
                     probe: &mut Option<(ProbeSession, Governor)>,
-                    thread_source: &mut Option<ThreadSource>|
+                    thread_source: &mut Option<ThreadSource>,
+                    assist_source: &mut Option<AssistSource>|
      -> anyhow::Result<()> {
         let now = monotonic_ns();
         let cycles_before = state.cycles;
@@ -461,10 +551,30 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 state.probe_detached_at = Some(now);
             }
         }
+        if let Some(source) = assist_source {
+            source.drain(out, assist_cap)?;
+            if source.links.is_some() {
+                let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
+                    + thread_source
+                        .as_ref()
+                        .map_or(0.0, |t| t.governor.claim_ns());
+                if let Some(why) = source.govern(target.cpu_time_ns()?, reserved)? {
+                    eprintln!(
+                        "goscope: the mark-assist probes would overspend the overhead budget ({}; {why}): detached, no assist slices from here on",
+                        crate::format::budget(budget)
+                    );
+                    source.drain(out, assist_cap)?;
+                    state.assists_detached_at = Some(now);
+                }
+            }
+        }
         if let Some(source) = thread_source {
             source.drain(out, thread_cap)?;
             source.record_cost();
-            let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns());
+            let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
+                + assist_source
+                    .as_ref()
+                    .map_or(0.0, |a| a.governor.claim_ns());
             if source.governor.tick(target.cpu_time_ns()?, reserved) == Action::Detach {
                 let why = match source.governor.phase() {
                     crate::probes::governor::Phase::Detached { reason } => reason.clone(),
@@ -517,7 +627,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         target,
         stop,
         Some(TICK),
-        |_| tick(&mut out, &mut probe, &mut thread_source),
+        |_| tick(&mut out, &mut probe, &mut thread_source, &mut assist_source),
     );
     // An exiting process loses its address space (the exec sentinel reads
     // nothing) a moment before its pidfd says it exited: a window that
@@ -549,6 +659,21 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             Err(_) => {}
         }
     }
+    let assist_totals = match assist_source.as_mut() {
+        Some(source) => {
+            if window.error.is_none()
+                && window.end != window::WindowEnd::TargetExecd
+                && let Err(e) = source.drain(&mut out, assist_cap)
+                && target.is_alive()
+            {
+                window.error = Some(e);
+            }
+            source.governor.finish();
+            Some((source.tracks.totals(), source.governor.sampled_fraction()))
+        }
+        None => None,
+    };
+    drop(assist_source);
     if let Some(mut source) = thread_source.take() {
         let drained = if window.error.is_none() && window.end != window::WindowEnd::TargetExecd {
             source.drain(&mut out, thread_cap)
@@ -591,6 +716,14 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 "transitions_ignored": t.ignored,
             })),
             "threads_detached_at_us": state.threads_detached_at.map(micros),
+            "mark_assists": assist_totals.map(|(t, sampled)| json!({
+                "assists": t.assists,
+                "parked": t.parked,
+                "slices_dropped_over_cap": t.dropped_over_cap,
+                "goroutine_tracks": t.goroutine_tracks,
+                "probes_attached_fraction": sampled,
+            })),
+            "mark_assists_detached_at_us": state.assists_detached_at.map(micros),
         },
     });
     let totals = out.finish(closing)?;
@@ -656,6 +789,7 @@ struct Tracing<'a> {
     probe_detached_at: Option<u64>,
     threads: Option<crate::trace_threads::ThreadTotals>,
     threads_detached_at: Option<u64>,
+    assists_detached_at: Option<u64>,
 }
 
 impl Tracing<'_> {

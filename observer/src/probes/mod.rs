@@ -46,6 +46,9 @@ pub struct GcSnapshotAddresses {
     pub numgc: u64,
     pub gc_cpu_fraction: u64,
     pub init_time: u64,
+    /// Offset of runtime.g.goid, for the assists' goroutine ids (0:
+    /// unknown; not an address).
+    pub g_goid_offset: u64,
 }
 
 /// One attached uprobe, to detach later.
@@ -128,6 +131,7 @@ impl ProbeSession {
             .override_global("NUMGC_ADDR", &gc.numgc, true)
             .override_global("GC_CPU_FRACTION_ADDR", &gc.gc_cpu_fraction, true)
             .override_global("INIT_TIME_ADDR", &gc.init_time, true)
+            .override_global("G_GOID_OFFSET", &gc.g_goid_offset, true)
             .override_global("SWITCH_PREV_PID", &tracepoints.switch_prev_pid, true)
             .override_global("SWITCH_PREV_STATE", &tracepoints.switch_prev_state, true)
             .override_global("SWITCH_NEXT_PID", &tracepoints.switch_next_pid, true)

@@ -57,6 +57,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         init_time: g
             .optional(OptionalGlobal::RuntimeInitTime)
             .map_or(0, |a| a + bias),
+        g_goid_offset: 0,
     };
     let cycle_point = probe_points::resolve(&target.binary, GC_CYCLE_END).with_context(context)?;
     let assist_probes = if args.no_assists {
