@@ -333,7 +333,10 @@ impl Bench<'_> {
             };
             // trace: the timeline into a scratch file (it has no --json).
             let trace_file = std::env::temp_dir()
-                .join(format!("goscope-bench-trace-{}.json.gz", std::process::id()))
+                .join(format!(
+                    "goscope-bench-trace-{}.json.gz",
+                    std::process::id()
+                ))
                 .display()
                 .to_string();
             let output: &[&str] = if args.mode == "trace" {
