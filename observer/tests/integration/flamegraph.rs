@@ -180,7 +180,7 @@ fn flame_graph_widths_agree_with_pprof_cum() {
     // `-o x.pb.gz`, then `goscope flamegraph` of that very profile.
     profile_one_batch(&mut target, &profile);
     target.quit().unwrap();
-    let finished = testkit::run(&[
+    let finished = testkit::goscope::run(&[
         "flamegraph",
         profile.to_str().unwrap(),
         "-o",
