@@ -62,6 +62,29 @@ pub enum Command {
     /// their phases, heap live and goal, goroutines, CFS throttling, all
     /// on CLOCK_MONOTONIC.
     Trace(TraceArgs),
+    /// Render a pprof profile (goscope's or any other) as an interactive
+    /// flame graph SVG, offline: no process, no privilege.
+    Flamegraph(FlamegraphArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  goscope flamegraph cpu.pb.gz -o cpu.svg\n  goscope flamegraph allocs.pb.gz --sample-index inuse_space -o live-heap.svg"
+)]
+pub struct FlamegraphArgs {
+    /// The profile (profile.proto, gzipped or not).
+    pub profile: PathBuf,
+    /// The SVG to write.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// The sample type the widths measure (default: cpu, alloc_space or
+    /// goroutine when present, the sum of all states for a wall-clock
+    /// profile, else the last one, as pprof does).
+    #[arg(long)]
+    pub sample_index: Option<String>,
+    /// The title (default: the profile's file name).
+    #[arg(long)]
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -111,7 +134,8 @@ pub struct GoroutinesArgs {
     /// Every goroutine as JSON (frames, state, wait, creation site).
     #[arg(long)]
     pub json: bool,
-    /// Write a pprof goroutine profile (`go tool pprof` opens it).
+    /// Write a pprof goroutine profile (`go tool pprof` opens it), or
+    /// its flame graph when the name ends in .svg.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Show every frame of each group, not only the frame to look at.
@@ -224,7 +248,8 @@ pub struct AllocArgs {
     /// Sampling window in seconds; Ctrl-C ends it early.
     #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
     pub duration: f64,
-    /// Where to write the gzipped pprof profile.
+    /// Where to write the gzipped pprof profile (a flame graph of the
+    /// bytes allocated when the name ends in .svg).
     #[arg(long, short, default_value = "allocs.pb.gz")]
     pub output: PathBuf,
     /// Most of the target's CPU the allocation probes may cost, in percent;
@@ -244,7 +269,8 @@ pub struct CpuArgs {
     /// Sampling window in seconds; Ctrl-C ends it early.
     #[arg(long, short, default_value_t = 10.0, value_parser = parse_duration)]
     pub duration: f64,
-    /// Where to write the gzipped pprof profile.
+    /// Where to write the gzipped pprof profile (a flame graph of the
+    /// CPU time when the name ends in .svg).
     #[arg(long, short, default_value = "cpu.pb.gz")]
     pub output: PathBuf,
     /// Samples per second per CPU.

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 pub mod cpu;
 pub mod escapes;
+pub mod flamegraph;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => commands::explain::run(args),
         Command::Ps(args) => commands::ps::run(args),
         Command::Trace(args) => commands::trace::run(args),
+        Command::Flamegraph(args) => commands::flamegraph::run(args),
     };
     match result {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),

@@ -99,7 +99,9 @@ pub fn run(args: &AllocArgs) -> anyhow::Result<i32> {
         sampled_fraction,
         profile,
     } = observed;
-    crate::outfile::write(&args.output, &profile)?;
+    let title =
+        crate::flamegraph::title("alloc", target.pid, &target.exe, target.binary.go_version());
+    crate::flamegraph::write_profile(&args.output, &profile, &title)?;
     let exact = ExactAllocation::between(&first.alloc, &last.alloc, &runtime.class_sizes);
     let window_s = window.elapsed.as_secs_f64();
     let total_bytes = exact.class_bytes.iter().sum::<u64>() + exact.large_bytes;
@@ -373,6 +375,14 @@ fn render(r: &AllocReport) -> String {
                 site.position
             );
         }
+    }
+    if crate::flamegraph::is_svg(std::path::Path::new(&r.profile)) {
+        let _ = writeln!(
+            out,
+            "flame graph of the bytes allocated written to {}",
+            r.profile
+        );
+        return out;
     }
     let _ = writeln!(
         out,

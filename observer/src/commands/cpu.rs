@@ -50,7 +50,9 @@ pub fn run(args: &CpuArgs) -> anyhow::Result<i32> {
     let profile = samples
         .pprof(args.hz, elapsed.as_nanos() as u64)
         .context("encoding the pprof profile")?;
-    crate::outfile::write(&args.output, &profile)?;
+    let title =
+        crate::flamegraph::title("cpu", target.pid, &target.exe, target.binary.go_version());
+    crate::flamegraph::write_profile(&args.output, &profile, &title)?;
     let split = samples.split();
     if args.json {
         output::print_json(&split)?;
@@ -79,11 +81,15 @@ pub fn render(split: &CpuSplit, profile: &Path) -> String {
         let line = format!("  {:<width$} {:>7}  {bar}", class.label(), percent(*share));
         let _ = writeln!(out, "{}", line.trim_end());
     }
-    let _ = writeln!(
-        out,
-        "profile written to {} (go tool pprof -top {})",
-        profile.display(),
-        profile.display()
-    );
+    if crate::flamegraph::is_svg(profile) {
+        let _ = writeln!(out, "flame graph written to {}", profile.display());
+    } else {
+        let _ = writeln!(
+            out,
+            "profile written to {} (go tool pprof -top {})",
+            profile.display(),
+            profile.display()
+        );
+    }
     out
 }

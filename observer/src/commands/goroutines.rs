@@ -12,7 +12,7 @@ use crate::{
     cli::GoroutinesArgs,
     goroutine_dump::{self, DumpLimits, GoroutineDump, JsonGoroutine, start_key},
     leak_watch::LeakWatch,
-    outfile, output, pprof,
+    output, pprof,
     report::goroutines::{self as text, DumpJson, EarlierDump},
     runtime::{
         goroutines::{GoroutineReader, Limits},
@@ -70,7 +70,8 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<i32> {
         version
     );
     if let Some(path) = &args.output {
-        outfile::write(path, &goroutine_profile(&dump)?)
+        let title = crate::flamegraph::title("goroutines", target.pid, &target.exe, version);
+        crate::flamegraph::write_profile(path, &goroutine_profile(&dump)?, &title)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("goscope: wrote the goroutine profile to {}", path.display());
     }
@@ -216,13 +217,26 @@ fn profile(
         return Err(error.context(format!("pid {}: sampling its goroutines", target.pid)));
     }
     if let Some(path) = &args.output {
-        outfile::write(path, &wall.to_pprof()?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
-            "goscope: wrote the wall-clock profile to {} (go tool pprof -sample_index=waiting -top {})",
-            path.display(),
-            path.display()
+        let title = crate::flamegraph::title(
+            "goroutines --profile",
+            target.pid,
+            &target.exe,
+            target.binary.go_version(),
         );
+        crate::flamegraph::write_profile(path, &wall.to_pprof()?, &title)
+            .with_context(|| format!("writing {}", path.display()))?;
+        if crate::flamegraph::is_svg(path) {
+            eprintln!(
+                "goscope: wrote the wall-clock flame graph to {}",
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "goscope: wrote the wall-clock profile to {} (go tool pprof -sample_index=waiting -top {})",
+                path.display(),
+                path.display()
+            );
+        }
     }
     let rows = wall.rows();
     if args.json {

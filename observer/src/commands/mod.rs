@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod cpu;
 pub mod doctor;
 pub mod explain;
+pub mod flamegraph;
 pub mod gc;
 pub mod goroutines;
 pub mod heatmap;

@@ -15,6 +15,7 @@ mod dist;
 mod doctor;
 mod exec;
 mod explain;
+mod flamegraph;
 mod gc;
 mod golden;
 mod goroutine_dump;
