@@ -176,13 +176,43 @@ impl AssistSource {
         if self.governor.tick(target_cpu_ns, reserved_ns) != Action::Detach {
             return Ok(None);
         }
-        if let Some(links) = self.links.take() {
-            self.session.detach_all(links)?;
-        }
         Ok(Some(match self.governor.phase() {
             Phase::Detached { reason } => reason.clone(),
             _ => String::new(),
         }))
+    }
+
+    /// What the window saw: totals and the fraction attached.
+    fn summary(&mut self) -> (crate::trace_assists::AssistTotals, f64) {
+        self.governor.finish();
+        (self.tracks.totals(), self.governor.sampled_fraction())
+    }
+}
+
+/// Detaches probe sets off the tick loop: a uprobe or tracepoint detach
+/// waits for the kernel (hundreds of ms on a loaded host), during which
+/// the timeline would stall. The window's end waits for them, so no probe
+/// outlives goscope's own exit path (and the kernel closes whatever is
+/// left if goscope is killed).
+#[derive(Default)]
+struct Detacher {
+    pending: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Detacher {
+    fn retire(&mut self, mut session: ProbeSession, links: Vec<AttachedLink>) {
+        self.pending.push(std::thread::spawn(move || {
+            if let Err(e) = session.detach_all(links) {
+                eprintln!("goscope: detaching probes: {e:#}");
+            }
+            drop(session);
+        }));
+    }
+
+    fn finish(self) {
+        for handle in self.pending {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -497,8 +527,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         probe_detached_at: None,
         threads: None,
         threads_detached_at: None,
+        assists: None,
         assists_detached_at: None,
     };
+    let mut detacher = Detacher::default();
     let interval_ns = args.interval * 1_000_000;
     let cgroup_ns = args.cgroup_interval * 1_000_000;
     let mut tick = |out: &mut TraceWriter,
@@ -541,31 +573,35 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     "goscope: the GC-cycle probe would overspend the overhead budget ({}; {why}): detached, cycles are read from memory from now on",
                     crate::format::budget(budget)
                 );
-                // Dropping the session closes its links; what the ring
-                // holds is read first.
+                // Dropping the session closes its links (off the loop);
+                // what the ring holds is read first.
                 if let Some((mut session, _)) = probe.take() {
                     for event in drain(&mut session)? {
                         state.probe_cycle(out, &event)?;
                     }
+                    detacher.retire(session, Vec::new());
                 }
                 state.probe_detached_at = Some(now);
             }
         }
         if let Some(source) = assist_source {
             source.drain(out, assist_cap)?;
-            if source.links.is_some() {
-                let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
-                    + thread_source
-                        .as_ref()
-                        .map_or(0.0, |t| t.governor.claim_ns());
-                if let Some(why) = source.govern(target.cpu_time_ns()?, reserved)? {
-                    eprintln!(
-                        "goscope: the mark-assist probes would overspend the overhead budget ({}; {why}): detached, no assist slices from here on",
-                        crate::format::budget(budget)
-                    );
+            let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
+                + thread_source
+                    .as_ref()
+                    .map_or(0.0, |t| t.governor.claim_ns());
+            if let Some(why) = source.govern(target.cpu_time_ns()?, reserved)? {
+                eprintln!(
+                    "goscope: the mark-assist probes would overspend the overhead budget ({}; {why}): detached, no assist slices from here on",
+                    crate::format::budget(budget)
+                );
+                if let Some(mut source) = assist_source.take() {
                     source.drain(out, assist_cap)?;
-                    state.assists_detached_at = Some(now);
+                    state.assists = Some(source.summary());
+                    let links = source.links.take().unwrap_or_default();
+                    detacher.retire(source.session, links);
                 }
+                state.assists_detached_at = Some(now);
             }
         }
         if let Some(source) = thread_source {
@@ -588,6 +624,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     source.drain(out, thread_cap)?;
                     source.tracks.close_all(out, thread_cap, monotonic_ns())?;
                     state.threads = Some(source.tracks.totals());
+                    detacher.retire(source.session, Vec::new());
                 }
                 state.threads_detached_at = Some(now);
             }
@@ -659,21 +696,19 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             Err(_) => {}
         }
     }
-    let assist_totals = match assist_source.as_mut() {
-        Some(source) => {
-            if window.error.is_none()
-                && window.end != window::WindowEnd::TargetExecd
-                && let Err(e) = source.drain(&mut out, assist_cap)
-                && target.is_alive()
-            {
-                window.error = Some(e);
-            }
-            source.governor.finish();
-            Some((source.tracks.totals(), source.governor.sampled_fraction()))
+    if let Some(mut source) = assist_source.take() {
+        if window.error.is_none()
+            && window.end != window::WindowEnd::TargetExecd
+            && let Err(e) = source.drain(&mut out, assist_cap)
+            && target.is_alive()
+        {
+            window.error = Some(e);
         }
-        None => None,
-    };
-    drop(assist_source);
+        state.assists = Some(source.summary());
+        let links = source.links.take().unwrap_or_default();
+        detacher.retire(source.session, links);
+    }
+    let assist_totals = state.assists;
     if let Some(mut source) = thread_source.take() {
         let drained = if window.error.is_none() && window.end != window::WindowEnd::TargetExecd {
             source.drain(&mut out, thread_cap)
@@ -684,6 +719,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             .tracks
             .close_all(&mut out, thread_cap, monotonic_ns())?;
         state.threads = Some(source.tracks.totals());
+        detacher.retire(source.session, Vec::new());
         if let Err(e) = drained
             && target.is_alive()
             && window.error.is_none()
@@ -727,6 +763,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         },
     });
     let totals = out.finish(closing)?;
+    detacher.finish();
     if let Some(e) = window.error.take() {
         return Err(e);
     }
@@ -789,6 +826,7 @@ struct Tracing<'a> {
     probe_detached_at: Option<u64>,
     threads: Option<crate::trace_threads::ThreadTotals>,
     threads_detached_at: Option<u64>,
+    assists: Option<(crate::trace_assists::AssistTotals, f64)>,
     assists_detached_at: Option<u64>,
 }
 

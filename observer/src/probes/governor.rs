@@ -36,8 +36,11 @@ const MIN_ELAPSED: Duration = Duration::from_millis(150);
 /// attachment.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 /// Spending over less attachment than this is not projected (one hit just
-/// after a mark would look like a rate of thousands a second).
+/// after a mark would look like a rate of thousands a second), unless it
+/// came from at least MIN_RATE_HITS hits (a busy set shows its rate in
+/// milliseconds, and must not overspend while a span fills).
 const MIN_RATE_SPAN: Duration = Duration::from_millis(150);
+const MIN_RATE_HITS: u64 = 32;
 
 /// What attaching a set costs the target, besides its hits.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
@@ -85,12 +88,20 @@ pub struct Governor {
     run_ns: u64,
     /// (when, spent_ns) marks for the current spending rate: the newest,
     /// at most RATE_WINDOW old, and the one before it.
-    rate_mark: Option<(Instant, f64)>,
-    rate_base: Option<(Instant, f64)>,
+    rate_mark: Option<RateMark>,
+    rate_base: Option<RateMark>,
     attaches: u32,
     detaches: u32,
     on_time: Duration,
     on_since: Option<Instant>,
+}
+
+/// A point the spending rate is measured from.
+#[derive(Clone, Copy, Debug)]
+struct RateMark {
+    at: Instant,
+    spent_ns: f64,
+    hits: u64,
 }
 
 /// What the governor wants done.
@@ -275,19 +286,32 @@ impl Governor {
             }
             Phase::Attached => {
                 let spent = self.spent_ns();
-                let (mark_at, mark_spent) = *self.rate_mark.get_or_insert((now, spent));
+                let here = RateMark {
+                    at: now,
+                    spent_ns: spent,
+                    hits: self.hits,
+                };
+                let mark = *self.rate_mark.get_or_insert(here);
                 let spending_per_s = self.spending_per_s(now, spent);
-                if now - mark_at >= RATE_WINDOW {
-                    self.rate_base = Some((mark_at, mark_spent));
-                    self.rate_mark = Some((now, spent));
+                if now - mark.at >= RATE_WINDOW {
+                    self.rate_base = Some(mark);
+                    self.rate_mark = Some(here);
                 }
                 let projected =
                     spent + spending_per_s * remaining.as_secs_f64() + self.links.detach_ns;
                 if projected > allowance {
                     self.phase = Phase::Detached {
                         reason: format!(
-                            "measured spending projected to {:.2}% of the target's CPU over the window, over the {:.2}% budget",
+                            "measured spending projected to {:.2}% of the target's CPU over the window{}, over the {:.2}% budget",
                             100.0 * projected / window_cpu.max(1.0),
+                            if reserved_ns > 0.0 {
+                                format!(
+                                    " with {:.2}% claimed by the other probe sets",
+                                    100.0 * reserved_ns / window_cpu.max(1.0)
+                                )
+                            } else {
+                                String::new()
+                            },
                             100.0 * self.budget
                         ),
                     };
@@ -301,16 +325,18 @@ impl Governor {
     }
 
     /// The current spending rate, ns/s: since the older mark (one to two
-    /// RATE_WINDOWs back), 0 before MIN_RATE_SPAN of attachment.
+    /// RATE_WINDOWs back); 0 while that is under MIN_RATE_SPAN and under
+    /// MIN_RATE_HITS hits.
     fn spending_per_s(&self, now: Instant, spent: f64) -> f64 {
-        let Some((at, then)) = self.rate_base.or(self.rate_mark) else {
+        let Some(base) = self.rate_base.or(self.rate_mark) else {
             return 0.0;
         };
-        let span = now.saturating_duration_since(at);
-        if span < MIN_RATE_SPAN {
+        let span = now.saturating_duration_since(base.at);
+        let hits = self.hits.saturating_sub(base.hits);
+        if span.is_zero() || (span < MIN_RATE_SPAN && hits < MIN_RATE_HITS) {
             return 0.0;
         }
-        (spent - then).max(0.0) / span.as_secs_f64()
+        (spent - base.spent_ns).max(0.0) / span.as_secs_f64()
     }
 
     fn attach(&mut self, now: Instant) -> Action {
@@ -318,7 +344,11 @@ impl Governor {
         self.attaches += 1;
         self.on_since = Some(now);
         self.rate_base = None;
-        self.rate_mark = Some((now, self.spent_ns()));
+        self.rate_mark = Some(RateMark {
+            at: now,
+            spent_ns: self.spent_ns(),
+            hits: self.hits,
+        });
         Action::Attach
     }
 
@@ -428,7 +458,11 @@ mod tests {
         g.predict_rate(10.0);
         assert_eq!(g.tick(1_000_000_000, 0.0), Action::Attach);
         // The rate was mispredicted: 1 s of probe time in one tick.
-        g.rate_mark = Some((Instant::now() - Duration::from_millis(100), 0.0));
+        g.rate_mark = Some(RateMark {
+            at: Instant::now() - Duration::from_millis(100),
+            spent_ns: 0.0,
+            hits: 0,
+        });
         g.record(50_000, 500_000_000);
         assert_eq!(g.tick(1_100_000_000, 0.0), Action::Detach);
         assert!(matches!(g.phase(), Phase::Detached { .. }));
@@ -453,6 +487,18 @@ mod tests {
         g.record(1, 15_000);
         assert_eq!(g.tick(1_005_000_000, 0.0), Action::Keep);
         assert!(g.is_on());
+    }
+
+    #[test]
+    fn a_busy_set_is_detached_before_a_rate_span_fills() {
+        // 2,000 hits in the first milliseconds at 20 µs each: 40 ms of a
+        // 1-core, 10 s window whose budget is 100 ms, at 40 ms per few ms.
+        let mut g = started(1.0, Duration::from_secs(1), Duration::from_secs(10));
+        g.predict_rate(10.0);
+        assert_eq!(g.tick(1_000_000_000, 0.0), Action::Attach);
+        std::thread::sleep(Duration::from_millis(2));
+        g.record(2_000, 20_000_000);
+        assert_eq!(g.tick(1_002_000_000, 0.0), Action::Detach);
     }
 
     #[test]
