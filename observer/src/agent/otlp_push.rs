@@ -484,21 +484,30 @@ impl Client {
     }
 }
 
-/// Failure lines, at most one per `LOG_EVERY`, and one when pushes work
-/// again.
+/// What the pushes say on stderr: a failure when its reason changes (the
+/// same reason again at most once per `LOG_EVERY`), and a line when pushes
+/// work again.
 struct Log {
     url: String,
-    last: Option<Instant>,
+    last: Option<(Instant, String)>,
     failures: u64,
 }
 
 impl Log {
-    fn failure(&mut self, what: &str) {
-        self.failures += 1;
-        if self.last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-            eprintln!("goscope agent: OTLP push to {}: {what}", self.url);
-            self.last = Some(Instant::now());
+    fn say(&mut self, why: &str, then: &str) {
+        let repeated = self
+            .last
+            .as_ref()
+            .is_some_and(|(at, said)| said == why && at.elapsed() < LOG_EVERY);
+        if !repeated {
+            eprintln!("goscope agent: OTLP push to {}: {why}; {then}", self.url);
+            self.last = Some((Instant::now(), why.to_string()));
         }
+    }
+
+    fn failure(&mut self, why: &str, then: &str) {
+        self.failures += 1;
+        self.say(why, then);
     }
 
     fn delivered(&mut self) {
@@ -536,31 +545,34 @@ async fn send_loop(mut client: Client, queue: &Queue, stats: &Stats) {
                     log.delivered();
                     if rejected_points > 0 {
                         Stats::bump(&stats.rejected_points, rejected_points);
-                        log.failure(&format!(
-                            "{rejected_points} data points rejected: {}",
-                            crate::format::escape_control(
-                                &message.chars().take(200).collect::<String>()
-                            )
-                        ));
+                        log.say(
+                            &format!(
+                                "{rejected_points} data points rejected: {}",
+                                crate::format::escape_control(
+                                    &message.chars().take(200).collect::<String>()
+                                )
+                            ),
+                            "the rest was accepted",
+                        );
                     }
                     backoff.reset();
                     break;
                 }
                 Attempt::Refused { why } => {
                     Stats::bump(&stats.failed, 1);
-                    log.failure(&format!("{why}; the request is dropped, not retried"));
+                    log.failure(&why, "the request is dropped, not retried");
                     backoff.reset();
                     break;
                 }
                 Attempt::Retry { why, after } => {
                     if queue.superseded() {
                         Stats::bump(&stats.dropped, 1);
-                        log.failure(&format!("{why}; the oldest request is dropped"));
+                        log.failure(&why, "the oldest request is dropped");
                         break;
                     }
                     Stats::bump(&stats.retried, 1);
                     let wait = backoff.next(after);
-                    log.failure(&format!("{why}; retrying in {:.1} s", wait.as_secs_f64()));
+                    log.failure(&why, &format!("retrying in {:.1} s", wait.as_secs_f64()));
                     tokio::time::sleep(wait).await;
                     if queue.superseded() {
                         Stats::bump(&stats.dropped, 1);
