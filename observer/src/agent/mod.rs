@@ -381,6 +381,12 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
             config.endpoint,
             config.interval.as_millis()
         );
+        if args.otlp_ca_file.is_some() && !config.endpoint.tls {
+            eprintln!(
+                "goscope agent: --otlp-ca-file is not used: {} is not https",
+                config.endpoint
+            );
+        }
     }
     // Before the first scan: nothing watched yet, which is the truth.
     let (publish, latest) = watch::channel(Arc::new(render_registry(&registry, 0, 1)));
