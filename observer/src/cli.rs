@@ -38,7 +38,10 @@ pub enum Command {
     /// allocation profile (alloc_objects, alloc_space).
     Alloc(AllocArgs),
     /// Host daemon: watch every Go process on the host and serve their
-    /// figures as Prometheus metrics.
+    /// figures as Prometheus metrics (and push them over OTLP).
+    #[command(
+        after_help = "Examples:\n  sudo goscope agent\n  sudo goscope agent --listen 0.0.0.0:9464\n  sudo goscope agent --otlp-endpoint http://127.0.0.1:4318/v1/metrics\n  sudo goscope agent --otlp-endpoint https://otel.example:4318/v1/metrics \\\n      --otlp-header 'Authorization=Bearer TOKEN' --otlp-ca-file /etc/ssl/otel-ca.pem"
+    )]
     Agent(AgentArgs),
     /// Live terminal view: allocation, GC, scheduler, cgo and sites,
     /// refreshed every second.
@@ -239,6 +242,26 @@ pub struct AgentArgs {
     /// names and namespaces are read from.
     #[arg(long, default_value = "/var/log/pods")]
     pub kubelet_pods_dir: PathBuf,
+    /// Also push the same metrics as OTLP/HTTP protobuf, POSTed to this
+    /// URL (http or https; a URL without a path gets /v1/metrics), e.g.
+    /// http://127.0.0.1:4318/v1/metrics.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<crate::agent::otlp_config::Endpoint>,
+    /// Milliseconds between two pushes.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000), requires = "otlp_endpoint")]
+    pub otlp_interval_ms: u64,
+    /// Milliseconds one push may take, connecting included (then it is
+    /// retried).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=120_000), requires = "otlp_endpoint")]
+    pub otlp_timeout_ms: u64,
+    /// A header sent with every push (repeatable), e.g.
+    /// "Authorization=Bearer TOKEN"; its value is never logged.
+    #[arg(long, value_name = "KEY=VALUE", requires = "otlp_endpoint")]
+    pub otlp_header: Vec<crate::agent::otlp_config::Header>,
+    /// A PEM file of CA certificates trusted for an https endpoint, besides
+    /// Mozilla's roots built in.
+    #[arg(long, value_name = "PATH", requires = "otlp_endpoint")]
+    pub otlp_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

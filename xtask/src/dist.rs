@@ -1,8 +1,10 @@
 //! `cargo xtask dist`: the release artifacts in target/dist/. A statically
 //! linked goscope (glibc with `+crt-static` for an explicit
 //! x86_64-unknown-linux-gnu target, so build scripts and proc-macros stay
-//! dynamic; the eBPF object is embedded; goscope resolves no names, so no
-//! NSS module is needed), shell completions and man pages generated from
+//! dynamic; the eBPF object is embedded; TLS is rustls with ring, no
+//! OpenSSL; goscope resolves a name only for an `--otlp-endpoint` given by
+//! host name, which static glibc serves with the host's NSS modules, so an
+//! address needs none), shell completions and man pages generated from
 //! the clap definitions, and a Debian package holding them with a hardened
 //! systemd unit for `goscope agent` and its flags in /etc/default.
 

@@ -1,47 +1,10 @@
-//! The Prometheus text exposition format (version 0.0.4): metric families
-//! with HELP and TYPE lines, escaped label values, histograms with
-//! cumulative `le` buckets, `_sum` and `_count`.
+//! The Prometheus text exposition format (version 0.0.4) of a snapshot:
+//! metric families with HELP and TYPE lines, escaped label values,
+//! histograms with cumulative `le` buckets, `_sum` and `_count`.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
-/// The label pairs of a series, rendered (escaped) once: `k="v",k2="v2"`.
-/// A target's labels never change, so scrapes only concatenate.
-#[derive(Clone, Debug, Default)]
-pub struct Labels(String);
-
-impl Labels {
-    pub fn new(pairs: &[(&str, String)]) -> Self {
-        let mut labels = Self::default();
-        for (k, v) in pairs {
-            labels.push(k, v);
-        }
-        labels
-    }
-
-    fn push(&mut self, key: &str, value: &str) {
-        if !self.0.is_empty() {
-            self.0.push(',');
-        }
-        self.0.push_str(key);
-        self.0.push_str("=\"");
-        self.0.push_str(&escape(value));
-        self.0.push('"');
-    }
-
-    /// These labels and one more.
-    pub fn with(&self, key: &str, value: &str) -> Self {
-        let mut labels = self.clone();
-        labels.push(key, value);
-        labels
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
+use super::snapshot::{Kind, Labels, Snapshot, Value};
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -53,19 +16,8 @@ impl Kind {
     }
 }
 
-struct Family {
-    help: &'static str,
-    kind: Kind,
-    lines: Vec<String>,
-}
-
-/// Collects samples by family and renders them.
-#[derive(Default)]
-pub struct Exposition {
-    families: BTreeMap<&'static str, Family>,
-}
-
-fn escape(value: &str) -> String {
+/// A label value escaped for the exposition.
+pub fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('\n', "\\n")
@@ -73,11 +25,12 @@ fn escape(value: &str) -> String {
 }
 
 fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {
-    let separator = if labels.0.is_empty() { "" } else { "," };
+    let text = labels.prometheus();
+    let separator = if text.is_empty() { "" } else { "," };
     match extra {
-        Some((k, v)) => format!("{{{}{separator}{k}=\"{}\"}}", labels.0, escape(v)),
-        None if labels.0.is_empty() => String::new(),
-        None => format!("{{{}}}", labels.0),
+        Some((k, v)) => format!("{{{text}{separator}{k}=\"{}\"}}", escape(v)),
+        None if text.is_empty() => String::new(),
+        None => format!("{{{text}}}"),
     }
 }
 
@@ -91,74 +44,50 @@ fn number(v: f64) -> String {
     }
 }
 
-impl Exposition {
-    fn family(&mut self, name: &'static str, help: &'static str, kind: Kind) -> &mut Family {
-        self.families.entry(name).or_insert_with(|| Family {
-            help,
-            kind,
-            lines: Vec::new(),
-        })
-    }
-
-    pub fn counter(&mut self, name: &'static str, help: &'static str, labels: &Labels, v: f64) {
-        let line = format!("{name}{} {}", label_text(labels, None), number(v));
-        self.family(name, help, Kind::Counter).lines.push(line);
-    }
-
-    pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: &Labels, v: f64) {
-        let line = format!("{name}{} {}", label_text(labels, None), number(v));
-        self.family(name, help, Kind::Gauge).lines.push(line);
-    }
-
-    /// A histogram from per-bucket (not cumulative) counts with upper
-    /// bounds `le` (the last may be +Inf; one is added if missing).
-    pub fn histogram(
-        &mut self,
-        name: &'static str,
-        help: &'static str,
-        labels: &Labels,
-        buckets: &[(f64, u64)],
-        sum: f64,
-    ) {
-        let family = self.family(name, help, Kind::Histogram);
-        let mut cumulative = 0u64;
-        let mut saw_inf = false;
-        for (le, count) in buckets {
-            cumulative += count;
-            saw_inf |= le.is_infinite();
-            family.lines.push(format!(
-                "{name}_bucket{} {cumulative}",
-                label_text(labels, Some(("le", &number(*le))))
-            ));
-        }
-        if !saw_inf {
-            family.lines.push(format!(
-                "{name}_bucket{} {cumulative}",
-                label_text(labels, Some(("le", "+Inf")))
-            ));
-        }
-        family.lines.push(format!(
-            "{name}_sum{} {}",
-            label_text(labels, None),
-            number(sum)
-        ));
-        family.lines.push(format!(
-            "{name}_count{} {cumulative}",
-            label_text(labels, None)
-        ));
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, family) in &self.families {
-            let _ = writeln!(out, "# HELP {name} {}", family.help);
-            let _ = writeln!(out, "# TYPE {name} {}", family.kind.name());
-            for line in &family.lines {
-                let _ = writeln!(out, "{line}");
+/// Every family of `snapshot` in name order, its samples in the order they
+/// were added. A histogram without a +Inf bucket gets one.
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    for (name, family) in snapshot.families() {
+        let _ = writeln!(out, "# HELP {name} {}", family.help);
+        let _ = writeln!(out, "# TYPE {name} {}", family.kind.name());
+        for sample in &family.samples {
+            let labels = &sample.labels;
+            match &sample.value {
+                Value::Number(v) => {
+                    let _ = writeln!(out, "{name}{} {}", label_text(labels, None), number(*v));
+                }
+                Value::Histogram(h) => {
+                    let mut cumulative = 0u64;
+                    let mut saw_inf = false;
+                    for (le, count) in &h.buckets {
+                        cumulative = cumulative.wrapping_add(*count);
+                        saw_inf |= le.is_infinite();
+                        let _ = writeln!(
+                            out,
+                            "{name}_bucket{} {cumulative}",
+                            label_text(labels, Some(("le", &number(*le))))
+                        );
+                    }
+                    if !saw_inf {
+                        let _ = writeln!(
+                            out,
+                            "{name}_bucket{} {cumulative}",
+                            label_text(labels, Some(("le", "+Inf")))
+                        );
+                    }
+                    let _ = writeln!(
+                        out,
+                        "{name}_sum{} {}",
+                        label_text(labels, None),
+                        number(h.sum)
+                    );
+                    let _ = writeln!(out, "{name}_count{} {cumulative}", label_text(labels, None));
+                }
             }
         }
-        out
     }
+    out
 }
 
 #[cfg(test)]
@@ -167,14 +96,25 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_labels_escaped() {
-        let mut e = Exposition::default();
+        let mut s = Snapshot::default();
         let labels = Labels::new(&[("exe", "a\"b".into())]);
-        e.histogram("h", "help", &labels, &[(8.0, 2), (16.0, 3)], 40.0);
-        let text = e.render();
+        s.histogram("h", "help", &labels, &[(8.0, 2), (16.0, 3)], 40.0);
+        let text = render(&s);
         assert!(text.contains("# TYPE h histogram"));
         assert!(text.contains("h_bucket{exe=\"a\\\"b\",le=\"8\"} 2"));
         assert!(text.contains("h_bucket{exe=\"a\\\"b\",le=\"16\"} 5"));
         assert!(text.contains("h_bucket{exe=\"a\\\"b\",le=\"+Inf\"} 5"));
         assert!(text.contains("h_count{exe=\"a\\\"b\"} 5"));
+    }
+
+    #[test]
+    fn families_render_in_name_order_with_help_and_type() {
+        let mut s = Snapshot::default();
+        s.gauge("b", "B.", &Labels::default(), 1.5);
+        s.counter("a", "A.", &Labels::new(&[("k", "v".into())]), 3.0);
+        assert_eq!(
+            render(&s),
+            "# HELP a A.\n# TYPE a counter\na{k=\"v\"} 3\n# HELP b B.\n# TYPE b gauge\nb 1.5\n"
+        );
     }
 }

@@ -1,16 +1,23 @@
 //! `goscope agent`: a host daemon that watches every Go process on the
 //! host (found by build info, attached as they start, dropped as they
-//! exit) and serves what doctor reports as Prometheus metrics on /metrics.
+//! exit) and serves what doctor reports as Prometheus metrics on /metrics,
+//! and, with `--otlp-endpoint`, pushes the same metrics over OTLP/HTTP.
 //! It reads the targets' memory and /proc only, so the targets pay nothing;
 //! it exports its own CPU and memory use. Discovery and reading the
-//! targets run on their own threads; the HTTP server (one thread, tokio)
-//! only hands out renderings, so no client and no slow scan stalls a
-//! scrape.
+//! targets run on their own threads; a renderer thread takes readings of
+//! the registry (snapshots) that both outputs are rendered from; the HTTP
+//! server (one thread, tokio) only hands out renderings and the OTLP push
+//! has a thread of its own, so no client, no endpoint and no slow scan
+//! stalls a scrape.
 
 mod exposition;
 mod goroutine_figures;
 mod http;
+mod otlp;
+pub mod otlp_config;
+mod otlp_push;
 mod registry;
+mod snapshot;
 mod watched;
 
 use std::{
@@ -20,18 +27,19 @@ use std::{
         atomic::{AtomicU64, Ordering},
         mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::Context as _;
+use prost::Message as _;
 use tokio::{
     net::{TcpListener, TcpSocket},
     sync::watch,
 };
 
 use crate::{cli::AgentArgs, privilege, window::StopSignal};
-use exposition::{Exposition, Labels};
 use registry::Registry;
+use snapshot::{Labels, Snapshot};
 
 /// The agent's own CPU (user + system) and resident memory.
 fn own_usage() -> (f64, f64) {
@@ -58,17 +66,29 @@ const RENDERER_POLL: Duration = Duration::from_millis(100);
 /// File descriptors the agent asks for (connections plus targets).
 const WANTED_FILES: libc::rlim_t = 4096;
 
-/// The targets' series and the registry's counters, rendered once for
-/// every scrape that asked before it began.
+/// A push reuses a rendering younger than this (a scrape's, say) instead
+/// of taking its own: the targets are read this often, so a newer
+/// rendering would hold the same target figures.
+const REUSE_WITHIN: Duration = watched::READ_EVERY;
+
+/// One reading of the registry (the targets' series and the registry's
+/// counters), taken once for every scrape that asked before it began; its
+/// Prometheus text is rendered once, its OTLP form by each push.
 struct Rendering {
-    /// The last scrape request this rendering answers.
+    /// The last request (scrape or push) this rendering answers.
     seq: u64,
+    /// This reading's number (`goscope_agent_reading_sequence`).
+    reading: u64,
+    /// When it was taken.
+    at: Instant,
+    snapshot: Snapshot,
     text: String,
 }
 
 /// Renders every target, the number watched and what was skipped.
-fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
-    let mut out = Exposition::default();
+fn render_registry(registry: &Mutex<Registry>, seq: u64, reading: u64) -> Rendering {
+    let at = Instant::now();
+    let mut out = Snapshot::new(SystemTime::now());
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
     let (read_errors, late) = registry.export(&mut out);
     let none = Labels::default();
@@ -107,28 +127,34 @@ fn render_registry(registry: &Mutex<Registry>, seq: u64) -> Rendering {
         &none,
         late as f64,
     );
+    out.gauge(
+        "goscope_agent_reading_sequence",
+        "The number of this reading of the targets (one per scrape or push that asked for a fresh one); an OTLP push carries the number of the reading it sent.",
+        &none,
+        reading as f64,
+    );
+    let text = exposition::render(&out);
     Rendering {
         seq,
-        text: out.render(),
+        reading,
+        at,
+        snapshot: out,
+        text,
     }
 }
 
-/// What /metrics serves. The targets are read by the renderer thread, off
-/// the request path: a scrape asks for a rendering and waits for it at
-/// most `FRESH_WAIT`, concurrent scrapes share one, and none waits on
-/// discovery for longer than that.
-struct Metrics {
+/// The renderer's readings, as scrapes and pushes ask for them: a request
+/// rings the renderer and waits at most `FRESH_WAIT` for a rendering begun
+/// after it; requests at the same moment share one.
+struct Renderings {
     latest: watch::Receiver<Arc<Rendering>>,
     requested: AtomicU64,
     doorbell: SyncSender<()>,
-    started: Instant,
 }
 
-impl Metrics {
-    /// Every target (as of the freshest rendering), then the agent's own
-    /// figures (as of now).
-    async fn scrape(&self) -> String {
-        let begun = Instant::now();
+impl Renderings {
+    /// A rendering begun after this call, or past `FRESH_WAIT` the latest.
+    async fn fresh(&self) -> Arc<Rendering> {
         let seq = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         // Full means a rendering is already due, and it will see `seq`.
         let _ = self.doorbell.try_send(());
@@ -137,39 +163,11 @@ impl Metrics {
             .await
             .ok()
             .and_then(|r| r.ok().map(|r| Arc::clone(&r)));
-        let rendering = fresh.unwrap_or_else(|| Arc::clone(&latest.borrow()));
-        let mut out = Exposition::default();
-        let none = Labels::default();
-        let (cpu, rss) = own_usage();
-        out.counter(
-            "goscope_agent_cpu_seconds_total",
-            "CPU the agent itself used.",
-            &none,
-            cpu,
-        );
-        out.gauge(
-            "goscope_agent_resident_memory_bytes",
-            "The agent's resident memory.",
-            &none,
-            rss,
-        );
-        out.gauge(
-            "goscope_agent_uptime_seconds",
-            "Seconds since the agent started.",
-            &none,
-            self.started.elapsed().as_secs_f64(),
-        );
-        out.gauge(
-            "goscope_agent_scrape_duration_seconds",
-            "How long rendering this scrape took.",
-            &none,
-            begun.elapsed().as_secs_f64(),
-        );
-        let own = out.render();
-        let mut text = String::with_capacity(rendering.text.len() + own.len());
-        text.push_str(&rendering.text);
-        text.push_str(&own);
-        text
+        fresh.unwrap_or_else(|| Arc::clone(&latest.borrow()))
+    }
+
+    fn latest(&self) -> Arc<Rendering> {
+        Arc::clone(&self.latest.borrow())
     }
 
     /// Whether the renderer thread still runs (it ends only on stop).
@@ -178,7 +176,101 @@ impl Metrics {
     }
 }
 
-/// Renders whenever a scrape rings, until `stop`.
+/// The agent's own figures as of now (CPU, memory, uptime, and the OTLP
+/// push's counters when it pushes).
+fn own_figures(out: &mut Snapshot, started: Instant, otlp: Option<&otlp_push::Stats>) {
+    let none = Labels::default();
+    let (cpu, rss) = own_usage();
+    out.counter(
+        "goscope_agent_cpu_seconds_total",
+        "CPU the agent itself used.",
+        &none,
+        cpu,
+    );
+    out.gauge(
+        "goscope_agent_resident_memory_bytes",
+        "The agent's resident memory.",
+        &none,
+        rss,
+    );
+    out.gauge(
+        "goscope_agent_uptime_seconds",
+        "Seconds since the agent started.",
+        &none,
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(stats) = otlp {
+        stats.export(out);
+    }
+}
+
+/// What /metrics serves. The targets are read by the renderer thread, off
+/// the request path: a scrape asks for a rendering and waits for it at
+/// most `FRESH_WAIT`, concurrent scrapes share one, and none waits on
+/// discovery for longer than that.
+struct Metrics {
+    renderings: Arc<Renderings>,
+    started: Instant,
+    otlp: Option<Arc<otlp_push::Stats>>,
+}
+
+impl Metrics {
+    /// Every target (as of the freshest rendering), then the agent's own
+    /// figures (as of now).
+    async fn scrape(&self) -> String {
+        let begun = Instant::now();
+        let rendering = self.renderings.fresh().await;
+        let mut out = Snapshot::default();
+        own_figures(&mut out, self.started, self.otlp.as_deref());
+        out.gauge(
+            "goscope_agent_scrape_duration_seconds",
+            "How long rendering this scrape took.",
+            &Labels::default(),
+            begun.elapsed().as_secs_f64(),
+        );
+        let own = exposition::render(&out);
+        let mut text = String::with_capacity(rendering.text.len() + own.len());
+        text.push_str(&rendering.text);
+        text.push_str(&own);
+        text
+    }
+
+    fn renderer_alive(&self) -> bool {
+        self.renderings.renderer_alive()
+    }
+}
+
+/// What each push sends: the latest reading when a scrape just took it
+/// (younger than `REUSE_WITHIN`, not pushed yet), else a fresh one, with
+/// the agent's own figures as of now, as one encoded OTLP request.
+struct PushSource {
+    renderings: Arc<Renderings>,
+    started: Instant,
+    stats: Arc<otlp_push::Stats>,
+    origin: otlp::Origin,
+    last_pushed: u64,
+}
+
+impl otlp_push::Source for PushSource {
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        let latest = self.renderings.latest();
+        let rendering = if latest.reading > self.last_pushed && latest.at.elapsed() < REUSE_WITHIN {
+            latest
+        } else {
+            self.renderings.fresh().await
+        };
+        // The renderer is stuck: nothing new to say.
+        if rendering.reading <= self.last_pushed {
+            return None;
+        }
+        self.last_pushed = rendering.reading;
+        let mut own = Snapshot::default();
+        own_figures(&mut own, self.started, Some(&self.stats));
+        Some(otlp::request(&[&rendering.snapshot, &own], &self.origin).encode_to_vec())
+    }
+}
+
+/// Renders whenever a scrape or push rings, until `stop`.
 fn render_on_request(
     registry: &Mutex<Registry>,
     requested: &AtomicU64,
@@ -186,13 +278,15 @@ fn render_on_request(
     publish: &watch::Sender<Arc<Rendering>>,
     stop: &StopSignal,
 ) {
+    let mut reading = publish.borrow().reading;
     while !stop.raised() {
         match doorbell.recv_timeout(RENDERER_POLL) {
             Ok(()) => {
-                // Answers every scrape counted so far (each counts itself
+                // Answers every request counted so far (each counts itself
                 // before it rings).
                 let seq = requested.load(Ordering::SeqCst);
-                publish.send_replace(Arc::new(render_registry(registry, seq)));
+                reading += 1;
+                publish.send_replace(Arc::new(render_registry(registry, seq, reading)));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -255,7 +349,21 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
         .build()
         .context("starting the HTTP server's runtime")?;
     let listener = runtime.block_on(async { listen(args.listen) })?;
+    // Before anything starts: a CA file that cannot be used is an error.
+    let otlp = match &args.otlp_endpoint {
+        Some(endpoint) => Some((
+            otlp_push::Config {
+                endpoint: endpoint.clone(),
+                headers: args.otlp_header.clone(),
+                interval: Duration::from_millis(args.otlp_interval_ms),
+                timeout: Duration::from_millis(args.otlp_timeout_ms),
+            },
+            otlp_push::tls_config(args.otlp_ca_file.as_deref())?,
+        )),
+        None => None,
+    };
     let started = Instant::now();
+    let started_wall = SystemTime::now();
     let registry = Arc::new(Mutex::new(Registry::new(
         args.max_targets,
         registry::cgroup_root(),
@@ -267,8 +375,21 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
         listener.local_addr().unwrap_or(args.listen),
         args.scan_interval_ms
     );
+    if let Some((config, _)) = &otlp {
+        eprintln!(
+            "goscope agent: pushing OTLP to {} every {} ms",
+            config.endpoint,
+            config.interval.as_millis()
+        );
+        if args.otlp_ca_file.is_some() && !config.endpoint.tls {
+            eprintln!(
+                "goscope agent: --otlp-ca-file is not used: {} is not https",
+                config.endpoint
+            );
+        }
+    }
     // Before the first scan: nothing watched yet, which is the truth.
-    let (publish, latest) = watch::channel(Arc::new(render_registry(&registry, 0)));
+    let (publish, latest) = watch::channel(Arc::new(render_registry(&registry, 0, 1)));
     let scanner = {
         let registry = Arc::clone(&registry);
         let interval = Duration::from_millis(args.scan_interval_ms);
@@ -287,21 +408,39 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
             .context("starting the discovery thread")?
     };
     let (doorbell, rung) = mpsc::sync_channel(1);
-    let metrics = Arc::new(Metrics {
+    let renderings = Arc::new(Renderings {
         latest,
         requested: AtomicU64::new(0),
         doorbell,
+    });
+    let otlp_stats = otlp.as_ref().map(|_| Arc::new(otlp_push::Stats::default()));
+    let metrics = Arc::new(Metrics {
+        renderings: Arc::clone(&renderings),
         started,
+        otlp: otlp_stats.clone(),
     });
     let renderer = {
-        let metrics = Arc::clone(&metrics);
+        let renderings = Arc::clone(&renderings);
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("renderer".into())
             .spawn(move || {
-                render_on_request(&registry, &metrics.requested, &rung, &publish, &stop);
+                render_on_request(&registry, &renderings.requested, &rung, &publish, &stop);
             })
             .context("starting the renderer thread")?
+    };
+    let pusher = match (otlp, otlp_stats) {
+        (Some((config, tls)), Some(stats)) => {
+            let source = PushSource {
+                renderings: Arc::clone(&renderings),
+                started,
+                stats: Arc::clone(&stats),
+                origin: otlp::Origin::of_this_agent(started_wall),
+                last_pushed: 0,
+            };
+            Some(otlp_push::start(config, tls, source, stats, stop.clone())?)
+        }
+        _ => None,
     };
     runtime.block_on(http::serve(listener, Arc::clone(&metrics), stop.clone()));
     // Connections still open are cut here.
@@ -321,6 +460,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
         anyhow::bail!("the thread reading the targets stopped ({why}); the agent stops too");
     }
     let _ = scanner.join();
+    if let Some(pusher) = pusher {
+        let _ = pusher.join();
+    }
     eprintln!("goscope agent: stopped");
     Ok(0)
 }

@@ -49,7 +49,7 @@ const MAX_CACHED_EXECUTABLES: usize = 4096;
 const LOGGED_VERSION_LEN: usize = 160;
 
 use super::{
-    exposition::Exposition,
+    snapshot::Snapshot,
     watched::{Freshness, Watched},
 };
 use crate::{
@@ -264,7 +264,7 @@ impl Registry {
     /// Exports every target's latest reading (read on the target's own
     /// thread, so nothing here waits on a target); returns how many had no
     /// reading to export and how many exported a late one.
-    pub fn export(&mut self, out: &mut Exposition) -> (u64, u64) {
+    pub fn export(&mut self, out: &mut Snapshot) -> (u64, u64) {
         let (mut missing, mut late) = (0, 0);
         for (pid, w) in &self.targets {
             match w.export_latest(out) {

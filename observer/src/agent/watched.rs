@@ -2,8 +2,8 @@
 //! (runtime layout, load bias, size classes, cgroup, labels), a reader
 //! thread of its own that reads its cumulative counters every
 //! `READ_EVERY` (one read in flight at most, so a read stuck on this target
-//! delays only this target's figures), and the latest reading exported as
-//! Prometheus series, with its age. Everything comes from the process's
+//! delays only this target's figures), and the latest reading added to a
+//! snapshot, with its age and the time it was read. Everything comes from the process's
 //! memory and /proc: no probe is attached, so watching costs the target
 //! nothing.
 
@@ -12,12 +12,12 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use super::{
-    exposition::{Exposition, Labels},
     goroutine_figures::{GoroutineCounter, GoroutineFigures},
+    snapshot::{Labels, Snapshot, TargetIdentity},
 };
 use crate::{
     cgroup::{Cgroups, CpuStat},
@@ -48,6 +48,10 @@ pub struct Watched {
     pub labels: Labels,
 }
 
+/// A reading with when it was taken (monotonic, for its age; wall clock,
+/// for its timestamp).
+type Timed = (Instant, SystemTime, Arc<Reading>);
+
 /// What the reader thread reads from.
 struct Source {
     target: Arc<TargetProcess>,
@@ -60,7 +64,7 @@ struct Source {
 /// The reader thread's latest result.
 #[derive(Default)]
 struct Latest {
-    reading: Option<(Instant, Arc<Reading>)>,
+    reading: Option<Timed>,
     error: Option<String>,
 }
 
@@ -102,6 +106,8 @@ impl Watched {
         cgroup_root: &std::path::Path,
         pods_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
+        // Before the first reading: the start of the cumulative series.
+        let since = SystemTime::now();
         let goroutines =
             GoroutineReader::new(&layout, target.load_bias()?, target.binary.go_version())
                 .ok()
@@ -132,27 +138,18 @@ impl Watched {
             .unwrap_or_else(|| "/".into());
         let mut identity = crate::k8s::from_cgroup_path(&cgroup);
         crate::k8s::add_pod_names(&mut identity, pods_dir);
-        let mut pairs = vec![
-            ("pid", target.pid.to_string()),
-            ("exe", bounded(target.exe.display().to_string())),
-            ("comm", bounded(target.comm())),
-            (
-                "go_version",
-                bounded(target.binary.build.go_version_string.clone()),
-            ),
-            ("cgroup", bounded(cgroup)),
-        ];
-        for (key, value) in [
-            ("container_id", identity.container_id),
-            ("pod_uid", identity.pod_uid),
-            ("pod", identity.pod),
-            ("namespace", identity.namespace),
-        ] {
-            if let Some(value) = value {
-                pairs.push((key, bounded(value)));
-            }
-        }
-        let labels = Labels::new(&pairs);
+        let labels = Labels::of_target(Arc::new(TargetIdentity {
+            pid: target.pid,
+            exe: bounded(target.exe.display().to_string()),
+            comm: bounded(target.comm()),
+            go_version: bounded(target.binary.build.go_version_string.clone()),
+            cgroup: bounded(cgroup),
+            container_id: identity.container_id.map(bounded),
+            pod_uid: identity.pod_uid.map(bounded),
+            pod: identity.pod.map(bounded),
+            namespace: identity.namespace.map(bounded),
+            since,
+        }));
         let target = Arc::new(target);
         let source = Source {
             target: Arc::clone(&target),
@@ -165,7 +162,7 @@ impl Watched {
         // target is exported from the first scrape after it is watched.
         let first = source.read()?;
         let latest = Arc::new(Mutex::new(Latest {
-            reading: Some((Instant::now(), Arc::new(first))),
+            reading: Some((Instant::now(), SystemTime::now(), Arc::new(first))),
             error: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -185,14 +182,16 @@ impl Watched {
         })
     }
 
-    /// Exports the latest reading (with its age) and says how fresh it was.
-    pub fn export_latest(&self, out: &mut Exposition) -> Freshness {
+    /// Exports the latest reading (with its age and read time) and says
+    /// how fresh it was.
+    pub fn export_latest(&self, out: &mut Snapshot) -> Freshness {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((at, reading)) = latest.reading.clone() else {
+        let Some((at, wall, reading)) = latest.reading.clone() else {
             return Freshness::Missing;
         };
         drop(latest);
         let age = at.elapsed();
+        out.read_at(self.target.pid, wall);
         self.export(&reading, out);
         out.gauge(
             "goscope_target_reading_age_seconds",
@@ -250,7 +249,8 @@ impl Source {
                 let mut latest = latest.lock().unwrap_or_else(|p| p.into_inner());
                 match result {
                     Ok(reading) => {
-                        latest.reading = Some((Instant::now(), Arc::new(reading)));
+                        latest.reading =
+                            Some((Instant::now(), SystemTime::now(), Arc::new(reading)));
                         latest.error = None;
                     }
                     Err(e) => latest.error = Some(format!("{e:#}")),
@@ -267,7 +267,7 @@ impl Source {
 impl Watched {
     /// Writes the reading's series: every figure of the figure table that
     /// has a Prometheus name, then the distributions.
-    fn export(&self, r: &Reading, out: &mut Exposition) {
+    fn export(&self, r: &Reading, out: &mut Snapshot) {
         let l = &self.labels;
         let rt = &r.runtime;
         let a = &rt.alloc;
@@ -387,7 +387,7 @@ impl Watched {
 /// power of two (the runtime's four sub-buckets merged), in seconds. The
 /// sum is estimated from bucket midpoints.
 fn export_time_histogram(
-    out: &mut Exposition,
+    out: &mut Snapshot,
     name: &'static str,
     help: &'static str,
     labels: &Labels,

@@ -25,6 +25,7 @@ mod hostile;
 mod inspect;
 mod layers;
 mod memprofile;
+mod otlp;
 mod outfile;
 mod pidns;
 mod ps;
