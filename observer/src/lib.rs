@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod goroutine_dump;
 pub mod k8s;
 pub mod leak_watch;
+pub mod live_status;
 pub mod memory;
 pub mod outfile;
 pub mod output;

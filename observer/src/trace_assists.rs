@@ -1,14 +1,24 @@
 //! Mark assists as timeline slices, one track per assisting goroutine
 //! (`goroutine N (mark assists)`), from the assist probes' events; the
 //! first `MAX_GOROUTINE_TRACKS` goroutines get their own track, the rest
-//! share one.
+//! share one. `AssistSource` is the probe session that feeds them, with
+//! its governor.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
+use anyhow::Context as _;
 use observer_common::{ASSIST_EVENT_PARKED, ASSIST_EVENT_WORKED, AssistEvent};
 use serde_json::json;
 
-use crate::trace_events::{TraceWriteError, TraceWriter, micros};
+use crate::{
+    probes::{
+        AttachedLink, GcSnapshotAddresses, ProbeSession,
+        assists::{self, AssistProbes},
+        calibrate,
+        governor::{Action, Governor, Phase},
+    },
+    trace_events::{TraceWriteError, TraceWriter, micros},
+};
 
 /// Goroutine track ids start here: above any thread id (pid_max is at
 /// most 2^22), so they never share a real thread's track.
@@ -99,5 +109,74 @@ impl AssistTracks {
             self.totals.dropped_over_cap += 1;
         }
         Ok(())
+    }
+}
+
+/// The mark-assist probes (per-call uprobes on gcAssistAlloc, its RETs,
+/// gcAssistAlloc1 and gcParkAssist), their governor and tracks.
+pub struct AssistSource {
+    pub session: ProbeSession,
+    pub links: Option<Vec<AttachedLink>>,
+    pub governor: Governor,
+    pub tracks: AssistTracks,
+}
+
+impl AssistSource {
+    pub fn start(
+        target: &crate::target::TargetProcess,
+        addresses: &GcSnapshotAddresses,
+        budget: f64,
+        window: Duration,
+    ) -> anyhow::Result<Self> {
+        let probes = AssistProbes::resolve(&target.binary)?;
+        let mut session = ProbeSession::load(target.pid, Some(addresses))?;
+        let costs = calibrate::costs(&mut session).context("calibrating probe costs")?;
+        let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
+        assists::enable_events(&mut session)?;
+        let links = probes.attach(&mut session, &target.exe_handle, pid)?;
+        let governor = Governor::detached(budget, costs.hit_ns, target.cpu_time_ns()?)
+            .with_window(window)
+            .with_link_costs(costs.links(links.len()))
+            .attached_from_start();
+        Ok(Self {
+            session,
+            links: Some(links),
+            governor,
+            tracks: AssistTracks::new(target.pid),
+        })
+    }
+
+    pub fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
+        for event in assists::drain_events(&mut self.session)? {
+            self.tracks.apply(out, kind_cap, &event)?;
+        }
+        Ok(())
+    }
+
+    /// Records what the probes cost and detaches them for good when the
+    /// governor says so (returns the reason then).
+    pub fn govern(
+        &mut self,
+        target_cpu_ns: u64,
+        reserved_ns: f64,
+    ) -> anyhow::Result<Option<String>> {
+        let (runs, run_ns) = AssistProbes::PROGRAMS
+            .iter()
+            .filter_map(|p| self.session.run_stats(p))
+            .fold((0, 0), |(n, t), s| (n + s.runs, t + s.run_ns));
+        self.governor.record(runs, run_ns);
+        if self.governor.tick(target_cpu_ns, reserved_ns) != Action::Detach {
+            return Ok(None);
+        }
+        Ok(Some(match self.governor.phase() {
+            Phase::Detached { reason } => reason.clone(),
+            _ => String::new(),
+        }))
+    }
+
+    /// What the window saw: totals and the fraction attached.
+    pub fn summary(&mut self) -> (AssistTotals, f64) {
+        self.governor.finish();
+        (self.tracks.totals(), self.governor.sampled_fraction())
     }
 }

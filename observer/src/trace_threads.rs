@@ -1,14 +1,22 @@
 //! The target's OS threads as timeline tracks: the scheduler transitions
 //! the kernel emits (switched in, preempted, slept, woken, exited) become
 //! one slice per state on each thread's track (running, runnable after a
-//! preemption or a wakeup, sleeping, uninterruptible).
+//! preemption or a wakeup, sleeping, uninterruptible); `ThreadSource` is
+//! the tracepoint session that feeds them, with its governor.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use observer_common::{ThreadStateEvent, ThreadTransition};
 use serde_json::{Value, json};
 
-use crate::trace_events::{TraceWriteError, TraceWriter, micros};
+use crate::{
+    probes::{
+        ProbeSession,
+        governor::Governor,
+        threads::{self, TracepointOffsets},
+    },
+    trace_events::{TraceWriteError, TraceWriter, micros},
+};
 
 /// Threads tracked at once (the kernel's map holds as many).
 const MAX_THREADS: usize = 65_536;
@@ -199,6 +207,74 @@ impl ThreadTracks {
             "name": "thread_name", "ph": "M", "pid": self.pid, "tid": tid,
             "args": { "name": name },
         }))
+    }
+}
+
+/// The thread-state tracepoints, what governs them, and their tracks.
+pub struct ThreadSource {
+    pub session: ProbeSession,
+    pub governor: Governor,
+    pub tracks: ThreadTracks,
+    /// Transitions drained: switches in and out, and wakeups (the
+    /// target's share of each tracepoint's runs).
+    switch_transitions: u64,
+    wakeups: u64,
+}
+
+impl ThreadSource {
+    pub fn start(
+        pid: u32,
+        budget: f64,
+        window: Duration,
+        target_cpu_ns: u64,
+    ) -> anyhow::Result<Self> {
+        let offsets = TracepointOffsets::from_tracefs()?;
+        let mut session = ProbeSession::load_with(pid, None, &offsets)?;
+        threads::attach(&mut session, pid)?;
+        threads::enable_transitions(&mut session)?;
+        let governor = Governor::detached(budget, 0.0, target_cpu_ns)
+            .with_window(window)
+            .attached_from_start();
+        Ok(Self {
+            session,
+            governor,
+            tracks: ThreadTracks::new(pid, threads::proc_shows_initial_namespace_ids()),
+            switch_transitions: 0,
+            wakeups: 0,
+        })
+    }
+
+    /// Applies what the kernel emitted since the last drain.
+    pub fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
+        for event in threads::drain_transitions(&mut self.session)? {
+            match ThreadTransition::from_u32(event.kind) {
+                Some(ThreadTransition::Woken) => self.wakeups += 1,
+                Some(ThreadTransition::Exited) | None => {}
+                Some(_) => self.switch_transitions += 1,
+            }
+            self.tracks.apply(out, kind_cap, &event)?;
+        }
+        Ok(())
+    }
+
+    /// What the tracepoints cost the target so far: each program's time
+    /// on the whole host, times the target's share of its runs (a switch
+    /// between two target threads is one run and two transitions, so the
+    /// share errs high).
+    pub fn record_cost(&mut self) {
+        let stats = |name| self.session.run_stats(name).unwrap_or_default();
+        let share = |ours: u64, runs: u64| {
+            if runs > 0 {
+                (ours as f64 / runs as f64).min(1.0)
+            } else {
+                1.0
+            }
+        };
+        let (switch, wakeup) = (stats("thread_switch"), stats("thread_wakeup"));
+        let run_ns = switch.run_ns as f64 * share(self.switch_transitions, switch.runs)
+            + wakeup.run_ns as f64 * share(self.wakeups, wakeup.runs);
+        self.governor
+            .record(self.switch_transitions + self.wakeups, run_ns as u64);
     }
 }
 

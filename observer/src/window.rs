@@ -143,6 +143,7 @@ pub fn observe(
     let start = Instant::now();
     let mut next_tick = tick;
     let mut next_liveness = Duration::ZERO;
+    let mut status = crate::live_status::LiveStatus::new(duration);
     let finish = |end, error, execd| Window {
         end,
         elapsed: start.elapsed(),
@@ -179,6 +180,7 @@ pub fn observe(
             }
             next_tick = Some(due + step);
         }
+        status.tick(start.elapsed());
         let nap = tick.map_or(POLL_INTERVAL, |t| t.min(POLL_INTERVAL));
         std::thread::sleep(nap.min(duration.saturating_sub(start.elapsed())));
     }

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use observer_common::{GcCycleEvent, ThreadTransition};
+use observer_common::GcCycleEvent;
 use serde_json::{Value, json};
 
 use crate::{
@@ -27,11 +27,9 @@ use crate::{
     memory::TargetMemory as _,
     probe_points::{self, GC_CYCLE_END},
     probes::{
-        AttachedLink, GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession,
-        assists::{self, AssistProbes},
-        calibrate,
+        GC_CYCLE_PROGRAM, GcSnapshotAddresses, ProbeSession, calibrate,
+        detacher::Detacher,
         governor::{Action, Governor, Phase},
-        threads::{self, TracepointOffsets},
     },
     runtime::{
         globals::{OptionalGlobal, RequiredGlobal},
@@ -39,9 +37,9 @@ use crate::{
         snapshot::{RuntimeSnapshot, le_u64},
     },
     session::Session,
-    trace_assists::AssistTracks,
+    trace_assists::AssistSource,
     trace_events::{TraceWriter, micros, monotonic_ns},
-    trace_threads::ThreadTracks,
+    trace_threads::ThreadSource,
     window,
 };
 
@@ -60,161 +58,6 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// are never this small in a Go process that is not init).
 const TID_GC: u32 = 1;
 const TID_THROTTLE: u32 = 2;
-
-/// The thread-state tracepoints, what governs them, and their tracks.
-struct ThreadSource {
-    session: ProbeSession,
-    governor: Governor,
-    tracks: ThreadTracks,
-    /// Transitions drained: switches in and out, and wakeups (the
-    /// target's share of each tracepoint's runs).
-    switch_transitions: u64,
-    wakeups: u64,
-}
-
-impl ThreadSource {
-    fn start(pid: u32, budget: f64, window: Duration, target_cpu_ns: u64) -> anyhow::Result<Self> {
-        let offsets = TracepointOffsets::from_tracefs()?;
-        let mut session = ProbeSession::load_with(pid, None, &offsets)?;
-        threads::attach(&mut session, pid)?;
-        threads::enable_transitions(&mut session)?;
-        let governor = Governor::detached(budget, 0.0, target_cpu_ns)
-            .with_window(window)
-            .attached_from_start();
-        Ok(Self {
-            session,
-            governor,
-            tracks: ThreadTracks::new(pid, threads::proc_shows_initial_namespace_ids()),
-            switch_transitions: 0,
-            wakeups: 0,
-        })
-    }
-
-    /// Applies what the kernel emitted since the last drain.
-    fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
-        for event in threads::drain_transitions(&mut self.session)? {
-            match ThreadTransition::from_u32(event.kind) {
-                Some(ThreadTransition::Woken) => self.wakeups += 1,
-                Some(ThreadTransition::Exited) | None => {}
-                Some(_) => self.switch_transitions += 1,
-            }
-            self.tracks.apply(out, kind_cap, &event)?;
-        }
-        Ok(())
-    }
-
-    /// What the tracepoints cost the target so far: each program's time
-    /// on the whole host, times the target's share of its runs (a switch
-    /// between two target threads is one run and two transitions, so the
-    /// share errs high).
-    fn record_cost(&mut self) {
-        let stats = |name| self.session.run_stats(name).unwrap_or_default();
-        let share = |ours: u64, runs: u64| {
-            if runs > 0 {
-                (ours as f64 / runs as f64).min(1.0)
-            } else {
-                1.0
-            }
-        };
-        let (switch, wakeup) = (stats("thread_switch"), stats("thread_wakeup"));
-        let run_ns = switch.run_ns as f64 * share(self.switch_transitions, switch.runs)
-            + wakeup.run_ns as f64 * share(self.wakeups, wakeup.runs);
-        self.governor
-            .record(self.switch_transitions + self.wakeups, run_ns as u64);
-    }
-}
-
-/// The mark-assist probes (per-call uprobes on gcAssistAlloc, its RETs,
-/// gcAssistAlloc1 and gcParkAssist), their governor and tracks.
-struct AssistSource {
-    session: ProbeSession,
-    links: Option<Vec<AttachedLink>>,
-    governor: Governor,
-    tracks: AssistTracks,
-}
-
-impl AssistSource {
-    fn start(
-        target: &crate::target::TargetProcess,
-        addresses: &GcSnapshotAddresses,
-        budget: f64,
-        window: Duration,
-    ) -> anyhow::Result<Self> {
-        let probes = AssistProbes::resolve(&target.binary)?;
-        let mut session = ProbeSession::load(target.pid, Some(addresses))?;
-        let costs = calibrate::costs(&mut session).context("calibrating probe costs")?;
-        let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
-        assists::enable_events(&mut session)?;
-        let links = probes.attach(&mut session, &target.exe_handle, pid)?;
-        let governor = Governor::detached(budget, costs.hit_ns, target.cpu_time_ns()?)
-            .with_window(window)
-            .with_link_costs(costs.links(links.len()))
-            .attached_from_start();
-        Ok(Self {
-            session,
-            links: Some(links),
-            governor,
-            tracks: AssistTracks::new(target.pid),
-        })
-    }
-
-    fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
-        for event in assists::drain_events(&mut self.session)? {
-            self.tracks.apply(out, kind_cap, &event)?;
-        }
-        Ok(())
-    }
-
-    /// Records what the probes cost and detaches them for good when the
-    /// governor says so (returns the reason then).
-    fn govern(&mut self, target_cpu_ns: u64, reserved_ns: f64) -> anyhow::Result<Option<String>> {
-        let (runs, run_ns) = AssistProbes::PROGRAMS
-            .iter()
-            .filter_map(|p| self.session.run_stats(p))
-            .fold((0, 0), |(n, t), s| (n + s.runs, t + s.run_ns));
-        self.governor.record(runs, run_ns);
-        if self.governor.tick(target_cpu_ns, reserved_ns) != Action::Detach {
-            return Ok(None);
-        }
-        Ok(Some(match self.governor.phase() {
-            Phase::Detached { reason } => reason.clone(),
-            _ => String::new(),
-        }))
-    }
-
-    /// What the window saw: totals and the fraction attached.
-    fn summary(&mut self) -> (crate::trace_assists::AssistTotals, f64) {
-        self.governor.finish();
-        (self.tracks.totals(), self.governor.sampled_fraction())
-    }
-}
-
-/// Detaches probe sets off the tick loop: a uprobe or tracepoint detach
-/// waits for the kernel (hundreds of ms on a loaded host), during which
-/// the timeline would stall. The window's end waits for them, so no probe
-/// outlives goscope's own exit path (and the kernel closes whatever is
-/// left if goscope is killed).
-#[derive(Default)]
-struct Detacher {
-    pending: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Detacher {
-    fn retire(&mut self, mut session: ProbeSession, links: Vec<AttachedLink>) {
-        self.pending.push(std::thread::spawn(move || {
-            if let Err(e) = session.detach_all(links) {
-                eprintln!("goscope: detaching probes: {e:#}");
-            }
-            drop(session);
-        }));
-    }
-
-    fn finish(self) {
-        for handle in self.pending {
-            let _ = handle.join();
-        }
-    }
-}
 
 /// A cycle's phase times (CLOCK_MONOTONIC ns) and what gctrace prints of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -566,7 +409,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             }
             if governor.tick(target.cpu_time_ns()?, 0.0) == Action::Detach {
                 let why = match governor.phase() {
-                    crate::probes::governor::Phase::Detached { reason } => reason.clone(),
+                    Phase::Detached { reason } => reason.clone(),
                     _ => String::new(),
                 };
                 eprintln!(
@@ -613,7 +456,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     .map_or(0.0, |a| a.governor.claim_ns());
             if source.governor.tick(target.cpu_time_ns()?, reserved) == Action::Detach {
                 let why = match source.governor.phase() {
-                    crate::probes::governor::Phase::Detached { reason } => reason.clone(),
+                    Phase::Detached { reason } => reason.clone(),
                     _ => String::new(),
                 };
                 eprintln!(
@@ -630,6 +473,29 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             }
         }
         if now >= state.next_reading {
+            let threads = thread_source.as_ref().map(|t| t.tracks.totals().threads);
+            let assists = assist_source.as_ref().map(|a| a.tracks.totals().assists);
+            crate::live_status::set_detail(format!(
+                "{} GC cycles{}{}{}{}{}",
+                state.cycles,
+                if probe.is_none() {
+                    " (read from memory)"
+                } else {
+                    ""
+                },
+                threads.map_or_else(String::new, |n| format!(", {n} thread tracks")),
+                assists.map_or_else(String::new, |n| format!(", {n} mark assists")),
+                if state.threads_detached_at.is_some() {
+                    "; thread tracks detached (budget)"
+                } else {
+                    ""
+                },
+                if state.assists_detached_at.is_some() {
+                    "; assist probes detached (budget)"
+                } else {
+                    ""
+                },
+            ));
             let snapshot = runtime.read()?;
             state.counters(out, monotonic_ns(), &snapshot)?;
             state.next_reading = now + interval_ns;

@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod assists;
 pub mod calibrate;
 pub mod cgo;
+pub mod detacher;
 pub mod governed;
 pub mod governor;
 pub mod latency;

@@ -513,13 +513,6 @@ fn union(mut spans: Vec<(i128, i128)>) -> Vec<(i128, i128)> {
     merged
 }
 
-fn overlap(spans: &[(i128, i128)], from: i128, to: i128) -> i128 {
-    spans
-        .iter()
-        .map(|&(a, b)| (b.min(to) - a.max(from)).max(0))
-        .sum()
-}
-
 /// Thread tracks: every state is there, each of the target's tracks has a
 /// name, and they share a clock with the throttled slices: a throttled
 /// slice ends at the cpu.stat reading that saw its time, at most one
@@ -706,4 +699,60 @@ fn trace_of_a_target_that_exits_is_valid_and_closed() {
     // and may be running.
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&killed_path);
+}
+
+/// A long window on a terminal shows the live status line (elapsed of
+/// total and the cycles so far, redrawn in place and cleared at the end);
+/// with stderr on a pipe there is none. The terminal is util-linux
+/// `script`'s pty.
+#[test]
+fn a_terminal_gets_a_live_status_line_and_a_pipe_does_not() {
+    if !require_root_or_skip("a_terminal_gets_a_live_status_line_and_a_pipe_does_not") {
+        return;
+    }
+    let binary = loadgen("1.27", &cgo());
+    let target =
+        Target::start(&binary, &["-work", "gc", "-background"], &[("GOGC", "400")]).unwrap();
+    let pid = target.pid.to_string();
+    let path = out_path("status.json");
+    let goscope = testkit::goscope_binary();
+    let command = format!(
+        "{} trace --pid {pid} --duration 3 -o {}",
+        goscope.display(),
+        path.display()
+    );
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(on_terminal.status.success(), "{on_terminal:?}");
+    let shown = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(
+        shown.contains("\r\x1b[2Kgoscope: ")
+            && shown.contains(" of 3 s; ")
+            && shown.contains("GC cycles"),
+        "no live status on a terminal: {shown:?}"
+    );
+    assert!(
+        shown.contains("\r\x1b[2Kgoscope: wrote"),
+        "the status line is not cleared before the summary: {shown:?}"
+    );
+    let piped = testkit::goscope::run(&[
+        "trace",
+        "--pid",
+        &pid,
+        "--duration",
+        "3",
+        "-o",
+        path.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(piped.status.success(), "{}", piped.stderr);
+    assert!(
+        !piped.stderr.contains('\x1b') && !piped.stderr.contains(" of 3 s"),
+        "a status line on a pipe: {:?}",
+        piped.stderr
+    );
+    drop(target); // -background: killed
+    let _ = std::fs::remove_file(&path);
 }
