@@ -4,7 +4,10 @@
 
 use std::{
     io::{IsTerminal as _, Write as _},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -16,6 +19,14 @@ const REDRAW: Duration = Duration::from_millis(250);
 const MAX_DETAIL: usize = 100;
 
 static DETAIL: Mutex<String> = Mutex::new(String::new());
+static SUPPRESSED: AtomicBool = AtomicBool::new(false);
+
+/// For commands whose output streams to the terminal as the window goes
+/// (`gc`, `sched`, `goroutines --watch`): a status line would be drawn
+/// between their lines.
+pub fn suppress() {
+    SUPPRESSED.store(true, Ordering::Relaxed);
+}
 
 /// What the command has so far, e.g. "142 GC cycles; assist probes
 /// detached (budget)"; shown after the elapsed time.
@@ -38,7 +49,9 @@ impl LiveStatus {
     pub fn new(total: Duration) -> Self {
         set_detail(String::new());
         Self {
-            enabled: std::io::stderr().is_terminal() && total >= MIN_WINDOW,
+            enabled: std::io::stderr().is_terminal()
+                && total >= MIN_WINDOW
+                && !SUPPRESSED.load(Ordering::Relaxed),
             total,
             last_draw: None,
             drawn: false,

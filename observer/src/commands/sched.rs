@@ -115,6 +115,8 @@ pub fn run(args: &SchedArgs) -> anyhow::Result<i32> {
     let interval = Duration::from_millis(args.interval);
     let mut bound = SchedBoundTracker::default();
     bound.observe(&previous.sched_trace);
+    // Lines stream to stdout as the window goes: no status line between.
+    crate::live_status::suppress();
     let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,

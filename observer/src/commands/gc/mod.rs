@@ -165,6 +165,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
         }
         Ok(())
     };
+    // Lines stream to stdout as the window goes: no status line between.
+    crate::live_status::suppress();
     let mut window = window::observe(
         Duration::from_secs_f64(args.duration),
         &target,
