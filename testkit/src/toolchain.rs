@@ -119,6 +119,13 @@ pub fn build_workload(
     name: &str,
     options: &BuildOptions,
 ) -> anyhow::Result<PathBuf> {
+    // One build at a time in this process: test threads asking for the
+    // same workload would otherwise race on its output and Go's cache
+    // ("cannot open file DO NOT USE - main build pseudo-cache built").
+    static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let go = go_binary(version)?;
     let root = crate::workspace_root();
     let source_dir = root.join("workloads").join(name);
