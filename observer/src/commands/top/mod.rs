@@ -4,6 +4,7 @@
 //! terminal is restored on every exit, panics included; stderr goes to a
 //! log file while the view is up, so nothing writes into it.
 
+mod compact;
 mod terminal;
 mod view;
 
@@ -67,6 +68,8 @@ pub struct State {
     pub goroutines_created: VecDeque<u64>,
     pub started: Instant,
     pub header: String,
+    /// The header for small terminals: the executable's name, not its path.
+    pub short_header: String,
     pub log: String,
 }
 
@@ -109,6 +112,18 @@ pub fn run(args: &TopArgs) -> anyhow::Result<i32> {
             t.pid,
             t.exe.display(),
             crate::format::bounded(&t.binary.build.go_version_string, crate::format::MAX_SHOWN)
+        ),
+        short_header: format!(
+            "pid {} {} {}",
+            t.pid,
+            crate::format::bounded(
+                &t.exe.file_name().map_or_else(
+                    || t.exe.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ),
+                24
+            ),
+            crate::format::bounded(&t.binary.build.go_version_string, 16)
         ),
         log: log_path.display().to_string(),
     };

@@ -8,7 +8,7 @@ use ratatui::{
     widgets::{Block, Gauge, Paragraph, Row, Sparkline, Table, Tabs, Wrap},
 };
 
-use super::{Pane, State};
+use super::{Pane, State, compact};
 use crate::{
     alloc_sites::{self, SitesSource},
     format::{bytes, count, duration_ns, percent},
@@ -17,8 +17,9 @@ use crate::{
 };
 
 pub fn draw(frame: &mut Frame, state: &State) {
+    let small = compact::wanted(frame.area());
     let [header, body, footer] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(if small { 2 } else { 3 }),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
@@ -26,16 +27,37 @@ pub fn draw(frame: &mut Frame, state: &State) {
     let selected = Pane::ALL.iter().position(|p| *p == state.pane).unwrap_or(0);
     let tabs = Tabs::new(Pane::ALL.iter().map(|p| p.title()))
         .select(selected)
-        .highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-        .block(Block::bordered().title(format!(" goscope top · {} ", state.header)));
-    frame.render_widget(tabs, header);
-    frame.render_widget(
-        Paragraph::new(format!(
+        .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    if small {
+        let [title, tabs_area] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(header);
+        frame.render_widget(
+            Paragraph::new(format!("goscope top · {}", state.short_header))
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+            title,
+        );
+        frame.render_widget(tabs, tabs_area);
+    } else {
+        frame.render_widget(
+            tabs.block(Block::bordered().title(format!(" goscope top · {} ", state.header))),
+            header,
+        );
+    }
+    let footer_text = if small {
+        format!(
+            " q quit · 1-4 Tab · up {:.0} s · log {}",
+            state.started.elapsed().as_secs_f64(),
+            state.log
+        )
+    } else {
+        format!(
             " q quit · 1-4 or Tab: panes · up {:.0} s · log {}",
             state.started.elapsed().as_secs_f64(),
             state.log
-        ))
-        .style(Style::default().fg(Color::DarkGray)),
+        )
+    };
+    frame.render_widget(
+        Paragraph::new(footer_text).style(Style::default().fg(Color::DarkGray)),
         footer,
     );
     let (Some(last), Some(total)) = (&state.last, &state.since_attach) else {
@@ -46,6 +68,7 @@ pub fn draw(frame: &mut Frame, state: &State) {
         return;
     };
     match state.pane {
+        Pane::Overview if small => compact::overview(frame, body, last, total),
         Pane::Overview => overview(frame, body, state, last, total),
         Pane::SizeClasses => size_classes(frame, body, last),
         Pane::Sites => sites(frame, body, total),
@@ -55,6 +78,8 @@ pub fn draw(frame: &mut Frame, state: &State) {
 
 /// Every figure of the figure table: the last interval and since attach.
 fn figures(frame: &mut Frame, area: Rect, last: &DoctorReport, total: &DoctorReport) {
+    // The runtime/metrics twins need a wide terminal; the values come first.
+    let twins = area.width >= 120;
     let rows: Vec<Row> = table::FIGURES
         .iter()
         .map(|f| {
@@ -63,35 +88,40 @@ fn figures(frame: &mut Frame, area: Rect, last: &DoctorReport, total: &DoctorRep
                     .get(f.key)
                     .map_or("-".to_string(), |v| f.render_value(v))
             };
-            Row::new(vec![
-                f.label.to_string(),
-                cell(last),
-                cell(total),
-                f.runtime_metric
-                    .map_or(String::new(), |(m, _)| m.to_string()),
-            ])
+            let mut cells = vec![f.label.to_string(), cell(last), cell(total)];
+            if twins {
+                cells.push(
+                    f.runtime_metric
+                        .map_or(String::new(), |(m, _)| m.to_string()),
+                );
+            }
+            Row::new(cells)
         })
         .collect();
-    frame.render_widget(
-        Table::new(
-            rows,
-            [
+    let (widths, header) = if twins {
+        (
+            vec![
                 Constraint::Length(34),
                 Constraint::Length(28),
                 Constraint::Length(28),
                 Constraint::Min(20),
             ],
+            vec!["figure", "last interval", "since attach", "runtime/metrics"],
         )
-        .header(
-            Row::new(vec![
-                "figure",
-                "last interval",
-                "since attach",
-                "runtime/metrics",
-            ])
-            .style(Style::default().add_modifier(Modifier::BOLD)),
+    } else {
+        (
+            vec![
+                Constraint::Percentage(40),
+                Constraint::Percentage(30),
+                Constraint::Percentage(30),
+            ],
+            vec!["figure", "last interval", "since attach"],
         )
-        .block(Block::bordered().title(" figures (counters: window total and rate) ")),
+    };
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+            .block(Block::bordered().title(" figures (counters: window total and rate) ")),
         area,
     );
 }
@@ -267,6 +297,9 @@ fn overview(frame: &mut Frame, area: Rect, state: &State, r: &DoctorReport, tota
 
 fn alloc_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
     let a = &r.alloc;
+    if a.sites.is_empty() && !a.cpu_sites.is_empty() {
+        return alloc_cpu_site_table(r, limit);
+    }
     let rows: Vec<Row> = a
         .sites
         .iter()
@@ -310,6 +343,39 @@ fn alloc_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
             .style(Style::default().add_modifier(Modifier::BOLD)),
     )
     .block(Block::bordered().title(format!(" Top allocation sites since attach ({source}) ")))
+}
+
+/// No byte sites (the heap profile off, the probes over budget): the CPU
+/// sampler's allocating call sites, zero-trap, as a share of allocation CPU.
+fn alloc_cpu_site_table(r: &DoctorReport, limit: usize) -> Table<'static> {
+    let rows: Vec<Row> = r
+        .alloc
+        .cpu_sites
+        .iter()
+        .take(limit)
+        .map(|s| {
+            Row::new(vec![
+                s.samples.to_string(),
+                percent(s.share),
+                s.function.clone(),
+            ])
+        })
+        .collect();
+    Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Length(7),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(vec!["samples", "share", "allocating call site"])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    )
+    .block(Block::bordered().title(
+        " Allocation CPU by call site since attach (CPU sampler; no byte sites: see doctor) ",
+    ))
 }
 
 /// The live heap by site at the end of the report's window (heap-profile
