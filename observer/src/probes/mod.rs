@@ -122,6 +122,7 @@ impl ProbeSession {
         require_namespace_helper()?;
         let namespace = threads::TargetPidNamespace::of(pid.get())
             .with_context(|| format!("finding the PID namespace of pid {pid}"))?;
+        privilege::require_capabilities("attaching goscope's eBPF probes", privilege::EBPF)?;
         let mut loader = EbpfLoader::new();
         loader
             .override_global("TARGET_TGID", &namespace.tgid, true)

@@ -30,6 +30,7 @@ mod otlp;
 mod outfile;
 mod pidns;
 mod ps;
+mod readme;
 mod runtime_table;
 mod sched;
 mod sched_bound;
