@@ -40,8 +40,8 @@ need_root() {
 debian_packages() {
   # man-db, git: the dist and explain tests (man -l, git diff); openssl:
   # the OTLP https test makes its CA and certificate with it; debootstrap:
-  # the install test's Debian rootfs.
-  local want=(tmux python3-venv bpftrace prometheus man-db git openssl debootstrap)
+  # the install test's Debian rootfs; fonts-dejavu-core: the README pictures (cargo xtask pictures).
+  local want=(tmux python3-venv bpftrace prometheus man-db git openssl debootstrap fonts-dejavu-core)
   [ "$WITH_DEBIAN_GO119" = 1 ] && want+=(golang-1.19-go)
   local missing=()
   for p in "${want[@]}"; do

@@ -1,12 +1,14 @@
 //! Build helpers: `cargo xtask bench` measures what attaching goscope costs
 //! a target; `cargo xtask matrix` checks figures on every Go version;
 //! `cargo xtask workload` builds a Go test target; `cargo xtask
-//! pprof-proto` regenerates the pprof protobuf types.
+//! pprof-proto` regenerates the pprof protobuf types; `cargo xtask
+//! pictures` draws the README's pictures from real runs.
 
 mod agent_bench;
 mod bench;
 mod dist;
 mod matrix;
+mod pictures;
 mod pprof_proto;
 mod runtime_table;
 
@@ -44,6 +46,9 @@ enum Task {
     /// completions, man pages and a Debian package with the agent's
     /// systemd unit.
     Dist(dist::DistArgs),
+    /// The README's pictures (docs/img/top.png, heatmap.png) from real
+    /// runs: goscope top in tmux against the demo workload, and a heatmap.
+    Pictures(pictures::PicturesArgs),
     /// Builds a Go workload from workloads/ and prints the binary's path.
     Workload {
         /// Go version (installed by scripts/setup.sh), e.g. 1.27 or 1.22.10.
@@ -72,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Task::RuntimeTable(args) => runtime_table::run(&args),
         Task::PprofProto => pprof_proto::run(),
         Task::Dist(args) => dist::run(&args),
+        Task::Pictures(args) => pictures::run(&args),
         Task::Workload {
             go,
             name,

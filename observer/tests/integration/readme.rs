@@ -264,3 +264,66 @@ impl OutputAs for Command {
         wrapped.output().unwrap()
     }
 }
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn the_pictures_script_redraws_the_readmes_pictures() {
+    if !require_root_or_skip("the_pictures_script_redraws_the_readmes_pictures") {
+        return;
+    }
+    let readme = readme();
+    for picture in ["docs/img/top.png", "docs/img/heatmap.png"] {
+        assert!(
+            readme.contains(&format!("]({picture})")),
+            "{picture} not in the README"
+        );
+        assert!(
+            testkit::workspace_root().join(picture).is_file(),
+            "{picture} is not checked in"
+        );
+    }
+    let out = std::env::temp_dir().join(format!("goscope-pictures-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    // As the README says: cargo xtask pictures (shorter windows).
+    let run = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "xtask",
+            "pictures",
+            "--top-seconds",
+            "3",
+            "--heatmap-seconds",
+            "3",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(testkit::workspace_root())
+        .env("GOSCOPE_BIN", testkit::goscope_binary())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "cargo xtask pictures: {}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let top = std::fs::read_to_string(out.join("top.txt")).unwrap();
+    assert!(
+        top.contains("goscope top · pid") && top.contains("/s allocated"),
+        "the top picture shows no figures:\n{top}"
+    );
+    let (width, height) = png_size(&std::fs::read(out.join("top.png")).unwrap());
+    assert!(width > 600 && height > 300, "top.png is {width}x{height}");
+    let (width, height) = png_size(&std::fs::read(out.join("heatmap.png")).unwrap());
+    assert!(
+        width > 300 && height > 100,
+        "heatmap.png is {width}x{height}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
