@@ -95,9 +95,22 @@ func main() {
 	runtime.KeepAlive(live)
 }
 
-// cgoMedianNs is the median cgo call duration the last cgo-slow batch
-// measured itself.
-var cgoMedianNs int64
+// cgoMedianNs, cgoP10Ns and cgoP90Ns are percentiles of the cgo call
+// durations the last cgo-slow batch measured itself; cgoCallsTimed counts
+// the calls it timed.
+var cgoMedianNs, cgoP10Ns, cgoP90Ns, cgoCallsTimed int64
+
+// noteCgoCalls records a cgo-slow run's sorted call durations.
+func noteCgoCalls(sorted []time.Duration) {
+	n := len(sorted)
+	atomic.AddInt64(&cgoCallsTimed, int64(n))
+	if n == 0 {
+		return
+	}
+	atomic.StoreInt64(&cgoMedianNs, int64(sorted[n/2]))
+	atomic.StoreInt64(&cgoP10Ns, int64(sorted[n/10]))
+	atomic.StoreInt64(&cgoP90Ns, int64(sorted[n*9/10]))
+}
 
 func runBatch(kind string, scale int) {
 	if *checksum {
@@ -131,7 +144,7 @@ func runBatch(kind string, scale int) {
 		case "stack-growth":
 			stackGrowth()
 		case "cgo-slow":
-			atomic.StoreInt64(&cgoMedianNs, int64(cgoSlowCalls()))
+			noteCgoCalls(cgoSlowCalls())
 		case "idle":
 			time.Sleep(100 * time.Millisecond)
 		default:
@@ -196,6 +209,9 @@ type result struct {
 	ElapsedNs  int64                `json:"elapsed_ns"`
 	Spawned    int64                `json:"goroutines_spawned"`
 	CgoMedian  int64                `json:"cgo_call_ns_median"`
+	CgoP10     int64                `json:"cgo_call_ns_p10"`
+	CgoP90     int64                `json:"cgo_call_ns_p90"`
+	CgoCalls   int64                `json:"cgo_calls_timed"`
 	Checksum   uint64               `json:"checksum"`
 	SiteBytes  map[string]int64     `json:"site_bytes"`
 	Scalars    map[string]scalar    `json:"scalars"`
@@ -209,6 +225,9 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		ElapsedNs:  elapsed.Nanoseconds(),
 		Spawned:    atomic.SwapInt64(&spawned, 0),
 		CgoMedian:  atomic.SwapInt64(&cgoMedianNs, 0),
+		CgoP10:     atomic.SwapInt64(&cgoP10Ns, 0),
+		CgoP90:     atomic.SwapInt64(&cgoP90Ns, 0),
+		CgoCalls:   atomic.SwapInt64(&cgoCallsTimed, 0),
 		Checksum:   atomic.SwapUint64(&lastChecksum, 0),
 		SiteBytes:  takeSiteBytes(),
 		Scalars:    map[string]scalar{},
