@@ -175,10 +175,12 @@ impl CgoSource {
         }))
     }
 
-    /// What the window saw: totals and the fraction attached.
-    pub fn summary(&mut self) -> (CgoTotals, f64) {
+    /// What the window saw: totals and the governor, finished (ask it
+    /// for the fraction attached at the window's end, so the time after
+    /// a detach counts as detached).
+    pub fn summary(&mut self) -> (CgoTotals, Governor) {
         self.governor.finish();
-        (self.tracks.totals(), self.governor.sampled_fraction())
+        (self.tracks.totals(), self.governor.clone())
     }
 }
 

@@ -31,14 +31,10 @@ pub struct WorkloadResult {
     /// (cgo-slow workload), ns.
     #[serde(default)]
     pub cgo_call_ns_median: u64,
-    /// The 10th and 90th percentiles of the same durations, ns.
+    /// Each cgo call's duration as the workload timed it, in call order
+    /// (cgo-slow workload: 1000 per scale step), ns.
     #[serde(default)]
-    pub cgo_call_ns_p10: u64,
-    #[serde(default)]
-    pub cgo_call_ns_p90: u64,
-    /// How many cgo calls the batch timed (cgo-slow: 1000 per scale step).
-    #[serde(default)]
-    pub cgo_calls_timed: u64,
+    pub cgo_call_ns: Vec<u64>,
     /// The batch's deterministic checksum (`-checksum` targets; 0 otherwise).
     #[serde(default)]
     pub checksum: u64,

@@ -27,8 +27,10 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -95,21 +97,37 @@ func main() {
 	runtime.KeepAlive(live)
 }
 
-// cgoMedianNs, cgoP10Ns and cgoP90Ns are percentiles of the cgo call
-// durations the last cgo-slow batch measured itself; cgoCallsTimed counts
-// the calls it timed.
-var cgoMedianNs, cgoP10Ns, cgoP90Ns, cgoCallsTimed int64
+// cgoMedianNs is the median cgo call duration the last cgo-slow batch
+// measured itself; cgoCallNs holds each of its calls' durations, in call
+// order.
+var (
+	cgoMedianNs int64
+	cgoMu       sync.Mutex
+	cgoCallNs   []int64
+)
 
-// noteCgoCalls records a cgo-slow run's sorted call durations.
-func noteCgoCalls(sorted []time.Duration) {
-	n := len(sorted)
-	atomic.AddInt64(&cgoCallsTimed, int64(n))
-	if n == 0 {
+// noteCgoCalls records a cgo-slow run's call durations.
+func noteCgoCalls(durations []time.Duration) {
+	if len(durations) == 0 {
 		return
 	}
-	atomic.StoreInt64(&cgoMedianNs, int64(sorted[n/2]))
-	atomic.StoreInt64(&cgoP10Ns, int64(sorted[n/10]))
-	atomic.StoreInt64(&cgoP90Ns, int64(sorted[n*9/10]))
+	sorted := append([]time.Duration(nil), durations...)
+	sort.Slice(sorted, func(a, b int) bool { return sorted[a] < sorted[b] })
+	atomic.StoreInt64(&cgoMedianNs, int64(sorted[len(sorted)/2]))
+	cgoMu.Lock()
+	defer cgoMu.Unlock()
+	for _, d := range durations {
+		cgoCallNs = append(cgoCallNs, d.Nanoseconds())
+	}
+}
+
+// takeCgoCalls returns and forgets the recorded call durations.
+func takeCgoCalls() []int64 {
+	cgoMu.Lock()
+	defer cgoMu.Unlock()
+	calls := cgoCallNs
+	cgoCallNs = nil
+	return calls
 }
 
 func runBatch(kind string, scale int) {
@@ -209,9 +227,7 @@ type result struct {
 	ElapsedNs  int64                `json:"elapsed_ns"`
 	Spawned    int64                `json:"goroutines_spawned"`
 	CgoMedian  int64                `json:"cgo_call_ns_median"`
-	CgoP10     int64                `json:"cgo_call_ns_p10"`
-	CgoP90     int64                `json:"cgo_call_ns_p90"`
-	CgoCalls   int64                `json:"cgo_calls_timed"`
+	CgoCalls   []int64              `json:"cgo_call_ns,omitempty"`
 	Checksum   uint64               `json:"checksum"`
 	SiteBytes  map[string]int64     `json:"site_bytes"`
 	Scalars    map[string]scalar    `json:"scalars"`
@@ -225,9 +241,7 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		ElapsedNs:  elapsed.Nanoseconds(),
 		Spawned:    atomic.SwapInt64(&spawned, 0),
 		CgoMedian:  atomic.SwapInt64(&cgoMedianNs, 0),
-		CgoP10:     atomic.SwapInt64(&cgoP10Ns, 0),
-		CgoP90:     atomic.SwapInt64(&cgoP90Ns, 0),
-		CgoCalls:   atomic.SwapInt64(&cgoCallsTimed, 0),
+		CgoCalls:   takeCgoCalls(),
 		Checksum:   atomic.SwapUint64(&lastChecksum, 0),
 		SiteBytes:  takeSiteBytes(),
 		Scalars:    map[string]scalar{},

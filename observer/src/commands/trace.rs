@@ -503,7 +503,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     let links = source.links.take().unwrap_or_default();
                     detacher.retire(source.session, links);
                 }
-                state.cgo_detached_at = Some(now);
+                // Stamped after the last drain: every call in the file
+                // ended before it (the links themselves go later, off the
+                // loop, and what they still see is not read).
+                state.cgo_detached_at = Some(monotonic_ns());
             }
         }
         if let Some(source) = thread_source {
@@ -649,7 +652,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         let links = source.links.take().unwrap_or_default();
         detacher.retire(source.session, links);
     }
-    let assist_totals = state.assists;
+    let assist_totals = state.assists.take();
     if let Some(mut source) = cgo_source.take() {
         if window.error.is_none()
             && window.end != window::WindowEnd::TargetExecd
@@ -662,7 +665,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         let links = source.links.take().unwrap_or_default();
         detacher.retire(source.session, links);
     }
-    let cgo_totals = state.cgo;
+    let cgo_totals = state.cgo.take();
     if let Some(mut source) = thread_source.take() {
         let drained = if window.error.is_none() && window.end != window::WindowEnd::TargetExecd {
             source.drain(&mut out, thread_cap)
@@ -706,20 +709,20 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 "transitions_ignored": t.ignored,
             })),
             "threads_detached_at_us": state.threads_detached_at.map(micros),
-            "mark_assists": assist_totals.map(|(t, sampled)| json!({
+            "mark_assists": assist_totals.map(|(t, governor)| json!({
                 "assists": t.assists,
                 "parked": t.parked,
                 "slices_dropped_over_cap": t.dropped_over_cap,
                 "goroutine_tracks": t.goroutine_tracks,
-                "probes_attached_fraction": sampled,
+                "probes_attached_fraction": governor.sampled_fraction(),
             })),
             "mark_assists_detached_at_us": state.assists_detached_at.map(micros),
-            "cgo_calls": cgo_totals.map(|(t, sampled)| json!({
+            "cgo_calls": cgo_totals.map(|(t, governor)| json!({
                 "calls": t.calls,
                 "slices_dropped_over_cap": t.dropped_over_cap,
                 "calls_of_untracked_threads": t.untracked,
                 "thread_tracks": t.thread_tracks,
-                "probes_attached_fraction": sampled,
+                "probes_attached_fraction": governor.sampled_fraction(),
             })),
             "cgo_calls_detached_at_us": state.cgo_detached_at.map(micros),
         },
@@ -788,9 +791,9 @@ struct Tracing<'a> {
     probe_detached_at: Option<u64>,
     threads: Option<crate::trace_threads::ThreadTotals>,
     threads_detached_at: Option<u64>,
-    assists: Option<(crate::trace_assists::AssistTotals, f64)>,
+    assists: Option<(crate::trace_assists::AssistTotals, Governor)>,
     assists_detached_at: Option<u64>,
-    cgo: Option<(crate::trace_cgo::CgoTotals, f64)>,
+    cgo: Option<(crate::trace_cgo::CgoTotals, Governor)>,
     cgo_detached_at: Option<u64>,
 }
 
