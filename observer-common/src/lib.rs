@@ -152,6 +152,23 @@ pub struct AssistEvent {
     pub flags: u32,
 }
 
+/// One cgo call (runtime.cgocall, entry to RET), emitted at its RET by
+/// `cgo_exit` only while `CGO_EVENTS_ON` holds 1 (`goscope trace`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgoCallEvent {
+    /// bpf_ktime_get_ns (CLOCK_MONOTONIC) at cgocall's entry and RET.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// The calling goroutine's goid (0 when its offset is unknown or the
+    /// read failed).
+    pub goid: u64,
+    /// The thread it returned on (initial PID namespace): a goroutine in
+    /// C holds its M, so the thread it entered on.
+    pub tid: u32,
+    pub _pad: u32,
+}
+
 pub const ASSIST_EVENT_PARKED: u32 = 1;
 pub const ASSIST_EVENT_WORKED: u32 = 2;
 

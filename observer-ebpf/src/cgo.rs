@@ -1,17 +1,24 @@
 //! cgo call latency: runtime.cgocall (NOSPLIT: its entry is safe) and every
 //! RET in it, keyed by goroutine (R14). The call site is the return address
 //! at entry ([RSP], inside the `_Cfunc_` wrapper that names the C function).
+//! While `CGO_EVENTS_ON` holds 1 (`goscope trace`) each call is also
+//! written to the `CGO_EVENTS` ring at its RET.
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::ProbeContext,
 };
 use observer_common::{
-    CgoSiteSlot, CgoSiteStats, CounterSlot, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram,
+    CgoCallEvent, CgoSiteSlot, CgoSiteStats, CounterSlot, FINE_SLOTS, FINE_SUB_BUCKETS,
+    FineHistogram,
 };
 
-use crate::{counters::count, gc::log2, target::is_target};
+use crate::{
+    counters::count,
+    gc::{goid_of, log2},
+    target::is_target,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -29,6 +36,13 @@ static CGO_SITES: PerCpuHashMap<u64, CgoSiteStats> = PerCpuHashMap::with_max_ent
 /// Per-site latency distribution: (site, fine slot) → calls.
 #[map]
 static CGO_SITE_HIST: PerCpuHashMap<CgoSiteSlot, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Slot 0 holds 1 while userspace wants each call (`goscope trace`).
+#[map]
+static CGO_EVENTS_ON: Array<u32> = Array::with_max_entries(1, 0);
+/// Sized like ASSIST_EVENTS (32-byte records: 8192 calls between drains).
+#[map]
+static CGO_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 /// Fine slot of a duration: power of two and 4 more bits.
 fn fine_slot(ns: u64) -> u32 {
@@ -76,7 +90,11 @@ pub fn cgo_exit(ctx: ProbeContext) -> u32 {
     };
     let _ = CGO_START.remove(&g);
     // SAFETY: helper without preconditions.
-    let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(start.ts);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let elapsed = now.saturating_sub(start.ts);
+    if CGO_EVENTS_ON.get(0).is_some_and(|on| *on == 1) {
+        emit_call(g, start.ts, now);
+    }
     let slot = fine_slot(elapsed);
     if let Some(hist) = CGO_HIST.get_ptr_mut(0) {
         // SAFETY: per-CPU value; slot masked into bounds.
@@ -112,4 +130,21 @@ pub fn cgo_exit(ctx: ProbeContext) -> u32 {
         }
     }
     0
+}
+
+/// One finished call for the timeline (dropped and counted when the ring
+/// is full).
+fn emit_call(g: u64, start: u64, now: u64) {
+    let Some(mut entry) = CGO_EVENTS.reserve::<CgoCallEvent>(0) else {
+        count(CounterSlot::DroppedRingBuffer);
+        return;
+    };
+    entry.write(CgoCallEvent {
+        start_ns: start,
+        end_ns: now,
+        goid: goid_of(g),
+        tid: bpf_get_current_pid_tgid() as u32,
+        _pad: 0,
+    });
+    entry.submit(0);
 }

@@ -200,13 +200,7 @@ fn emit_assist(g: u64, start: u64, now: u64) {
         crate::counters::count(observer_common::CounterSlot::DroppedRingBuffer);
         return;
     };
-    let offset = global(&G_GOID_OFFSET);
-    let goid = if offset == 0 {
-        0
-    } else {
-        // SAFETY: a read of target memory through the helper.
-        unsafe { bpf_probe_read_user(g.wrapping_add(offset) as *const u64) }.unwrap_or(0)
-    };
+    let goid = goid_of(g);
     let mut flags = 0;
     if start & PARKED_FLAG != 0 {
         flags |= ASSIST_EVENT_PARKED;
@@ -223,6 +217,17 @@ fn emit_assist(g: u64, start: u64, now: u64) {
         flags,
     });
     entry.submit(0);
+}
+
+/// The goid of goroutine `g` (0 when the offset is unknown or the read
+/// fails).
+pub fn goid_of(g: u64) -> u64 {
+    let offset = global(&G_GOID_OFFSET);
+    if offset == 0 {
+        return 0;
+    }
+    // SAFETY: a read of target memory through the helper.
+    unsafe { bpf_probe_read_user(g.wrapping_add(offset) as *const u64) }.unwrap_or(0)
 }
 
 /// floor(log2(v)) for v > 0, 0 for 0; branch-light for the verifier.

@@ -34,6 +34,7 @@ pub mod session;
 pub mod symbols;
 pub mod target;
 pub mod trace_assists;
+pub mod trace_cgo;
 pub mod trace_events;
 pub mod trace_threads;
 pub mod wall_profile;

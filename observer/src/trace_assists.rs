@@ -174,9 +174,11 @@ impl AssistSource {
         }))
     }
 
-    /// What the window saw: totals and the fraction attached.
-    pub fn summary(&mut self) -> (AssistTotals, f64) {
+    /// What the window saw: totals and the governor, finished (ask it
+    /// for the fraction attached at the window's end, so the time after
+    /// a detach counts as detached).
+    pub fn summary(&mut self) -> (AssistTotals, Governor) {
         self.governor.finish();
-        (self.tracks.totals(), self.governor.sampled_fraction())
+        (self.tracks.totals(), self.governor.clone())
     }
 }

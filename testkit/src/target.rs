@@ -31,6 +31,10 @@ pub struct WorkloadResult {
     /// (cgo-slow workload), ns.
     #[serde(default)]
     pub cgo_call_ns_median: u64,
+    /// Each cgo call's duration as the workload timed it, in call order
+    /// (cgo-slow workload: 1000 per scale step), ns.
+    #[serde(default)]
+    pub cgo_call_ns: Vec<u64>,
     /// The batch's deterministic checksum (`-checksum` targets; 0 otherwise).
     #[serde(default)]
     pub checksum: u64,

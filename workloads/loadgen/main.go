@@ -27,8 +27,10 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -96,8 +98,37 @@ func main() {
 }
 
 // cgoMedianNs is the median cgo call duration the last cgo-slow batch
-// measured itself.
-var cgoMedianNs int64
+// measured itself; cgoCallNs holds each of its calls' durations, in call
+// order.
+var (
+	cgoMedianNs int64
+	cgoMu       sync.Mutex
+	cgoCallNs   []int64
+)
+
+// noteCgoCalls records a cgo-slow run's call durations.
+func noteCgoCalls(durations []time.Duration) {
+	if len(durations) == 0 {
+		return
+	}
+	sorted := append([]time.Duration(nil), durations...)
+	sort.Slice(sorted, func(a, b int) bool { return sorted[a] < sorted[b] })
+	atomic.StoreInt64(&cgoMedianNs, int64(sorted[len(sorted)/2]))
+	cgoMu.Lock()
+	defer cgoMu.Unlock()
+	for _, d := range durations {
+		cgoCallNs = append(cgoCallNs, d.Nanoseconds())
+	}
+}
+
+// takeCgoCalls returns and forgets the recorded call durations.
+func takeCgoCalls() []int64 {
+	cgoMu.Lock()
+	defer cgoMu.Unlock()
+	calls := cgoCallNs
+	cgoCallNs = nil
+	return calls
+}
 
 func runBatch(kind string, scale int) {
 	if *checksum {
@@ -131,7 +162,7 @@ func runBatch(kind string, scale int) {
 		case "stack-growth":
 			stackGrowth()
 		case "cgo-slow":
-			atomic.StoreInt64(&cgoMedianNs, int64(cgoSlowCalls()))
+			noteCgoCalls(cgoSlowCalls())
 		case "idle":
 			time.Sleep(100 * time.Millisecond)
 		default:
@@ -196,6 +227,7 @@ type result struct {
 	ElapsedNs  int64                `json:"elapsed_ns"`
 	Spawned    int64                `json:"goroutines_spawned"`
 	CgoMedian  int64                `json:"cgo_call_ns_median"`
+	CgoCalls   []int64              `json:"cgo_call_ns,omitempty"`
 	Checksum   uint64               `json:"checksum"`
 	SiteBytes  map[string]int64     `json:"site_bytes"`
 	Scalars    map[string]scalar    `json:"scalars"`
@@ -209,6 +241,7 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		ElapsedNs:  elapsed.Nanoseconds(),
 		Spawned:    atomic.SwapInt64(&spawned, 0),
 		CgoMedian:  atomic.SwapInt64(&cgoMedianNs, 0),
+		CgoCalls:   takeCgoCalls(),
 		Checksum:   atomic.SwapUint64(&lastChecksum, 0),
 		SiteBytes:  takeSiteBytes(),
 		Scalars:    map[string]scalar{},

@@ -2,7 +2,8 @@
 //! phases (sweep termination STW, concurrent mark, mark termination STW),
 //! heap live, heap goal and goroutine counters, CFS throttled periods, and
 //! each OS thread of the target with its scheduler state
-//! (`trace_threads`), mark assists per goroutine (`trace_assists`), written as Chrome trace-event JSON by
+//! (`trace_threads`), mark assists per goroutine (`trace_assists`), cgo
+//! calls per thread (`trace_cgo`), written as Chrome trace-event JSON by
 //! `trace_events::TraceWriter`.
 //!
 //! One clock: CLOCK_MONOTONIC. A cycle's phase times are the runtime's own
@@ -38,6 +39,7 @@ use crate::{
     },
     session::Session,
     trace_assists::AssistSource,
+    trace_cgo::CgoSource,
     trace_events::{TraceWriter, micros, monotonic_ns},
     trace_threads::ThreadSource,
     window,
@@ -270,10 +272,38 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             (None, format!("no mark-assist slices: {e:#}"))
         }
     };
-    // Of the per-second cap: half for thread states, a quarter for
-    // assists, the rest for GC cycles, counters and throttling.
+    // cgo calls: per-call probes like the assists', only for a cgo binary.
+    let (mut cgo_source, cgo_note) = if target.binary.cgo() {
+        match CgoSource::start(
+            target,
+            &addresses,
+            budget,
+            Duration::from_secs_f64(args.duration),
+        ) {
+            Ok(source) => (
+                Some(source),
+                "cgo calls from probes on runtime.cgocall (entry and every RET), one slice per call on the calling thread's `cgo calls` track, under the overhead governor: the closing event gives the fraction of the window they were attached".to_string(),
+            ),
+            Err(e) => {
+                let e = target.explain_attach_failure(e);
+                eprintln!("goscope: no cgo call slices ({e:#})");
+                (None, format!("no cgo call slices: {e:#}"))
+            }
+        }
+    } else {
+        (
+            None,
+            "the binary was built without cgo: no cgo call slices".to_string(),
+        )
+    };
+    // Of the per-second cap: half for thread states (the busiest kind: a
+    // few transitions per switch), an eighth each for assists and cgo
+    // calls (both per-call probes, which the governor keeps to some
+    // thousands a second), and the quarter left for GC cycles, counters
+    // and throttling, which no other kind can then crowd out.
     let thread_cap = (args.max_events_per_sec / 2).max(1);
-    let assist_cap = (args.max_events_per_sec / 4).max(1);
+    let assist_cap = (args.max_events_per_sec / 8).max(1);
+    let cgo_cap = (args.max_events_per_sec / 8).max(1);
     let numgc_address = addresses.numgc;
     let read_numgc = || {
         memory
@@ -341,9 +371,11 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             "throttling": throttle_note,
             "threads": thread_note,
             "mark_assists": assist_note,
+            "cgo_calls": cgo_note,
             "cap_per_s": args.max_events_per_sec,
             "thread_slices_cap_per_s": thread_cap,
             "assist_slices_cap_per_s": assist_cap,
+            "cgo_slices_cap_per_s": cgo_cap,
             "overhead_budget_percent": budget,
         },
     }))?;
@@ -372,6 +404,8 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         threads_detached_at: None,
         assists: None,
         assists_detached_at: None,
+        cgo: None,
+        cgo_detached_at: None,
     };
     let mut detacher = Detacher::default();
     let interval_ns = args.interval * 1_000_000;
@@ -379,7 +413,8 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
     let mut tick = |out: &mut TraceWriter,
                     probe: &mut Option<(ProbeSession, Governor)>,
                     thread_source: &mut Option<ThreadSource>,
-                    assist_source: &mut Option<AssistSource>|
+                    assist_source: &mut Option<AssistSource>,
+                    cgo_source: &mut Option<CgoSource>|
      -> anyhow::Result<()> {
         let now = monotonic_ns();
         let cycles_before = state.cycles;
@@ -432,7 +467,8 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
                 + thread_source
                     .as_ref()
-                    .map_or(0.0, |t| t.governor.claim_ns());
+                    .map_or(0.0, |t| t.governor.claim_ns())
+                + cgo_source.as_ref().map_or(0.0, |c| c.governor.claim_ns());
             if let Some(why) = source.govern(target.cpu_time_ns()?, reserved)? {
                 eprintln!(
                     "goscope: the mark-assist probes would overspend the overhead budget ({}; {why}): detached, no assist slices from here on",
@@ -447,13 +483,40 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 state.assists_detached_at = Some(now);
             }
         }
+        if let Some(source) = cgo_source {
+            source.drain(out, cgo_cap)?;
+            let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
+                + thread_source
+                    .as_ref()
+                    .map_or(0.0, |t| t.governor.claim_ns())
+                + assist_source
+                    .as_ref()
+                    .map_or(0.0, |a| a.governor.claim_ns());
+            if let Some(why) = source.govern(target.cpu_time_ns()?, reserved)? {
+                eprintln!(
+                    "goscope: the cgo probes would overspend the overhead budget ({}; {why}): detached, no cgo call slices from here on",
+                    crate::format::budget(budget)
+                );
+                if let Some(mut source) = cgo_source.take() {
+                    source.drain(out, cgo_cap)?;
+                    state.cgo = Some(source.summary());
+                    let links = source.links.take().unwrap_or_default();
+                    detacher.retire(source.session, links);
+                }
+                // Stamped after the last drain: every call in the file
+                // ended before it (the links themselves go later, off the
+                // loop, and what they still see is not read).
+                state.cgo_detached_at = Some(monotonic_ns());
+            }
+        }
         if let Some(source) = thread_source {
             source.drain(out, thread_cap)?;
             source.record_cost();
             let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
                 + assist_source
                     .as_ref()
-                    .map_or(0.0, |a| a.governor.claim_ns());
+                    .map_or(0.0, |a| a.governor.claim_ns())
+                + cgo_source.as_ref().map_or(0.0, |c| c.governor.claim_ns());
             if source.governor.tick(target.cpu_time_ns()?, reserved) == Action::Detach {
                 let why = match source.governor.phase() {
                     Phase::Detached { reason } => reason.clone(),
@@ -475,8 +538,9 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         if now >= state.next_reading {
             let threads = thread_source.as_ref().map(|t| t.tracks.totals().threads);
             let assists = assist_source.as_ref().map(|a| a.tracks.totals().assists);
+            let cgo_calls = cgo_source.as_ref().map(|c| c.tracks.totals().calls);
             crate::live_status::set_detail(format!(
-                "{} GC cycles{}{}{}{}{}",
+                "{} GC cycles{}{}{}{}{}{}{}",
                 state.cycles,
                 if probe.is_none() {
                     " (read from memory)"
@@ -485,6 +549,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 },
                 threads.map_or_else(String::new, |n| format!(", {n} thread tracks")),
                 assists.map_or_else(String::new, |n| format!(", {n} mark assists")),
+                cgo_calls.map_or_else(String::new, |n| format!(", {n} cgo calls")),
                 if state.threads_detached_at.is_some() {
                     "; thread tracks detached (budget)"
                 } else {
@@ -492,6 +557,11 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 },
                 if state.assists_detached_at.is_some() {
                     "; assist probes detached (budget)"
+                } else {
+                    ""
+                },
+                if state.cgo_detached_at.is_some() {
+                    "; cgo probes detached (budget)"
                 } else {
                     ""
                 },
@@ -530,7 +600,15 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         target,
         stop,
         Some(TICK),
-        |_| tick(&mut out, &mut probe, &mut thread_source, &mut assist_source),
+        |_| {
+            tick(
+                &mut out,
+                &mut probe,
+                &mut thread_source,
+                &mut assist_source,
+                &mut cgo_source,
+            )
+        },
     );
     // An exiting process loses its address space (the exec sentinel reads
     // nothing) a moment before its pidfd says it exited: a window that
@@ -574,7 +652,20 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         let links = source.links.take().unwrap_or_default();
         detacher.retire(source.session, links);
     }
-    let assist_totals = state.assists;
+    let assist_totals = state.assists.take();
+    if let Some(mut source) = cgo_source.take() {
+        if window.error.is_none()
+            && window.end != window::WindowEnd::TargetExecd
+            && let Err(e) = source.drain(&mut out, cgo_cap)
+            && target.is_alive()
+        {
+            window.error = Some(e);
+        }
+        state.cgo = Some(source.summary());
+        let links = source.links.take().unwrap_or_default();
+        detacher.retire(source.session, links);
+    }
+    let cgo_totals = state.cgo.take();
     if let Some(mut source) = thread_source.take() {
         let drained = if window.error.is_none() && window.end != window::WindowEnd::TargetExecd {
             source.drain(&mut out, thread_cap)
@@ -618,14 +709,22 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 "transitions_ignored": t.ignored,
             })),
             "threads_detached_at_us": state.threads_detached_at.map(micros),
-            "mark_assists": assist_totals.map(|(t, sampled)| json!({
+            "mark_assists": assist_totals.map(|(t, governor)| json!({
                 "assists": t.assists,
                 "parked": t.parked,
                 "slices_dropped_over_cap": t.dropped_over_cap,
                 "goroutine_tracks": t.goroutine_tracks,
-                "probes_attached_fraction": sampled,
+                "probes_attached_fraction": governor.sampled_fraction(),
             })),
             "mark_assists_detached_at_us": state.assists_detached_at.map(micros),
+            "cgo_calls": cgo_totals.map(|(t, governor)| json!({
+                "calls": t.calls,
+                "slices_dropped_over_cap": t.dropped_over_cap,
+                "calls_of_untracked_threads": t.untracked,
+                "thread_tracks": t.thread_tracks,
+                "probes_attached_fraction": governor.sampled_fraction(),
+            })),
+            "cgo_calls_detached_at_us": state.cgo_detached_at.map(micros),
         },
     });
     let totals = out.finish(closing)?;
@@ -692,8 +791,10 @@ struct Tracing<'a> {
     probe_detached_at: Option<u64>,
     threads: Option<crate::trace_threads::ThreadTotals>,
     threads_detached_at: Option<u64>,
-    assists: Option<(crate::trace_assists::AssistTotals, f64)>,
+    assists: Option<(crate::trace_assists::AssistTotals, Governor)>,
     assists_detached_at: Option<u64>,
+    cgo: Option<(crate::trace_cgo::CgoTotals, Governor)>,
+    cgo_detached_at: Option<u64>,
 }
 
 impl Tracing<'_> {

@@ -1,10 +1,14 @@
 //! cgo call latency: probes at runtime.cgocall's start and every RET, the
 //! call site from the return address; latency in a fine histogram (about
-//! 6% resolution) and per-site counts, aggregated in the kernel.
+//! 6% resolution) and per-site counts, aggregated in the kernel; for
+//! `goscope trace`, each call from the `CGO_EVENTS` ring as well
+//! (`enable_events`, `drain_events`).
 
 use anyhow::{Context as _, anyhow};
-use aya::maps::{PerCpuArray, PerCpuHashMap};
-use observer_common::{CgoSiteSlot, CgoSiteStats, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram};
+use aya::maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf};
+use observer_common::{
+    CgoCallEvent, CgoSiteSlot, CgoSiteStats, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram,
+};
 use serde::Serialize;
 
 use super::{AttachedLink, ProbeSession};
@@ -30,6 +34,10 @@ impl CgoProbes {
     pub fn link_count(&self) -> usize {
         1 + self.returns.len()
     }
+
+    /// The kernel programs the cgo probes run (their run statistics are
+    /// what the target pays).
+    pub const PROGRAMS: &'static [&'static str] = &[CGO_ENTER_PROGRAM, CGO_EXIT_PROGRAM];
 
     pub fn resolve(binary: &GoBinary) -> anyhow::Result<Self> {
         Ok(Self {
@@ -149,4 +157,37 @@ impl CgoLatency {
             sites,
         })
     }
+}
+
+/// Most calls taken from the ring in one drain (the rest wait).
+const MAX_DRAINED: usize = 1 << 14;
+
+/// Asks `cgo_exit` for each call (`drain_events` takes them).
+pub fn enable_events(session: &mut ProbeSession) -> anyhow::Result<()> {
+    let map = session
+        .ebpf_mut()
+        .map_mut("CGO_EVENTS_ON")
+        .ok_or_else(|| anyhow!("kernel object lacks map CGO_EVENTS_ON"))?;
+    let mut on: Array<_, u32> = Array::try_from(map)?;
+    on.set(0, 1, 0)?;
+    Ok(())
+}
+
+/// The cgo calls that returned since the last drain, oldest first.
+pub fn drain_events(session: &mut ProbeSession) -> anyhow::Result<Vec<CgoCallEvent>> {
+    let map = session
+        .ebpf_mut()
+        .map_mut("CGO_EVENTS")
+        .ok_or_else(|| anyhow!("kernel object lacks map CGO_EVENTS"))?;
+    let mut ring = RingBuf::try_from(map)?;
+    let mut events = Vec::new();
+    while events.len() < MAX_DRAINED {
+        let Some(item) = ring.next() else { break };
+        if item.len() >= std::mem::size_of::<CgoCallEvent>() {
+            // SAFETY: the kernel wrote a whole CgoCallEvent (repr(C), plain
+            // integers).
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<CgoCallEvent>()) });
+        }
+    }
+    Ok(events)
 }

@@ -756,3 +756,226 @@ fn a_terminal_gets_a_live_status_line_and_a_pipe_does_not() {
     drop(target); // -background: killed
     let _ = std::fs::remove_file(&path);
 }
+
+/// cgo call slices against the workload's own timing of each call
+/// (cgo-slow: 1000 calls of a C function that sleeps 200 µs, each timed
+/// from Go with time.Now/time.Since). The probes are attached before the
+/// batch (goscope announces "attached" after they are) and a goroutine
+/// making cgo calls holds its thread, so the slices, in time order, are
+/// the batch's calls in order: the first N of them, N = all 1000 while the
+/// probes stay attached. Each slice (cgocall's entry to its RET) lies
+/// inside the Go timing around `C.cwait`, so it is at most that long and
+/// shorter only by the wrapper's few instructions and time.Now, unless
+/// the host held the thread back in between (most, not all, within 10%).
+///
+/// Two windows over one target. Unbudgeted: a C call that sleeps costs
+/// the target a few µs of CPU and the two probe traps ~10 µs each, more
+/// than the target's own CPU, so no percentage budget keeps them attached
+/// over a sleeping workload; this window checks every call. At the
+/// default budget (as users run it) the governor detaches them: the file
+/// says when and the fraction attached, and the slices it holds are
+/// exactly the calls made until then.
+#[test]
+fn trace_cgo_slices_match_the_targets_own_timing() {
+    if !require_root_or_skip("trace_cgo_slices_match_the_targets_own_timing") {
+        return;
+    }
+    for version in ["1.22", "1.27"] {
+        let binary = loadgen(version, &cgo());
+        let mut target = Target::start(&binary, &["-work", "cgo-slow"], &[]).unwrap();
+        for (budget, name) in [(Some("off"), "unbudgeted"), (None, "default budget")] {
+            let path = out_path(&format!("cgo-{version}-{}.json", budget.unwrap_or("1")));
+            let pid = target.pid.to_string();
+            let mut args = vec![
+                "trace",
+                "--pid",
+                &pid,
+                "--duration",
+                "600",
+                "-o",
+                path.to_str().unwrap(),
+            ];
+            if let Some(budget) = budget {
+                args.extend(["--overhead-budget", budget]);
+            }
+            let mut goscope = Goscope::start(&args).unwrap();
+            goscope.wait_attached().unwrap();
+            let truth = target.run_batch().unwrap();
+            let finished = goscope.interrupt().unwrap();
+            assert!(finished.status.success(), "{}", finished.stderr);
+            let events = load(&path);
+            let context = format!("Go {version}, {name}");
+            check_cgo(
+                &events,
+                &truth.cgo_call_ns,
+                budget.is_some(),
+                &context,
+                &finished.stderr,
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+        target.quit().unwrap();
+    }
+}
+
+/// Checks the cgo slices of one window against the calls the target timed
+/// (see the test above).
+fn check_cgo(events: &[Value], calls: &[u64], unbudgeted: bool, context: &str, stderr: &str) {
+    const CGO_TRACK_BASE: i64 = 1 << 29;
+    assert_eq!(
+        calls.len(),
+        1000,
+        "{context}: the target timed {} calls",
+        calls.len()
+    );
+    let started = event(events, "goscope: trace started");
+    let ended = event(events, "goscope: trace ended");
+    let summary = &ended["args"]["cgo_calls"];
+    assert!(
+        summary.is_object(),
+        "{context}: no cgo summary ({}); goscope said: {stderr}",
+        started["args"]["cgo_calls"]
+    );
+    let mut slices: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == "cgo call")
+        .collect();
+    slices.sort_by_key(|e| ns(&e["ts"]));
+    let detached_at = ended["args"]["cgo_calls_detached_at_us"]
+        .as_f64()
+        .map(|us| (us * 1000.0).round() as i128);
+    let fraction = summary["probes_attached_fraction"].as_f64().unwrap();
+    if unbudgeted {
+        assert!(
+            detached_at.is_none(),
+            "{context}: detached without a budget: {summary}; goscope said: {stderr}"
+        );
+    }
+    match detached_at {
+        None => assert_eq!(
+            slices.len(),
+            calls.len(),
+            "{context}: attached all along ({summary}), {} slices for {} calls",
+            slices.len(),
+            calls.len()
+        ),
+        Some(at) => {
+            // The file and goscope's stderr both say so.
+            assert!(
+                fraction < 1.0,
+                "{context}: detached, yet attached fraction {fraction}"
+            );
+            assert!(
+                stderr.contains("the cgo probes would overspend the overhead budget"),
+                "{context}: {stderr}"
+            );
+            assert!(
+                slices.len() <= calls.len(),
+                "{context}: {} slices",
+                slices.len()
+            );
+            // Attached from before the trace began until the detach, of
+            // the whole window.
+            let (from, to) = (ns(&started["ts"]), ns(&ended["ts"]));
+            let most = (at - from) as f64 / (to - from) as f64;
+            assert!(
+                fraction <= most + 0.01,
+                "{context}: attached fraction {fraction}, detached {most:.3} of the way through"
+            );
+            if let Some(last) = slices.last() {
+                let end = ns(&last["ts"]) + ns(&last["dur"]);
+                assert!(
+                    end <= at,
+                    "{context}: a slice ends at {end}, after the detach at {at}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        summary["calls"].as_u64().unwrap(),
+        slices.len() as u64,
+        "{context}: {summary}"
+    );
+    assert_eq!(
+        summary["slices_dropped_over_cap"], 0,
+        "{context}: {summary}"
+    );
+    // Inside the trace window, on named per-thread cgo tracks.
+    let (from, to) = (ns(&started["ts"]), ns(&ended["ts"]));
+    for slice in &slices {
+        let (start, end) = (ns(&slice["ts"]), ns(&slice["ts"]) + ns(&slice["dur"]));
+        assert!(
+            from <= start && end <= to,
+            "{context}: outside the window [{from}, {to}]: {slice}"
+        );
+        let thread = slice["args"]["thread"].as_i64().unwrap();
+        assert_eq!(
+            slice["tid"].as_i64().unwrap(),
+            CGO_TRACK_BASE + thread,
+            "{slice}"
+        );
+        assert!(
+            slice["args"]["goid"].as_u64().unwrap() > 0,
+            "{context}: no goid: {slice}"
+        );
+        assert_eq!(
+            slice["args"]["duration_ns"].as_i64().map(i128::from),
+            Some(ns(&slice["dur"]))
+        );
+    }
+    let threads: std::collections::BTreeSet<i64> = slices
+        .iter()
+        .map(|s| s["args"]["thread"].as_i64().unwrap())
+        .collect();
+    for thread in &threads {
+        assert!(
+            events.iter().any(|e| e["ph"] == "M"
+                && e["name"] == "thread_name"
+                && e["tid"].as_i64() == Some(CGO_TRACK_BASE + thread)
+                && e["args"]["name"] == format!("cgo calls (thread {thread})")),
+            "{context}: no track name for thread {thread}'s cgo calls"
+        );
+    }
+    if unbudgeted {
+        assert!(slices.len() >= 1000, "{context}");
+    }
+    if slices.is_empty() {
+        eprintln!("{context}: no cgo slices before the detach ({summary})");
+        return;
+    }
+    // Call by call: the i-th slice is the i-th call the target timed.
+    let slack_ns = 1_000;
+    let mut close = 0;
+    let mut traced = Vec::new();
+    for (i, (slice, &truth)) in slices.iter().zip(calls).enumerate() {
+        let dur = ns(&slice["dur"]);
+        let truth = i128::from(truth);
+        assert!(
+            dur <= truth + slack_ns,
+            "{context}: call {i}: slice {dur} ns, longer than the target's own {truth} ns"
+        );
+        if (truth - dur) * 10 <= truth {
+            close += 1;
+        }
+        traced.push(dur);
+    }
+    let n = traced.len();
+    assert!(
+        close * 100 >= n * 95,
+        "{context}: only {close} of {n} slices within 10% of their call's own timing"
+    );
+    traced.sort_unstable();
+    let mut own: Vec<i128> = calls[..n].iter().map(|&c| i128::from(c)).collect();
+    own.sort_unstable();
+    let (median, own_median) = (traced[n / 2], own[n / 2]);
+    assert!(
+        (median - own_median).abs() * 10 <= own_median,
+        "{context}: median slice {median} ns, the target's median {own_median} ns"
+    );
+    eprintln!(
+        "{context}: {n} cgo slices for {} calls (attached fraction {fraction:.3}, detached: {}); median {median} ns vs the target's {own_median} ns; {close} of {n} within 10% of their own call; {} thread tracks",
+        calls.len(),
+        detached_at.is_some(),
+        threads.len()
+    );
+}
