@@ -11,6 +11,7 @@ mod gc;
 mod spawn;
 mod target;
 mod threads;
+mod throttle;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -97,8 +97,8 @@ pub fn advise(error: anyhow::Error, doing: &str) -> anyhow::Error {
         let lacking = missing(&[Capability::Bpf, Capability::Perfmon, Capability::SysPtrace]);
         let why = if lacking.is_empty() {
             format!(
-                "the capabilities are there, so the kernel refused it: under kernel lockdown ({}) or a seccomp filter some probes are refused",
-                lockdown().unwrap_or_else(|| "lockdown unknown".into())
+                "the capabilities are there, so the kernel refused it: under kernel lockdown ({}), an LSM policy or a seccomp filter some probes are refused",
+                lockdown().unwrap_or_else(|| "none reported".into())
             )
         } else {
             format!("this process lacks {}", names(&lacking))

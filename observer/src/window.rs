@@ -104,7 +104,7 @@ impl Window {
     }
 }
 
-/// Catches SIGINT/SIGTERM from process start, so that a signal arriving
+/// Catches SIGINT/SIGTERM/SIGHUP from process start, so that a signal arriving
 /// during attach still ends the window cleanly (and detaches).
 #[derive(Clone)]
 pub struct StopSignal {
@@ -114,7 +114,15 @@ pub struct StopSignal {
 impl StopSignal {
     pub fn install() -> anyhow::Result<Self> {
         let raised = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // SIGHUP too: a closed terminal or ssh session ends the window as
+        // Ctrl-C does, with the probes detached on the way out, instead of
+        // killing goscope mid-detach (a killed process's uprobes are only
+        // removed when the target next hits them).
+        for signal in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
             // A second signal while the first is being handled (a read stuck
             // on the target, say) ends goscope at once; the kernel removes
             // its probes whatever way it exits.

@@ -88,7 +88,7 @@ fn capture_top(target: &Target, args: &PicturesArgs) -> anyhow::Result<String> {
     let session = format!("goscope-pictures-{}", std::process::id());
     let log = std::env::temp_dir().join(format!("{session}.log"));
     let command = format!(
-        "{} top --pid {} --log {}; sleep 60",
+        "{} top --pid {} --log {}; echo GOSCOPE_EXIT=$?; sleep 60",
         testkit::goscope_binary().display(),
         target.pid,
         log.display()
@@ -118,7 +118,16 @@ fn capture_top(target: &Target, args: &PicturesArgs) -> anyhow::Result<String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Quit and wait for top to detach and exit before the session goes:
+    // killing the pane would SIGHUP it mid-exit.
     tmux(&["send-keys", "-t", &session, "q"])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tmux(&["capture-pane", "-p", "-t", &session])?.contains("GOSCOPE_EXIT=") {
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = tmux(&["kill-session", "-t", &session]);
     let _ = std::fs::remove_file(&log);
     Ok(screen)

@@ -23,9 +23,23 @@ impl Detacher {
         }));
     }
 
-    pub fn finish(self) {
-        for handle in self.pending {
+    /// Waits for every detach to complete.
+    pub fn finish(mut self) {
+        self.join_all();
+    }
+
+    fn join_all(&mut self) {
+        for handle in self.pending.drain(..) {
             let _ = handle.join();
         }
+    }
+}
+
+/// An early return (an error) still waits: a process that exits while a
+/// detach runs has that thread killed, and the kernel leaves such a
+/// thread's uprobes in the target until each is next hit.
+impl Drop for Detacher {
+    fn drop(&mut self) {
+        self.join_all();
     }
 }

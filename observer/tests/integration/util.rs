@@ -102,10 +102,28 @@ impl TestCgroup {
     }
 
     pub fn throttled_periods(&self) -> u64 {
+        self.cpu_stat("nr_throttled")
+    }
+
+    /// cpu.stat's throttled time in µs (cgroup v2 `throttled_usec`, v1
+    /// `throttled_time` in ns, converted).
+    pub fn throttled_usec(&self) -> u64 {
+        let stat = std::fs::read_to_string(self.dirs[0].join("cpu.stat")).unwrap();
+        let field = |name: &str| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        field("throttled_usec ")
+            .or_else(|| field("throttled_time ").map(|ns| ns / 1000))
+            .unwrap()
+    }
+
+    fn cpu_stat(&self, name: &str) -> u64 {
         std::fs::read_to_string(self.dirs[0].join("cpu.stat"))
             .unwrap()
             .lines()
-            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
             .unwrap()
     }
