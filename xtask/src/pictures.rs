@@ -134,7 +134,7 @@ fn capture_top(target: &Target, args: &PicturesArgs) -> anyhow::Result<String> {
 }
 
 /// One terminal cell's style.
-#[derive(Clone, Copy, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Style {
     fg: Option<(u8, u8, u8)>,
     bg: Option<(u8, u8, u8)>,

@@ -151,7 +151,7 @@ fn the_package_installs_and_runs_on_a_clean_debian_of_another_release() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["pid"].to_string() == pid)
+        .find(|p| p["pid"] == target.pid)
         .unwrap_or_else(|| panic!("pid {pid} not listed in the chroot: {listed:#}"));
     // The target's exe is in another mount namespace than this goscope's,
     // so the kernel names it from that namespace's root.
