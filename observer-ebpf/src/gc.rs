@@ -212,8 +212,7 @@ fn emit_assist(g: u64, start: u64, now: u64) {
         start_ns: start & !FLAGS,
         end_ns: now,
         goid,
-        // SAFETY: helper without preconditions.
-        tid: unsafe { bpf_get_current_pid_tgid() } as u32,
+        tid: bpf_get_current_pid_tgid() as u32,
         flags,
     });
     entry.submit(0);

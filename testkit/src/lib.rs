@@ -7,11 +7,13 @@ pub mod goscope;
 pub mod observe;
 pub mod privileges;
 pub mod target;
+pub mod tmux;
 pub mod toolchain;
 
 pub use goscope::Goscope;
 pub use privileges::require_root_or_skip;
 pub use target::{Target, WorkloadResult};
+pub use tmux::TmuxSession;
 pub use toolchain::{
     BuildOptions, all_go_versions, build_workload, ci_go_versions, go_binary, installed_go_versions,
 };

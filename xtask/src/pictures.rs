@@ -7,11 +7,11 @@ use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use testkit::{BuildOptions, Target};
+use testkit::{BuildOptions, Target, TmuxSession};
 
 #[derive(clap::Args)]
 pub struct PicturesArgs {
@@ -74,61 +74,32 @@ pub fn run(args: &PicturesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tmux(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("tmux")
-        .args(args)
-        .output()
-        .context("running tmux (scripts/setup.sh installs it)")?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// top's pane, with its escape sequences, once it has drawn figures and
 /// `top_seconds` of history (its own "up N s" says so).
 fn capture_top(target: &Target, args: &PicturesArgs) -> anyhow::Result<String> {
-    let session = format!("goscope-pictures-{}", std::process::id());
-    let log = std::env::temp_dir().join(format!("{session}.log"));
+    let name = format!("goscope-pictures-{}", std::process::id());
+    let log = std::env::temp_dir().join(format!("{name}.log"));
     let command = format!(
         "{} top --pid {} --log {}; echo GOSCOPE_EXIT=$?; sleep 60",
         testkit::goscope_binary().display(),
         target.pid,
         log.display()
     );
-    let _ = tmux(&["kill-session", "-t", &session]);
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        &args.columns.to_string(),
-        "-y",
-        &args.rows.to_string(),
-        &command,
-    ])?;
-    let deadline = Instant::now() + Duration::from_secs(args.top_seconds + 30);
+    let session = TmuxSession::start(&name, args.columns, args.rows, &command)?;
     let up = format!("up {} s", args.top_seconds);
-    let screen = loop {
-        let plain = tmux(&["capture-pane", "-p", "-t", &session])?;
-        if plain.contains("/s allocated") && plain.contains(&up) {
-            break tmux(&["capture-pane", "-p", "-e", "-t", &session])?;
-        }
-        if Instant::now() > deadline {
-            let _ = tmux(&["kill-session", "-t", &session]);
-            bail!("goscope top drew no figures within the deadline:\n{plain}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    session.wait_for(
+        "goscope top's figures",
+        Duration::from_secs(args.top_seconds + 30),
+        |s| s.contains("/s allocated") && s.contains(&up),
+    )?;
+    let screen = session.capture_with_escapes()?;
     // Quit and wait for top to detach and exit before the session goes:
     // killing the pane would SIGHUP it mid-exit.
-    tmux(&["send-keys", "-t", &session, "q"])?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !tmux(&["capture-pane", "-p", "-t", &session])?.contains("GOSCOPE_EXIT=") {
-        if Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = tmux(&["kill-session", "-t", &session]);
+    session.send_keys("q")?;
+    session.wait_for("goscope top's exit", Duration::from_secs(30), |s| {
+        s.contains("GOSCOPE_EXIT=")
+    })?;
+    drop(session);
     let _ = std::fs::remove_file(&log);
     Ok(screen)
 }

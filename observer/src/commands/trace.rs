@@ -800,16 +800,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
 
 /// The ring buffer's finished cycles.
 fn drain(session: &mut ProbeSession) -> anyhow::Result<Vec<GcCycleEvent>> {
-    let mut events = Vec::new();
-    let mut ring = session.gc_events()?;
-    while let Some(item) = ring.next() {
-        if item.len() >= std::mem::size_of::<GcCycleEvent>() {
-            // SAFETY: the kernel wrote a whole GcCycleEvent (repr(C),
-            // plain integers and bytes).
-            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<GcCycleEvent>()) });
-        }
-    }
-    Ok(events)
+    session.drain_ring("GC_EVENTS", usize::MAX)
 }
 
 /// What the window has written so far, and its deadlines.

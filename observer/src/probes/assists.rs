@@ -4,7 +4,7 @@
 //! goroutines that assisted, drained here once per GC cycle.
 
 use anyhow::{Context as _, anyhow};
-use aya::maps::{Array, HashMap, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, PerCpuArray};
 use observer_common::{ASSIST_HIST_SLOTS, ASSIST_PARKED_BASE, AssistEvent, AssistHistogram};
 use serde::Serialize;
 
@@ -175,30 +175,10 @@ const MAX_DRAINED: usize = 1 << 14;
 
 /// Asks `assist_exit` for each assist (`drain_events` takes them).
 pub fn enable_events(session: &mut ProbeSession) -> anyhow::Result<()> {
-    let map = session
-        .ebpf_mut()
-        .map_mut("ASSIST_EVENTS_ON")
-        .ok_or_else(|| anyhow!("kernel object lacks map ASSIST_EVENTS_ON"))?;
-    let mut on: Array<_, u32> = Array::try_from(map)?;
-    on.set(0, 1, 0)?;
-    Ok(())
+    session.switch_on("ASSIST_EVENTS_ON")
 }
 
 /// The assists that ended since the last drain, oldest first.
 pub fn drain_events(session: &mut ProbeSession) -> anyhow::Result<Vec<AssistEvent>> {
-    let map = session
-        .ebpf_mut()
-        .map_mut("ASSIST_EVENTS")
-        .ok_or_else(|| anyhow!("kernel object lacks map ASSIST_EVENTS"))?;
-    let mut ring = RingBuf::try_from(map)?;
-    let mut events = Vec::new();
-    while events.len() < MAX_DRAINED {
-        let Some(item) = ring.next() else { break };
-        if item.len() >= std::mem::size_of::<AssistEvent>() {
-            // SAFETY: the kernel wrote a whole AssistEvent (repr(C), plain
-            // integers).
-            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<AssistEvent>()) });
-        }
-    }
-    Ok(events)
+    session.drain_ring("ASSIST_EVENTS", MAX_DRAINED)
 }

@@ -5,7 +5,7 @@
 //! (`enable_events`, `drain_events`).
 
 use anyhow::{Context as _, anyhow};
-use aya::maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{PerCpuArray, PerCpuHashMap};
 use observer_common::{
     CgoCallEvent, CgoSiteSlot, CgoSiteStats, FINE_SLOTS, FINE_SUB_BUCKETS, FineHistogram,
 };
@@ -164,30 +164,10 @@ const MAX_DRAINED: usize = 1 << 14;
 
 /// Asks `cgo_exit` for each call (`drain_events` takes them).
 pub fn enable_events(session: &mut ProbeSession) -> anyhow::Result<()> {
-    let map = session
-        .ebpf_mut()
-        .map_mut("CGO_EVENTS_ON")
-        .ok_or_else(|| anyhow!("kernel object lacks map CGO_EVENTS_ON"))?;
-    let mut on: Array<_, u32> = Array::try_from(map)?;
-    on.set(0, 1, 0)?;
-    Ok(())
+    session.switch_on("CGO_EVENTS_ON")
 }
 
 /// The cgo calls that returned since the last drain, oldest first.
 pub fn drain_events(session: &mut ProbeSession) -> anyhow::Result<Vec<CgoCallEvent>> {
-    let map = session
-        .ebpf_mut()
-        .map_mut("CGO_EVENTS")
-        .ok_or_else(|| anyhow!("kernel object lacks map CGO_EVENTS"))?;
-    let mut ring = RingBuf::try_from(map)?;
-    let mut events = Vec::new();
-    while events.len() < MAX_DRAINED {
-        let Some(item) = ring.next() else { break };
-        if item.len() >= std::mem::size_of::<CgoCallEvent>() {
-            // SAFETY: the kernel wrote a whole CgoCallEvent (repr(C), plain
-            // integers).
-            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<CgoCallEvent>()) });
-        }
-    }
-    Ok(events)
+    session.drain_ring("CGO_EVENTS", MAX_DRAINED)
 }

@@ -10,6 +10,7 @@ pub mod detacher;
 pub mod governed;
 pub mod governor;
 pub mod latency;
+pub mod rings;
 pub mod spawn;
 pub mod threads;
 pub mod throttle;
@@ -19,7 +20,7 @@ use std::{collections::BTreeSet, num::NonZeroU32, path::Path};
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::PerCpuArray,
     programs::{
         UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
@@ -371,15 +372,6 @@ impl ProbeSession {
     /// Sum over CPUs of one counter slot.
     pub fn counter(&self, slot: CounterSlot) -> anyhow::Result<u64> {
         per_cpu_sum(&self.ebpf, COUNTERS_MAP, slot.index())
-    }
-
-    /// The ring buffer of completed GC cycles.
-    pub fn gc_events(&mut self) -> anyhow::Result<RingBuf<&mut MapData>> {
-        let map = self
-            .ebpf
-            .map_mut("GC_EVENTS")
-            .ok_or_else(|| anyhow!("kernel object lacks map GC_EVENTS"))?;
-        Ok(RingBuf::try_from(map)?)
     }
 
     pub(crate) fn ebpf(&self) -> &Ebpf {

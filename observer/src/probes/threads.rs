@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use aya::maps::{Array, HashMap, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, PerCpuArray};
 use observer_common::{CounterSlot, Log2Histogram, ThreadStateEvent};
 
 use super::ProbeSession;
@@ -224,32 +224,10 @@ const MAX_DRAINED: usize = 1 << 16;
 /// Asks the scheduler tracepoints for each transition of the target's
 /// threads (`drain_transitions` takes them).
 pub fn enable_transitions(session: &mut ProbeSession) -> anyhow::Result<()> {
-    let map = session
-        .ebpf_mut()
-        .map_mut("THREAD_EVENTS_ON")
-        .ok_or_else(|| anyhow!("kernel object lacks map THREAD_EVENTS_ON"))?;
-    let mut on: Array<_, u32> = Array::try_from(map)?;
-    on.set(0, 1, 0)?;
-    Ok(())
+    session.switch_on("THREAD_EVENTS_ON")
 }
 
 /// The transitions the kernel emitted since the last drain, oldest first.
 pub fn drain_transitions(session: &mut ProbeSession) -> anyhow::Result<Vec<ThreadStateEvent>> {
-    let map = session
-        .ebpf_mut()
-        .map_mut("THREAD_EVENTS")
-        .ok_or_else(|| anyhow!("kernel object lacks map THREAD_EVENTS"))?;
-    let mut ring = RingBuf::try_from(map)?;
-    let mut events = Vec::new();
-    while events.len() < MAX_DRAINED {
-        let Some(item) = ring.next() else { break };
-        if item.len() >= std::mem::size_of::<ThreadStateEvent>() {
-            // SAFETY: the kernel wrote a whole ThreadStateEvent (repr(C),
-            // plain integers).
-            events.push(unsafe {
-                std::ptr::read_unaligned(item.as_ptr().cast::<ThreadStateEvent>())
-            });
-        }
-    }
-    Ok(events)
+    session.drain_ring("THREAD_EVENTS", MAX_DRAINED)
 }

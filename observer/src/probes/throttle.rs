@@ -4,7 +4,6 @@
 //! when kallsyms names both and the kernel's BTF describes them.
 
 use anyhow::{anyhow, bail};
-use aya::maps::{Array, RingBuf};
 use observer_common::ThrottleEvent;
 
 use super::ProbeSession;
@@ -39,32 +38,12 @@ pub fn attach(session: &mut ProbeSession) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("reading the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
     session.attach_fentry("cfs_throttle", THROTTLE_FUNCTION, &btf)?;
     session.attach_fentry("cfs_unthrottle", UNTHROTTLE_FUNCTION, &btf)?;
-    let map = session
-        .ebpf_mut()
-        .map_mut("THROTTLE_EVENTS_ON")
-        .ok_or_else(|| anyhow!("kernel object lacks map THROTTLE_EVENTS_ON"))?;
-    let mut on: Array<_, u32> = Array::try_from(map)?;
-    on.set(0, 1, 0)?;
-    Ok(())
+    session.switch_on("THROTTLE_EVENTS_ON")
 }
 
 /// The throttles that ended since the last drain.
 pub fn drain(session: &mut ProbeSession) -> anyhow::Result<Vec<ThrottleEvent>> {
-    let map = session
-        .ebpf_mut()
-        .map_mut("THROTTLE_EVENTS")
-        .ok_or_else(|| anyhow!("kernel object lacks map THROTTLE_EVENTS"))?;
-    let mut ring = RingBuf::try_from(map)?;
-    let mut events = Vec::new();
-    while events.len() < MAX_DRAINED {
-        let Some(item) = ring.next() else { break };
-        if item.len() >= std::mem::size_of::<ThrottleEvent>() {
-            // SAFETY: the kernel wrote a whole ThrottleEvent (repr(C),
-            // plain integers).
-            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ThrottleEvent>()) });
-        }
-    }
-    Ok(events)
+    session.drain_ring("THROTTLE_EVENTS", MAX_DRAINED)
 }
 
 #[cfg(test)]

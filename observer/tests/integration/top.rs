@@ -3,41 +3,17 @@
 //! restored and the target unharmed, and keeps its own messages in the log
 //! file.
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use testkit::{Target, require_root_or_skip};
+use testkit::{Target, TmuxSession, require_root_or_skip};
 
 use crate::util::{cgo, loadgen};
 
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(args)
-        .output()
-        .expect("running tmux (scripts/setup.sh installs it)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn capture(session: &str) -> String {
-    tmux(&["capture-pane", "-p", "-t", session])
-}
-
 /// Polls the pane until `wanted` returns true (10 s at most).
-fn wait_for_pane(session: &str, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let screen = capture(session);
-        if wanted(&screen) {
-            return screen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "top never showed {what}; the pane:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_for_pane(session: &TmuxSession, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    session
+        .wait_for(what, Duration::from_secs(10), wanted)
+        .unwrap_or_else(|e| panic!("top: {e}"))
 }
 
 #[test]
@@ -47,8 +23,8 @@ fn top_draws_switches_panes_and_restores_the_terminal() {
     }
     let binary = loadgen("1.27", &cgo());
     let mut target = Target::start(&binary, &["-work", "alloc", "-background"], &[]).unwrap();
-    let session = format!("goscope-top-{}", std::process::id());
-    let log = std::env::temp_dir().join(format!("{session}.log"));
+    let name = format!("goscope-top-{}", std::process::id());
+    let log = std::env::temp_dir().join(format!("{name}.log"));
     let _ = std::fs::remove_file(&log);
     let command = format!(
         "{} top --pid {} --overhead-budget off --log {}; echo GOSCOPE_EXIT=$?; sleep 30",
@@ -56,18 +32,7 @@ fn top_draws_switches_panes_and_restores_the_terminal() {
         target.pid,
         log.display()
     );
-    tmux(&["kill-session", "-t", &session]);
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "150",
-        "-y",
-        "45",
-        &command,
-    ]);
+    let session = TmuxSession::start(&name, 150, 45, &command).unwrap();
 
     let screen = wait_for_pane(&session, "allocation figures", |s| {
         s.contains("/s allocated") && s.contains("cycles/s")
@@ -78,22 +43,22 @@ fn top_draws_switches_panes_and_restores_the_terminal() {
     let rate_line = screen.lines().find(|l| l.contains("/s allocated")).unwrap();
     assert!(!rate_line.contains("│0 B/s"), "{rate_line}");
 
-    tmux(&["send-keys", "-t", &session, "2"]);
+    session.send_keys("2").unwrap();
     wait_for_pane(&session, "the size-class pane", |s| {
         s.contains("Allocation by size class") && s.contains("48 B")
     });
-    tmux(&["send-keys", "-t", &session, "3"]);
+    session.send_keys("3").unwrap();
     wait_for_pane(&session, "the sites pane", |s| {
         s.contains("Top allocation sites") && s.contains("main.allocMix")
     });
     // The figures pane: the figure table, with each runtime/metrics twin.
-    tmux(&["send-keys", "-t", &session, "4"]);
+    session.send_keys("4").unwrap();
     wait_for_pane(&session, "the figures pane", |s| {
         s.contains("heap bytes allocated") && s.contains("/gc/heap/allocs:bytes")
     });
-    tmux(&["send-keys", "-t", &session, "q"]);
+    session.send_keys("q").unwrap();
     let screen = wait_for_pane(&session, "its exit", |s| s.contains("GOSCOPE_EXIT="));
-    tmux(&["kill-session", "-t", &session]);
+    drop(session);
     assert!(screen.contains("GOSCOPE_EXIT=0"), "{screen}");
     // The alternate screen is gone: nothing of the view is left.
     assert!(!screen.contains("goscope top ·"), "{screen}");
@@ -103,10 +68,11 @@ fn top_draws_switches_panes_and_restores_the_terminal() {
     let _ = std::fs::remove_file(&log);
 }
 
-/// Starts top on `target` in a detached tmux session of `width` x `height`.
-fn top_in_tmux(target: &Target, tag: &str, width: u16, height: u16) -> String {
-    let session = format!("goscope-top-{tag}-{}", std::process::id());
-    let log = std::env::temp_dir().join(format!("{session}.log"));
+/// Starts top on `target` in a detached tmux session of `width` x
+/// `height`, its log in the temporary directory.
+fn top_in_tmux(target: &Target, tag: &str, width: u16, height: u16) -> TmuxSession {
+    let name = format!("goscope-top-{tag}-{}", std::process::id());
+    let log = std::env::temp_dir().join(format!("{name}.log"));
     let _ = std::fs::remove_file(&log);
     let command = format!(
         "{} top --pid {} --log {}; echo GOSCOPE_EXIT=$?; sleep 30",
@@ -114,26 +80,18 @@ fn top_in_tmux(target: &Target, tag: &str, width: u16, height: u16) -> String {
         target.pid,
         log.display()
     );
-    tmux(&["kill-session", "-t", &session]);
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        &width.to_string(),
-        "-y",
-        &height.to_string(),
-        &command,
-    ]);
-    session
+    TmuxSession::start(&name, width, height, &command).unwrap()
 }
 
-fn quit_top(session: &str) {
-    tmux(&["send-keys", "-t", session, "q"]);
-    let screen = wait_for_pane(session, "its exit", |s| s.contains("GOSCOPE_EXIT="));
-    tmux(&["kill-session", "-t", session]);
-    let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{session}.log")));
+/// Quits top and waits for it to detach and exit (killing the pane first
+/// would SIGHUP it on its way out).
+fn quit_top(session: TmuxSession, tag: &str) {
+    session.send_keys("q").unwrap();
+    let screen = wait_for_pane(&session, "its exit", |s| s.contains("GOSCOPE_EXIT="));
+    drop(session);
+    let _ = std::fs::remove_file(
+        std::env::temp_dir().join(format!("goscope-top-{tag}-{}.log", std::process::id())),
+    );
     assert!(screen.contains("GOSCOPE_EXIT=0"), "{screen}");
 }
 
@@ -195,7 +153,7 @@ fn top_at_80x24_keeps_the_limit_the_sites_and_the_verdicts_whole() {
         "{screen}"
     );
     assert!(lines.last().unwrap().contains("q quit"), "{screen}");
-    quit_top(&session);
+    quit_top(session, "small");
     assert!(target.is_running(), "the target died");
 }
 
@@ -229,6 +187,6 @@ fn top_at_160x50_keeps_the_full_overview() {
         screen.contains(" MB/s "),
         "no allocation sparkline:\n{screen}"
     );
-    quit_top(&session);
+    quit_top(session, "large");
     assert!(target.is_running(), "the target died");
 }

@@ -116,19 +116,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<i32> {
     // False from a detach until the first whole cycle after re-attaching.
     let mut assists_whole_cycle = assist_links.is_some();
     let mut drain = |session: &mut ProbeSession| -> anyhow::Result<()> {
-        let mut events = Vec::new();
-        {
-            let mut ring = session.gc_events()?;
-            while let Some(item) = ring.next() {
-                if item.len() >= std::mem::size_of::<GcCycleEvent>() {
-                    // SAFETY: the kernel wrote a whole GcCycleEvent
-                    // (repr(C), plain integers and bytes).
-                    let event =
-                        unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<GcCycleEvent>()) };
-                    events.push(event);
-                }
-            }
-        }
+        let events: Vec<GcCycleEvent> = session.drain_ring("GC_EVENTS", usize::MAX)?;
         for event in events {
             // mProf_Flush may run outside GC; only a new cycle counts.
             if event.read_errors != 0 || event.numgc <= last_cycle {
