@@ -275,30 +275,3 @@ pub struct AllocSampleKey {
 #[cfg(feature = "user")]
 // SAFETY: integers, no padding.
 unsafe impl aya::Pod for AllocSampleKey {}
-
-/// One CFS throttle of a cfs_rq of the target's cgroup hierarchy on one
-/// CPU, from throttle_cfs_rq to unthrottle_cfs_rq (kprobes), emitted at
-/// the unthrottle only while `THROTTLE_EVENTS_ON` holds 1 (`goscope
-/// trace`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ThrottleEvent {
-    /// bpf_ktime_get_ns (CLOCK_MONOTONIC) at the throttle.
-    pub start_ns: u64,
-    /// bpf_ktime_get_ns at the unthrottle.
-    pub end_ns: u64,
-    /// The kernel's cfs_rq address: one per CPU and task group.
-    pub cfs_rq: u64,
-    /// The CPU the cfs_rq was throttled on (its own).
-    pub cpu: u32,
-    pub _pad: u32,
-}
-
-/// The kernel programs' record of a throttle in progress.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ThrottleStart {
-    pub start_ns: u64,
-    pub cpu: u32,
-    pub _pad: u32,
-}

@@ -11,7 +11,6 @@ mod gc;
 mod spawn;
 mod target;
 mod threads;
-mod throttle;
 
 #[cfg(not(test))]
 #[panic_handler]

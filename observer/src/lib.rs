@@ -37,6 +37,5 @@ pub mod trace_assists;
 pub mod trace_cgo;
 pub mod trace_events;
 pub mod trace_threads;
-pub mod trace_throttle;
 pub mod wall_profile;
 pub mod window;

@@ -42,7 +42,6 @@ use crate::{
     trace_cgo::CgoSource,
     trace_events::{TraceWriter, micros, monotonic_ns},
     trace_threads::ThreadSource,
-    trace_throttle::ThrottleHooks,
     window,
 };
 
@@ -317,23 +316,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
     let quota = cgroups.cpu_quota();
     let throttle_source = quota.and_then(|_| cgroups.cpu_stat()).map(|_| ());
 
-    // The exact throttles: fentry programs on the scheduler's throttle and
-    // unthrottle, where the kernel has them (no trap in the target; they
-    // fire at the host's throttles only).
-    let (mut throttle_hooks, hooks_note) = match quota {
-        Some(_) => match ThrottleHooks::start(pid) {
-            Ok(hooks) => (
-                Some(hooks),
-                "; each throttle of the cgroup's cfs_rqs exactly, per CPU, from fentry programs on throttle_cfs_rq and unthrottle_cfs_rq (bpf_ktime_get_ns; a throttle still in progress at the end is not shown)".to_string(),
-            ),
-            Err(e) => {
-                eprintln!("goscope: no per-CPU throttle tracks ({e:#}); cpu.stat only");
-                (None, format!("; no per-CPU throttle tracks: {e:#}"))
-            }
-        },
-        None => (None, String::new()),
-    };
-
     // Metadata: names, the clock, what each track comes from.
     let exe = crate::target::display_path(&target.exe);
     let go = crate::format::bounded(
@@ -386,7 +368,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             "first_gc_cycle": first_numgc + 1,
             "gc_cycles": probe_note,
             "counters": format!("heap live, heap goal, goroutines and goroutines created per second read from the runtime's memory every {} ms", args.interval),
-            "throttling": format!("{throttle_note}{hooks_note}"),
+            "throttling": throttle_note,
             "threads": thread_note,
             "mark_assists": assist_note,
             "cgo_calls": cgo_note,
@@ -432,8 +414,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     probe: &mut Option<(ProbeSession, Governor)>,
                     thread_source: &mut Option<ThreadSource>,
                     assist_source: &mut Option<AssistSource>,
-                    cgo_source: &mut Option<CgoSource>,
-                    throttle_hooks: &mut Option<ThrottleHooks>|
+                    cgo_source: &mut Option<CgoSource>|
      -> anyhow::Result<()> {
         let now = monotonic_ns();
         let cycles_before = state.cycles;
@@ -604,9 +585,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     }
                 }
             }
-            if let Some(hooks) = throttle_hooks {
-                hooks.drain(out)?;
-            }
             state.next_cgroup = now + cgroup_ns;
         }
         // A tick that wrote a cycle reaches the file at once (at most one
@@ -629,7 +607,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 &mut thread_source,
                 &mut assist_source,
                 &mut cgo_source,
-                &mut throttle_hooks,
             )
         },
     );
@@ -707,15 +684,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             window.error = Some(e);
         }
     }
-    let throttle_totals = throttle_hooks.take().map(|mut hooks| {
-        if window.error.is_none()
-            && let Err(e) = hooks.drain(&mut out)
-            && target.is_alive()
-        {
-            window.error = Some(e);
-        }
-        hooks.totals()
-    });
     let end = monotonic_ns();
     let dropped_by_kernel = probe.as_ref().map_or(0, |(s, _)| {
         crate::report::overhead::DroppedEvents::read(s).ring_buffer
@@ -733,12 +701,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             "gc_probe_attached_fraction": sampled,
             "gc_probe_detached_at_us": state.probe_detached_at.map(micros),
             "throttled_slices": state.throttle_slices,
-            "throttles_by_cpu": throttle_totals.map(|t| json!({
-                "slices": t.slices,
-                "throttled_ns": t.throttled_ns,
-                "cpus": t.cpus,
-                "slices_dropped_over_cap": t.dropped_over_cap,
-            })),
             "threads": state.threads.map(|t| json!({
                 "threads": t.threads,
                 "state_slices": t.slices,

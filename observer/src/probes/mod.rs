@@ -13,7 +13,6 @@ pub mod latency;
 pub mod rings;
 pub mod spawn;
 pub mod threads;
-pub mod throttle;
 
 use std::{collections::BTreeSet, num::NonZeroU32, path::Path};
 
@@ -212,37 +211,6 @@ impl ProbeSession {
             privilege::advise(
                 anyhow::Error::new(e),
                 &format!("attaching {name} to {category}:{event}"),
-            )
-        })?;
-        Ok(())
-    }
-
-    /// Loads fentry program `name` for kernel function `function` (its
-    /// prototype from `btf`) and attaches it through the BPF trampoline
-    /// (a link owned by this session: gone when goscope is).
-    pub fn attach_fentry(
-        &mut self,
-        name: &'static str,
-        function: &str,
-        btf: &aya::Btf,
-    ) -> anyhow::Result<()> {
-        let program: &mut aya::programs::FEntry = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow!("kernel object lacks program {name}"))?
-            .try_into()?;
-        if self.loaded.insert(name) {
-            program.load(function, btf).map_err(|e| {
-                privilege::advise(
-                    anyhow::Error::new(e),
-                    &format!("loading {name} for kernel function {function} (verifier)"),
-                )
-            })?;
-        }
-        program.attach().map_err(|e| {
-            privilege::advise(
-                anyhow::Error::new(e),
-                &format!("attaching {name} to kernel function {function}"),
             )
         })?;
         Ok(())

@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 use aya::maps::{Array, RingBuf};
-use observer_common::{AssistEvent, CgoCallEvent, GcCycleEvent, ThreadStateEvent, ThrottleEvent};
+use observer_common::{AssistEvent, CgoCallEvent, GcCycleEvent, ThreadStateEvent};
 
 use super::ProbeSession;
 
@@ -22,8 +22,6 @@ unsafe impl RingRecord for AssistEvent {}
 unsafe impl RingRecord for CgoCallEvent {}
 // SAFETY: as above.
 unsafe impl RingRecord for ThreadStateEvent {}
-// SAFETY: as above.
-unsafe impl RingRecord for ThrottleEvent {}
 
 impl ProbeSession {
     /// Sets slot 0 of `switch`, a one-slot array the kernel programs read

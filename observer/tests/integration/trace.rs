@@ -445,123 +445,20 @@ fn trace_has_every_track_for_a_throttled_target() {
         .to_string();
     assert!(tracks.contains("polled every 10 ms"), "{tracks}");
     check_threads_against_throttling(&events, target_pid(&pid), 10, &finished.stderr);
-    check_kernel_throttles(
-        &events,
-        target_pid(&pid),
-        delta,
-        (after_us - before_us) as i128 * 1000,
+    // Their time: what cpu.stat added over the batch, within one period's
+    // worth (a throttle that straddles a reading of the test's or the
+    // trace's own) and the rounding of throttled_usec.
+    let traced_ns: u64 = events
+        .iter()
+        .filter(|e| e["name"] == "throttled")
+        .map(|e| e["args"]["throttled_ns"].as_u64().unwrap())
+        .sum();
+    let stat_ns = (after_us - before_us) * 1000;
+    assert!(
+        traced_ns.abs_diff(stat_ns) <= 100_000_000 + stat_ns / 20,
+        "trace's throttled slices hold {traced_ns} ns, cpu.stat added {stat_ns} ns"
     );
     let _ = std::fs::remove_file(&path);
-}
-
-/// Whether this kernel has the functions the per-CPU throttle tracks probe.
-fn kernel_has_throttle_functions() -> bool {
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    ["throttle_cfs_rq", "unthrottle_cfs_rq"].iter().all(|f| {
-        kallsyms
-            .lines()
-            .any(|l| l.split_whitespace().nth(2) == Some(*f) && l.split_whitespace().count() == 3)
-    })
-}
-
-/// The per-CPU throttle tracks (fentry on throttle_cfs_rq and
-/// unthrottle_cfs_rq), against cpu.stat and the thread tracks on the same
-/// clock: merged over CPUs they make one span per throttled period; their
-/// time sums to what cpu.stat added; and none of the target's threads runs
-/// on a CPU while its cfs_rq there is throttled (a thread in the kernel
-/// finishes its way back to user space first: at most 1% of the throttled
-/// time in all).
-fn check_kernel_throttles(events: &[Value], pid: i64, periods: u64, throttled_ns: i128) {
-    let started = event(events, "goscope: trace started")["args"]["throttling"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    // Where the kernel refuses the hooks (no such functions, no BPF
-    // trampolines, a policy: this CI host's kernel refuses tracing
-    // programs), the file says so and why, and cpu.stat's track stands.
-    if let Some((_, why)) = started.split_once("no per-CPU throttle tracks: ") {
-        assert!(why.len() > 10, "no reason given: {started}");
-        if !kernel_has_throttle_functions() {
-            assert!(why.contains("this kernel has no"), "{started}");
-        }
-        eprintln!("per-CPU throttle tracks refused here: {why}");
-        return;
-    }
-    assert!(
-        started.contains("fentry programs on throttle_cfs_rq"),
-        "{started}"
-    );
-    let per_cpu: Vec<(i64, i128, i128)> = events
-        .iter()
-        .filter(|e| e["cat"] == "cfs" && e["ph"] == "X" && e["args"]["cpu"].is_u64())
-        .map(|e| {
-            let start = ns(&e["ts"]);
-            (
-                e["args"]["cpu"].as_i64().unwrap(),
-                start,
-                start + ns(&e["dur"]),
-            )
-        })
-        .collect();
-    assert!(!per_cpu.is_empty(), "no per-CPU throttle slices");
-    for (cpu, _, _) in &per_cpu {
-        let track = (1i64 << 28) + cpu;
-        assert!(
-            events.iter().any(|e| e["ph"] == "M"
-                && e["name"] == "thread_name"
-                && e["tid"] == track
-                && e["args"]["name"] == format!("CFS throttled (CPU {cpu}, kernel)")),
-            "the track of CPU {cpu} has no name"
-        );
-    }
-    let spans = union(per_cpu.iter().map(|&(_, a, b)| (a, b)).collect());
-    let summed: i128 = per_cpu.iter().map(|&(_, a, b)| b - a).sum();
-    // The batch's periods, give or take the one the trace window and the
-    // test's two cpu.stat readings do not share.
-    assert!(
-        (spans.len() as i128 - periods as i128).abs() <= 1,
-        "{} throttled spans over the CPUs, cpu.stat counted {periods} periods",
-        spans.len()
-    );
-    // cpu.stat's time is the same throttles' (each cfs_rq's from throttle
-    // to unthrottle), read a little before and after the trace's window.
-    let tolerance = throttled_ns / 10 + 5_000_000;
-    assert!(
-        (summed - throttled_ns).abs() <= tolerance,
-        "per-CPU throttle slices sum to {summed} ns, cpu.stat added {throttled_ns} ns"
-    );
-    let running: Vec<(i64, i128, i128)> = events
-        .iter()
-        .filter(|e| {
-            e["cat"] == "sched" && e["ph"] == "X" && e["pid"] == pid && e["name"] == "running"
-        })
-        .map(|e| {
-            let start = ns(&e["ts"]);
-            (
-                e["args"]["cpu"].as_i64().unwrap(),
-                start,
-                start + ns(&e["dur"]),
-            )
-        })
-        .collect();
-    let mut inside = 0i128;
-    let mut worst = 0i128;
-    for &(cpu, a, b) in &per_cpu {
-        for &(_, s, e) in running.iter().filter(|r| r.0 == cpu) {
-            let overlap = (e.min(b) - s.max(a)).max(0);
-            inside += overlap;
-            worst = worst.max(overlap);
-        }
-    }
-    eprintln!(
-        "per-CPU throttles: {} slices on {} spans (cpu.stat {periods} periods), {summed} ns (cpu.stat {throttled_ns} ns), threads running inside {inside} ns (longest {worst} ns)",
-        per_cpu.len(),
-        spans.len()
-    );
-    assert!(
-        inside * 100 <= summed,
-        "the target's threads ran {inside} ns (longest {worst} ns) on CPUs whose cfs_rq was throttled ({summed} ns throttled)"
-    );
 }
 
 /// Mark assists: on goroutine tracks, each begun inside a concurrent mark
