@@ -36,6 +36,7 @@ pub mod target;
 pub mod trace_assists;
 pub mod trace_cgo;
 pub mod trace_events;
+pub mod trace_governed;
 pub mod trace_threads;
 pub mod wall_profile;
 pub mod window;

@@ -1,23 +1,18 @@
 //! Mark assists as timeline slices, one track per assisting goroutine
 //! (`goroutine N (mark assists)`), from the assist probes' events; the
 //! first `MAX_GOROUTINE_TRACKS` goroutines get their own track, the rest
-//! share one. `AssistSource` is the probe session that feeds them, with
-//! its governor.
+//! share one. They are a `SliceKind`: `trace_governed` attaches and
+//! governs the probes that feed them.
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
-use anyhow::Context as _;
 use observer_common::{ASSIST_EVENT_PARKED, ASSIST_EVENT_WORKED, AssistEvent};
 use serde_json::json;
 
 use crate::{
-    probes::{
-        AttachedLink, GcSnapshotAddresses, ProbeSession,
-        assists::{self, AssistProbes},
-        calibrate,
-        governor::{Action, Governor, Phase},
-    },
+    probes::assists::{self, AssistProbes},
     trace_events::{TraceWriteError, TraceWriter, micros},
+    trace_governed::{Attach, DrainEvents, EnableEvents, Resolve, SliceKind, Wording},
 };
 
 /// Goroutine track ids start here: above any thread id (pid_max is at
@@ -38,6 +33,7 @@ pub struct AssistTotals {
     pub goroutine_tracks: u64,
 }
 
+#[derive(Default)]
 pub struct AssistTracks {
     pid: u32,
     named: HashSet<u32>,
@@ -45,18 +41,6 @@ pub struct AssistTracks {
 }
 
 impl AssistTracks {
-    pub fn new(pid: u32) -> Self {
-        Self {
-            pid,
-            named: HashSet::new(),
-            totals: AssistTotals::default(),
-        }
-    }
-
-    pub fn totals(&self) -> AssistTotals {
-        self.totals
-    }
-
     fn track(&mut self, out: &mut TraceWriter, goid: u64) -> Result<u32, TraceWriteError> {
         // goids below 2^30 have their own track id (under 2^31).
         let own = u32::try_from(goid)
@@ -81,9 +65,38 @@ impl AssistTracks {
         }
         Ok(track)
     }
+}
+
+/// Fed by the mark-assist probes (per-call uprobes on gcAssistAlloc, its
+/// RETs, gcAssistAlloc1 and gcParkAssist).
+impl SliceKind for AssistTracks {
+    type Totals = AssistTotals;
+    type Probes = AssistProbes;
+    type Event = AssistEvent;
+    const PROGRAMS: &'static [&'static str] = AssistProbes::PROGRAMS;
+    const WORDING: Wording = Wording {
+        slices: "mark-assist slices",
+        probes: "the mark-assist probes",
+        after_detach: "no assist slices from here on",
+    };
+    const RESOLVE: Resolve<AssistProbes> = AssistProbes::resolve;
+    const ATTACH: Attach<AssistProbes> = AssistProbes::attach;
+    const ENABLE_EVENTS: EnableEvents = assists::enable_events;
+    const DRAIN_EVENTS: DrainEvents<AssistEvent> = assists::drain_events;
+
+    fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            ..Self::default()
+        }
+    }
+
+    fn totals(&self) -> AssistTotals {
+        self.totals
+    }
 
     /// Writes one assist as a slice on its goroutine's track.
-    pub fn apply(
+    fn apply(
         &mut self,
         out: &mut TraceWriter,
         kind_cap: u32,
@@ -109,76 +122,5 @@ impl AssistTracks {
             self.totals.dropped_over_cap += 1;
         }
         Ok(())
-    }
-}
-
-/// The mark-assist probes (per-call uprobes on gcAssistAlloc, its RETs,
-/// gcAssistAlloc1 and gcParkAssist), their governor and tracks.
-pub struct AssistSource {
-    pub session: ProbeSession,
-    pub links: Option<Vec<AttachedLink>>,
-    pub governor: Governor,
-    pub tracks: AssistTracks,
-}
-
-impl AssistSource {
-    pub fn start(
-        target: &crate::target::TargetProcess,
-        addresses: &GcSnapshotAddresses,
-        budget: f64,
-        window: Duration,
-    ) -> anyhow::Result<Self> {
-        let probes = AssistProbes::resolve(&target.binary)?;
-        let mut session = ProbeSession::load(target.pid, Some(addresses))?;
-        let costs = calibrate::costs(&mut session).context("calibrating probe costs")?;
-        let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
-        assists::enable_events(&mut session)?;
-        let links = probes.attach(&mut session, &target.exe_handle, pid)?;
-        let governor = Governor::detached(budget, costs.hit_ns, target.cpu_time_ns()?)
-            .with_window(window)
-            .with_link_costs(costs.links(links.len()))
-            .attached_from_start();
-        Ok(Self {
-            session,
-            links: Some(links),
-            governor,
-            tracks: AssistTracks::new(target.pid),
-        })
-    }
-
-    pub fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
-        for event in assists::drain_events(&mut self.session)? {
-            self.tracks.apply(out, kind_cap, &event)?;
-        }
-        Ok(())
-    }
-
-    /// Records what the probes cost and detaches them for good when the
-    /// governor says so (returns the reason then).
-    pub fn govern(
-        &mut self,
-        target_cpu_ns: u64,
-        reserved_ns: f64,
-    ) -> anyhow::Result<Option<String>> {
-        let (runs, run_ns) = AssistProbes::PROGRAMS
-            .iter()
-            .filter_map(|p| self.session.run_stats(p))
-            .fold((0, 0), |(n, t), s| (n + s.runs, t + s.run_ns));
-        self.governor.record(runs, run_ns);
-        if self.governor.tick(target_cpu_ns, reserved_ns) != Action::Detach {
-            return Ok(None);
-        }
-        Ok(Some(match self.governor.phase() {
-            Phase::Detached { reason } => reason.clone(),
-            _ => String::new(),
-        }))
-    }
-
-    /// What the window saw: totals and the governor, finished (ask it
-    /// for the fraction attached at the window's end, so the time after
-    /// a detach counts as detached).
-    pub fn summary(&mut self) -> (AssistTotals, Governor) {
-        self.governor.finish();
-        (self.tracks.totals(), self.governor.clone())
     }
 }

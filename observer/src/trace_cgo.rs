@@ -3,22 +3,19 @@
 //! of the OS thread that made it, `cgo calls (thread TID)`, next to that
 //! thread's scheduler track rather than on it: a call spans several
 //! scheduler slices (running, then sleeping in C, woken, running), and
-//! slices on one track must nest. `CgoSource` is the probe session that
-//! feeds them, with its governor.
+//! slices on one track must nest. They are a `SliceKind`:
+//! `trace_governed` attaches and governs the probes that feed them.
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
-use anyhow::Context as _;
 use observer_common::CgoCallEvent;
 use serde_json::json;
 
 use crate::{
-    probes::{
-        AttachedLink, GcSnapshotAddresses, ProbeSession, calibrate,
-        cgo::{self, CgoProbes},
-        governor::{Action, Governor, Phase},
-    },
+    binary::GoBinary,
+    probes::cgo::{self, CgoProbes},
     trace_events::{TraceWriteError, TraceWriter, micros},
+    trace_governed::{Attach, DrainEvents, EnableEvents, Resolve, SliceKind, Wording},
 };
 
 /// cgo track ids are this plus the thread id: above any thread id
@@ -39,6 +36,7 @@ pub struct CgoTotals {
     pub untracked: u64,
 }
 
+#[derive(Default)]
 pub struct CgoTracks {
     pid: u32,
     named: HashSet<u32>,
@@ -46,18 +44,6 @@ pub struct CgoTracks {
 }
 
 impl CgoTracks {
-    pub fn new(pid: u32) -> Self {
-        Self {
-            pid,
-            named: HashSet::new(),
-            totals: CgoTotals::default(),
-        }
-    }
-
-    pub fn totals(&self) -> CgoTotals {
-        self.totals
-    }
-
     /// The track of thread `tid`, named the first time (None past
     /// `MAX_THREAD_TRACKS`).
     fn track(&mut self, out: &mut TraceWriter, tid: u32) -> Result<Option<u32>, TraceWriteError> {
@@ -76,9 +62,38 @@ impl CgoTracks {
         }))?;
         Ok(Some(track))
     }
+}
+
+/// Fed by the cgo probes (per-call uprobes on runtime.cgocall and its
+/// RETs).
+impl SliceKind for CgoTracks {
+    type Totals = CgoTotals;
+    type Probes = CgoProbes;
+    type Event = CgoCallEvent;
+    const PROGRAMS: &'static [&'static str] = CgoProbes::PROGRAMS;
+    const WORDING: Wording = Wording {
+        slices: "cgo call slices",
+        probes: "the cgo probes",
+        after_detach: "no cgo call slices from here on",
+    };
+    const RESOLVE: Resolve<CgoProbes> = resolve;
+    const ATTACH: Attach<CgoProbes> = CgoProbes::attach;
+    const ENABLE_EVENTS: EnableEvents = cgo::enable_events;
+    const DRAIN_EVENTS: DrainEvents<CgoCallEvent> = cgo::drain_events;
+
+    fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            ..Self::default()
+        }
+    }
+
+    fn totals(&self) -> CgoTotals {
+        self.totals
+    }
 
     /// Writes one call as a slice on its thread's cgo track.
-    pub fn apply(
+    fn apply(
         &mut self,
         out: &mut TraceWriter,
         kind_cap: u32,
@@ -108,80 +123,12 @@ impl CgoTracks {
     }
 }
 
-/// The cgo probes (per-call uprobes on runtime.cgocall and its RETs),
-/// their governor and tracks.
-pub struct CgoSource {
-    pub session: ProbeSession,
-    pub links: Option<Vec<AttachedLink>>,
-    pub governor: Governor,
-    pub tracks: CgoTracks,
-}
-
-impl CgoSource {
-    /// Attaches the probes; an error for a binary built without cgo.
-    pub fn start(
-        target: &crate::target::TargetProcess,
-        addresses: &GcSnapshotAddresses,
-        budget: f64,
-        window: Duration,
-    ) -> anyhow::Result<Self> {
-        if !target.binary.cgo() {
-            anyhow::bail!("the binary was built without cgo (CGO_ENABLED=0)");
-        }
-        let probes = CgoProbes::resolve(&target.binary)?;
-        // The addresses give the kernel program goid's offset in a g.
-        let mut session = ProbeSession::load(target.pid, Some(addresses))?;
-        let costs = calibrate::costs(&mut session).context("calibrating probe costs")?;
-        let pid = std::num::NonZeroU32::new(target.pid).context("pid 0")?;
-        cgo::enable_events(&mut session)?;
-        let links = probes.attach(&mut session, &target.exe_handle, pid)?;
-        let governor = Governor::detached(budget, costs.hit_ns, target.cpu_time_ns()?)
-            .with_window(window)
-            .with_link_costs(costs.links(links.len()))
-            .attached_from_start();
-        Ok(Self {
-            session,
-            links: Some(links),
-            governor,
-            tracks: CgoTracks::new(target.pid),
-        })
+/// The cgo probes; an error for a binary built without cgo.
+fn resolve(binary: &GoBinary) -> anyhow::Result<CgoProbes> {
+    if !binary.cgo() {
+        anyhow::bail!("the binary was built without cgo (CGO_ENABLED=0)");
     }
-
-    pub fn drain(&mut self, out: &mut TraceWriter, kind_cap: u32) -> anyhow::Result<()> {
-        for event in cgo::drain_events(&mut self.session)? {
-            self.tracks.apply(out, kind_cap, &event)?;
-        }
-        Ok(())
-    }
-
-    /// Records what the probes cost and detaches them for good when the
-    /// governor says so (returns the reason then).
-    pub fn govern(
-        &mut self,
-        target_cpu_ns: u64,
-        reserved_ns: f64,
-    ) -> anyhow::Result<Option<String>> {
-        let (runs, run_ns) = CgoProbes::PROGRAMS
-            .iter()
-            .filter_map(|p| self.session.run_stats(p))
-            .fold((0, 0), |(n, t), s| (n + s.runs, t + s.run_ns));
-        self.governor.record(runs, run_ns);
-        if self.governor.tick(target_cpu_ns, reserved_ns) != Action::Detach {
-            return Ok(None);
-        }
-        Ok(Some(match self.governor.phase() {
-            Phase::Detached { reason } => reason.clone(),
-            _ => String::new(),
-        }))
-    }
-
-    /// What the window saw: totals and the governor, finished (ask it
-    /// for the fraction attached at the window's end, so the time after
-    /// a detach counts as detached).
-    pub fn summary(&mut self) -> (CgoTotals, Governor) {
-        self.governor.finish();
-        (self.tracks.totals(), self.governor.clone())
-    }
+    CgoProbes::resolve(binary)
 }
 
 #[cfg(test)]

@@ -38,9 +38,10 @@ use crate::{
         snapshot::{RuntimeSnapshot, le_u64},
     },
     session::Session,
-    trace_assists::AssistSource,
-    trace_cgo::CgoSource,
+    trace_assists::AssistTracks,
+    trace_cgo::CgoTracks,
     trace_events::{TraceWriter, micros, monotonic_ns},
+    trace_governed::GovernedLane,
     trace_threads::ThreadSource,
     window,
 };
@@ -255,47 +256,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             (None, format!("no thread tracks: {e:#}"))
         }
     };
-    // Mark assists: per-call probes, attached from the start and governed.
-    let (mut assist_source, assist_note) = match AssistSource::start(
-        target,
-        &addresses,
-        budget,
-        Duration::from_secs_f64(args.duration),
-    ) {
-        Ok(source) => (
-            Some(source),
-            "mark assists from probes on runtime.gcAssistAlloc (entry and every RET), gcAssistAlloc1 and gcParkAssist, under the overhead governor: the closing event gives the fraction of the window they were attached".to_string(),
-        ),
-        Err(e) => {
-            let e = target.explain_attach_failure(e);
-            eprintln!("goscope: no mark-assist slices ({e:#})");
-            (None, format!("no mark-assist slices: {e:#}"))
-        }
-    };
-    // cgo calls: per-call probes like the assists', only for a cgo binary.
-    let (mut cgo_source, cgo_note) = if target.binary.cgo() {
-        match CgoSource::start(
-            target,
-            &addresses,
-            budget,
-            Duration::from_secs_f64(args.duration),
-        ) {
-            Ok(source) => (
-                Some(source),
-                "cgo calls from probes on runtime.cgocall (entry and every RET), one slice per call on the calling thread's `cgo calls` track, under the overhead governor: the closing event gives the fraction of the window they were attached".to_string(),
-            ),
-            Err(e) => {
-                let e = target.explain_attach_failure(e);
-                eprintln!("goscope: no cgo call slices ({e:#})");
-                (None, format!("no cgo call slices: {e:#}"))
-            }
-        }
-    } else {
-        (
-            None,
-            "the binary was built without cgo: no cgo call slices".to_string(),
-        )
-    };
     // Of the per-second cap: half for thread states (the busiest kind: a
     // few transitions per switch), an eighth each for assists and cgo
     // calls (both per-call probes, which the governor keeps to some
@@ -304,6 +264,31 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
     let thread_cap = (args.max_events_per_sec / 2).max(1);
     let assist_cap = (args.max_events_per_sec / 8).max(1);
     let cgo_cap = (args.max_events_per_sec / 8).max(1);
+    // Mark assists: per-call probes, attached from the start and governed.
+    let (mut assists, assist_note) = GovernedLane::<AssistTracks>::start(
+        target,
+        &addresses,
+        budget,
+        Duration::from_secs_f64(args.duration),
+        assist_cap,
+        "mark assists from probes on runtime.gcAssistAlloc (entry and every RET), gcAssistAlloc1 and gcParkAssist, under the overhead governor: the closing event gives the fraction of the window they were attached",
+    );
+    // cgo calls: per-call probes like the assists', only for a cgo binary.
+    let (mut cgo, cgo_note) = if target.binary.cgo() {
+        GovernedLane::<CgoTracks>::start(
+            target,
+            &addresses,
+            budget,
+            Duration::from_secs_f64(args.duration),
+            cgo_cap,
+            "cgo calls from probes on runtime.cgocall (entry and every RET), one slice per call on the calling thread's `cgo calls` track, under the overhead governor: the closing event gives the fraction of the window they were attached",
+        )
+    } else {
+        (
+            GovernedLane::absent(cgo_cap),
+            "the binary was built without cgo: no cgo call slices".to_string(),
+        )
+    };
     let numgc_address = addresses.numgc;
     let read_numgc = || {
         memory
@@ -402,10 +387,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         probe_detached_at: None,
         threads: None,
         threads_detached_at: None,
-        assists: None,
-        assists_detached_at: None,
-        cgo: None,
-        cgo_detached_at: None,
     };
     let mut detacher = Detacher::default();
     let interval_ns = args.interval * 1_000_000;
@@ -413,8 +394,8 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
     let mut tick = |out: &mut TraceWriter,
                     probe: &mut Option<(ProbeSession, Governor)>,
                     thread_source: &mut Option<ThreadSource>,
-                    assist_source: &mut Option<AssistSource>,
-                    cgo_source: &mut Option<CgoSource>|
+                    assists: &mut GovernedLane<AssistTracks>,
+                    cgo: &mut GovernedLane<CgoTracks>|
      -> anyhow::Result<()> {
         let now = monotonic_ns();
         let cycles_before = state.cycles;
@@ -462,61 +443,30 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 state.probe_detached_at = Some(now);
             }
         }
-        if let Some(source) = assist_source {
-            source.drain(out, assist_cap)?;
-            let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
-                + thread_source
-                    .as_ref()
-                    .map_or(0.0, |t| t.governor.claim_ns())
-                + cgo_source.as_ref().map_or(0.0, |c| c.governor.claim_ns());
-            if let Some(why) = source.govern(target.cpu_time_ns()?, reserved)? {
-                eprintln!(
-                    "goscope: the mark-assist probes would overspend the overhead budget ({}; {why}): detached, no assist slices from here on",
-                    crate::format::budget(budget)
-                );
-                if let Some(mut source) = assist_source.take() {
-                    source.drain(out, assist_cap)?;
-                    state.assists = Some(source.summary());
-                    let links = source.links.take().unwrap_or_default();
-                    detacher.retire(source.session, links);
-                }
-                state.assists_detached_at = Some(now);
-            }
-        }
-        if let Some(source) = cgo_source {
-            source.drain(out, cgo_cap)?;
-            let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
-                + thread_source
-                    .as_ref()
-                    .map_or(0.0, |t| t.governor.claim_ns())
-                + assist_source
-                    .as_ref()
-                    .map_or(0.0, |a| a.governor.claim_ns());
-            if let Some(why) = source.govern(target.cpu_time_ns()?, reserved)? {
-                eprintln!(
-                    "goscope: the cgo probes would overspend the overhead budget ({}; {why}): detached, no cgo call slices from here on",
-                    crate::format::budget(budget)
-                );
-                if let Some(mut source) = cgo_source.take() {
-                    source.drain(out, cgo_cap)?;
-                    state.cgo = Some(source.summary());
-                    let links = source.links.take().unwrap_or_default();
-                    detacher.retire(source.session, links);
-                }
-                // Stamped after the last drain: every call in the file
-                // ended before it (the links themselves go later, off the
-                // loop, and what they still see is not read).
-                state.cgo_detached_at = Some(monotonic_ns());
-            }
-        }
+        let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
+            + thread_source
+                .as_ref()
+                .map_or(0.0, |t| t.governor.claim_ns());
+        assists.tick(
+            out,
+            &mut detacher,
+            target.cpu_time_ns()?,
+            reserved + cgo.claim_ns(),
+            budget,
+        )?;
+        cgo.tick(
+            out,
+            &mut detacher,
+            target.cpu_time_ns()?,
+            reserved + assists.claim_ns(),
+            budget,
+        )?;
         if let Some(source) = thread_source {
             source.drain(out, thread_cap)?;
             source.record_cost();
             let reserved = probe.as_ref().map_or(0.0, |(_, g)| g.claim_ns())
-                + assist_source
-                    .as_ref()
-                    .map_or(0.0, |a| a.governor.claim_ns())
-                + cgo_source.as_ref().map_or(0.0, |c| c.governor.claim_ns());
+                + assists.claim_ns()
+                + cgo.claim_ns();
             if source.governor.tick(target.cpu_time_ns()?, reserved) == Action::Detach {
                 let why = match source.governor.phase() {
                     Phase::Detached { reason } => reason.clone(),
@@ -537,8 +487,8 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         }
         if now >= state.next_reading {
             let threads = thread_source.as_ref().map(|t| t.tracks.totals().threads);
-            let assists = assist_source.as_ref().map(|a| a.tracks.totals().assists);
-            let cgo_calls = cgo_source.as_ref().map(|c| c.tracks.totals().calls);
+            let assist_count = assists.live_totals().map(|t| t.assists);
+            let cgo_calls = cgo.live_totals().map(|t| t.calls);
             crate::live_status::set_detail(format!(
                 "{} GC cycles{}{}{}{}{}{}{}",
                 state.cycles,
@@ -548,19 +498,19 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                     ""
                 },
                 threads.map_or_else(String::new, |n| format!(", {n} thread tracks")),
-                assists.map_or_else(String::new, |n| format!(", {n} mark assists")),
+                assist_count.map_or_else(String::new, |n| format!(", {n} mark assists")),
                 cgo_calls.map_or_else(String::new, |n| format!(", {n} cgo calls")),
                 if state.threads_detached_at.is_some() {
                     "; thread tracks detached (budget)"
                 } else {
                     ""
                 },
-                if state.assists_detached_at.is_some() {
+                if assists.detached_at().is_some() {
                     "; assist probes detached (budget)"
                 } else {
                     ""
                 },
-                if state.cgo_detached_at.is_some() {
+                if cgo.detached_at().is_some() {
                     "; cgo probes detached (budget)"
                 } else {
                     ""
@@ -605,8 +555,8 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 &mut out,
                 &mut probe,
                 &mut thread_source,
-                &mut assist_source,
-                &mut cgo_source,
+                &mut assists,
+                &mut cgo,
             )
         },
     );
@@ -640,32 +590,24 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             Err(_) => {}
         }
     }
-    if let Some(mut source) = assist_source.take() {
-        if window.error.is_none()
-            && window.end != window::WindowEnd::TargetExecd
-            && let Err(e) = source.drain(&mut out, assist_cap)
-            && target.is_alive()
-        {
-            window.error = Some(e);
-        }
-        state.assists = Some(source.summary());
-        let links = source.links.take().unwrap_or_default();
-        detacher.retire(source.session, links);
+    // What the per-call rings still hold, unless the window failed or the
+    // target exec'd.
+    let drain_rings = window.error.is_none() && window.end != window::WindowEnd::TargetExecd;
+    if drain_rings
+        && let Err(e) = assists.drain(&mut out)
+        && target.is_alive()
+    {
+        window.error = Some(e);
     }
-    let assist_totals = state.assists.take();
-    if let Some(mut source) = cgo_source.take() {
-        if window.error.is_none()
-            && window.end != window::WindowEnd::TargetExecd
-            && let Err(e) = source.drain(&mut out, cgo_cap)
-            && target.is_alive()
-        {
-            window.error = Some(e);
-        }
-        state.cgo = Some(source.summary());
-        let links = source.links.take().unwrap_or_default();
-        detacher.retire(source.session, links);
+    assists.retire(&mut detacher);
+    if drain_rings
+        && window.error.is_none()
+        && let Err(e) = cgo.drain(&mut out)
+        && target.is_alive()
+    {
+        window.error = Some(e);
     }
-    let cgo_totals = state.cgo.take();
+    cgo.retire(&mut detacher);
     if let Some(mut source) = thread_source.take() {
         let drained = if window.error.is_none() && window.end != window::WindowEnd::TargetExecd {
             source.drain(&mut out, thread_cap)
@@ -709,22 +651,22 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
                 "transitions_ignored": t.ignored,
             })),
             "threads_detached_at_us": state.threads_detached_at.map(micros),
-            "mark_assists": assist_totals.map(|(t, governor)| json!({
+            "mark_assists": assists.seen().map(|(t, governor)| json!({
                 "assists": t.assists,
                 "parked": t.parked,
                 "slices_dropped_over_cap": t.dropped_over_cap,
                 "goroutine_tracks": t.goroutine_tracks,
                 "probes_attached_fraction": governor.sampled_fraction(),
             })),
-            "mark_assists_detached_at_us": state.assists_detached_at.map(micros),
-            "cgo_calls": cgo_totals.map(|(t, governor)| json!({
+            "mark_assists_detached_at_us": assists.detached_at().map(micros),
+            "cgo_calls": cgo.seen().map(|(t, governor)| json!({
                 "calls": t.calls,
                 "slices_dropped_over_cap": t.dropped_over_cap,
                 "calls_of_untracked_threads": t.untracked,
                 "thread_tracks": t.thread_tracks,
                 "probes_attached_fraction": governor.sampled_fraction(),
             })),
-            "cgo_calls_detached_at_us": state.cgo_detached_at.map(micros),
+            "cgo_calls_detached_at_us": cgo.detached_at().map(micros),
         },
     });
     let totals = out.finish(closing)?;
@@ -782,10 +724,6 @@ struct Tracing<'a> {
     probe_detached_at: Option<u64>,
     threads: Option<crate::trace_threads::ThreadTotals>,
     threads_detached_at: Option<u64>,
-    assists: Option<(crate::trace_assists::AssistTotals, Governor)>,
-    assists_detached_at: Option<u64>,
-    cgo: Option<(crate::trace_cgo::CgoTotals, Governor)>,
-    cgo_detached_at: Option<u64>,
 }
 
 impl Tracing<'_> {
