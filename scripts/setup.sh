@@ -24,7 +24,7 @@ TOOLCHAIN_DIR=${GOSCOPE_TOOLCHAINS:-/opt/goscope/go}
 OTLP_VENV=${GOSCOPE_OTLP_VENV:-/opt/goscope/otlp-venv}
 OTLP_PROTO_VERSION=1.45.2
 # A clean Debian of another release than the host's (bookworm) with no Rust
-# or Go, for the package's install test (observer/tests/integration/dist.rs).
+# or Go, for the package's install test (observer/tests/integration/install.rs).
 ROOTFS_SUITE=trixie
 ROOTFS_TARBALL=${GOSCOPE_DEBIAN_ROOTFS:-/var/cache/goscope/debian-$ROOTFS_SUITE-minbase.tar.gz}
 
@@ -112,19 +112,41 @@ otlp_receiver() {
 }
 
 debian_rootfs() {
-  [ -s "$ROOTFS_TARBALL" ] && return
+  if [ -s "$ROOTFS_TARBALL" ] && gzip -t "$ROOTFS_TARBALL" 2>/dev/null; then
+    return
+  fi
   log "building a $ROOTFS_SUITE rootfs (debootstrap through apt's mirror) into $ROOTFS_TARBALL"
-  local mirror
-  mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+  local mirror="" sources
+  for sources in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$sources" ] || continue
+    mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' "$sources" | head -n 1)
+    [ -n "$mirror" ] && break
+  done
+  if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+    mirror=$(sed -n 's/^deb  *\(http[^ ]*debian\) .*/\1/p' /etc/apt/sources.list | head -n 1)
+  fi
   [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-  local work
+  local cache work
+  cache=$(dirname "$ROOTFS_TARBALL")
+  mkdir -p "$cache"
   work=$(mktemp -d /var/tmp/goscope-rootfs.XXXXXX)
-  debootstrap --variant=minbase "$ROOTFS_SUITE" "$work/root" "$mirror" >"$work/log" 2>&1 \
-    || { tail -n 20 "$work/log" >&2; rm -rf "$work"; echo "setup: debootstrap $ROOTFS_SUITE failed" >&2; exit 1; }
-  mkdir -p "$(dirname "$ROOTFS_TARBALL")"
-  tar -C "$work/root" --numeric-owner -czf "$work/rootfs.tar.gz" .
-  mv "$work/rootfs.tar.gz" "$ROOTFS_TARBALL"
-  rm -rf "$work"
+  # The tarball is written next to its final name and renamed: a run cut
+  # short leaves no partial tarball that a later run would take.
+  local partial="$ROOTFS_TARBALL.partial.$$"
+  if ! timeout 1200 debootstrap --variant=minbase "$ROOTFS_SUITE" "$work/root" "$mirror" >"$work/log" 2>&1; then
+    tail -n 20 "$work/log" >&2
+    rm -rf --one-file-system "$work"
+    echo "setup: debootstrap $ROOTFS_SUITE from $mirror failed (the install test needs $ROOTFS_TARBALL)" >&2
+    exit 1
+  fi
+  if ! tar -C "$work/root" --numeric-owner -czf "$partial" .; then
+    rm -rf --one-file-system "$work"
+    rm -f "$partial"
+    echo "setup: packing the $ROOTFS_SUITE rootfs into $partial failed" >&2
+    exit 1
+  fi
+  mv "$partial" "$ROOTFS_TARBALL"
+  rm -rf --one-file-system "$work"
 }
 
 tracefs() {
@@ -139,6 +161,6 @@ debian_packages
 rust_toolchains
 go_toolchains
 otlp_receiver
-debian_rootfs
 tracefs
+debian_rootfs
 log "ready"
