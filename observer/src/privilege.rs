@@ -26,7 +26,7 @@ impl Capability {
 }
 
 /// What the eBPF commands load and attach with (CAP_SYS_ADMIN stands in
-/// for CAP_BPF and CAP_PERFMON, as on kernels before 5.8).
+/// for CAP_BPF and CAP_PERFMON, and is the only one before Linux 5.8).
 pub const EBPF: &[Capability] = &[Capability::Bpf, Capability::Perfmon];
 
 /// The effective set of this process (CapEff of /proc/self/status).
@@ -58,8 +58,11 @@ fn names(caps: &[Capability]) -> String {
     caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
 }
 
-/// Fails unless goscope runs as root with CAP_SYS_PTRACE (every command
-/// reads the target's memory); `action` names what needs it.
+/// Fails unless goscope runs as root; `action` names what needs it. The
+/// capabilities are checked where they are used: the eBPF ones before
+/// loading, CAP_SYS_PTRACE when the kernel refuses the target's /proc
+/// files (it is not needed for a process of the same user whose
+/// capabilities are a subset of goscope's).
 pub fn require_root(action: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
@@ -68,7 +71,19 @@ pub fn require_root(action: &str) -> anyhow::Result<()> {
             "{action} needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE); running as uid {euid}: retry with sudo"
         );
     }
-    require_capabilities(action, &[Capability::SysPtrace])
+    Ok(())
+}
+
+/// Why the kernel refused the target's /proc files to this process: a
+/// missing CAP_SYS_PTRACE when root lacks it, else root itself.
+pub fn proc_denied_advice() -> String {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 && !missing(&[Capability::SysPtrace]).is_empty() {
+        "this process runs as root without CAP_SYS_PTRACE (dropped from its capability set, as in a container or a systemd unit): grant it (docker run --cap-add SYS_PTRACE, the unit's AmbientCapabilities) or run from the host".into()
+    } else {
+        "run goscope as root".into()
+    }
 }
 
 /// Fails when root lacks any of `needed` (a container or a systemd unit
@@ -79,7 +94,7 @@ pub fn require_capabilities(action: &str, needed: &[Capability]) -> anyhow::Resu
         return Ok(());
     }
     anyhow::bail!(
-        "{action} needs {}; this process runs as root without {} (dropped from its capability set, as in a container or a systemd unit): grant them (docker run --cap-add, the unit's AmbientCapabilities) or run from the host",
+        "{action} needs {} (or CAP_SYS_ADMIN); this process runs as root without {} (dropped from its capability set, as in a container or a systemd unit): grant them (docker run --cap-add, the unit's AmbientCapabilities) or run from the host",
         names(needed),
         names(&lacking)
     )

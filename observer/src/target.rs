@@ -25,7 +25,10 @@ pub enum TargetError {
     NoSuchProcess { pid: u32 },
     #[error("pid {pid} is a kernel thread, not a Go program")]
     KernelThread { pid: u32 },
-    #[error("permission denied reading /proc/{pid}/exe: run goscope as root")]
+    #[error(
+        "permission denied reading /proc/{pid}/exe: {}",
+        crate::privilege::proc_denied_advice()
+    )]
     PermissionDenied { pid: u32 },
     #[error("cannot read /proc/{pid}/{file}: {cause}")]
     Proc {

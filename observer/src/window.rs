@@ -114,15 +114,15 @@ pub struct StopSignal {
 impl StopSignal {
     pub fn install() -> anyhow::Result<Self> {
         let raised = Arc::new(AtomicBool::new(false));
-        // SIGHUP too: a closed terminal or ssh session ends the window as
-        // Ctrl-C does, with the probes detached on the way out, instead of
-        // killing goscope mid-detach (a killed process's uprobes are only
-        // removed when the target next hits them).
-        for signal in [
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGHUP,
-        ] {
+        // SIGHUP too, unless it is ignored (nohup): a closed terminal or
+        // ssh session ends the window as Ctrl-C does, with the probes
+        // detached on goscope's way out rather than by the kernel while it
+        // is being killed (where it can fail: "leaking uprobe" in dmesg).
+        let mut signals = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+        if !ignored(signal_hook::consts::SIGHUP) {
+            signals.push(signal_hook::consts::SIGHUP);
+        }
+        for signal in signals {
             // A second signal while the first is being handled (a read stuck
             // on the target, say) ends goscope at once; the kernel removes
             // its probes whatever way it exits.
@@ -134,6 +134,16 @@ impl StopSignal {
 
     pub fn raised(&self) -> bool {
         self.raised.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether `signal`'s disposition is SIG_IGN (inherited from nohup, say).
+fn ignored(signal: i32) -> bool {
+    // SAFETY: a query (no new action); `old` is written by the kernel.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
     }
 }
 

@@ -1,6 +1,8 @@
 //! A detached tmux session as a real terminal for goscope's live views:
-//! started at a size, captured (text, or with its colours), fed keys,
-//! waited on for what it shows, and killed when dropped.
+//! on a tmux server of its own (no user configuration, no other test's
+//! sessions), started at a size, captured (text, or with its colours), fed
+//! keys, waited on for what it shows, and killed with its server when
+//! dropped.
 
 use std::{
     process::Command,
@@ -14,20 +16,43 @@ pub struct TmuxSession {
     name: String,
 }
 
-fn tmux(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("tmux")
-        .args(args)
-        .output()
-        .context("running tmux (scripts/setup.sh installs it)")?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+impl TmuxSession {
+    /// tmux on this session's own server socket, without a config file.
+    fn tmux(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Command::new("tmux")
+            .args(["-L", &self.name, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .context("running tmux (scripts/setup.sh installs it)")
+    }
+
+    fn text(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.tmux(args)?;
+        if !out.status.success() {
+            bail!(
+                "tmux {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The session's pane: on its own server, nothing else can match.
+    fn target(&self) -> String {
+        format!("{}:", self.name)
+    }
 }
 
 impl TmuxSession {
     /// Starts `command` in a new session `name` (an old one of that name
     /// is killed first) of `columns` x `rows`.
     pub fn start(name: &str, columns: u16, rows: u16, command: &str) -> anyhow::Result<Self> {
-        let _ = tmux(&["kill-session", "-t", name]);
-        tmux(&[
+        let session = Self {
+            name: name.to_string(),
+        };
+        let _ = session.tmux(&["kill-server"]);
+        session.text(&[
             "new-session",
             "-d",
             "-s",
@@ -38,23 +63,22 @@ impl TmuxSession {
             &rows.to_string(),
             command,
         ])?;
-        Ok(Self {
-            name: name.to_string(),
-        })
+        Ok(session)
     }
 
     /// The pane's text.
     pub fn capture(&self) -> anyhow::Result<String> {
-        tmux(&["capture-pane", "-p", "-t", &self.name])
+        self.text(&["capture-pane", "-p", "-t", &self.target()])
     }
 
     /// The pane's text with its SGR escape sequences (colours, bold).
     pub fn capture_with_escapes(&self) -> anyhow::Result<String> {
-        tmux(&["capture-pane", "-p", "-e", "-t", &self.name])
+        self.text(&["capture-pane", "-p", "-e", "-t", &self.target()])
     }
 
     pub fn send_keys(&self, keys: &str) -> anyhow::Result<()> {
-        tmux(&["send-keys", "-t", &self.name, keys]).map(|_| ())
+        self.text(&["send-keys", "-t", &self.target(), keys])
+            .map(|_| ())
     }
 
     /// Polls the pane until `wanted` holds, for `timeout` at most; the
@@ -81,6 +105,6 @@ impl TmuxSession {
 
 impl Drop for TmuxSession {
     fn drop(&mut self) {
-        let _ = tmux(&["kill-session", "-t", &self.name]);
+        let _ = self.tmux(&["kill-server"]);
     }
 }

@@ -47,13 +47,15 @@ pub fn run(args: &PicturesArgs) -> anyhow::Result<()> {
     )?;
     let target = Target::start(&binary, &["-work", "mixed", "-background"], &[])?;
     let screen = capture_top(&target, args)?;
-    std::fs::write(args.out.join("top.txt"), strip_escapes(&screen))?;
+    write_file(&args.out.join("top.txt"), strip_escapes(&screen).as_bytes())?;
     let svg = terminal_svg(&screen, args.columns, args.rows);
     rasterise(&svg, &args.out.join("top.png"))?;
 
-    let scratch = std::env::temp_dir().join(format!("goscope-pictures-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let heatmap_svg = scratch.join("heatmap.svg");
+    let scratch = tempfile::Builder::new()
+        .prefix("goscope-pictures-")
+        .tempdir()
+        .context("a private scratch directory")?;
+    let heatmap_svg = scratch.path().join("heatmap.svg");
     let status = Command::new(testkit::goscope_binary())
         .args(["heatmap", "--pid", &target.pid.to_string(), "--duration"])
         .arg(args.heatmap_seconds.to_string())
@@ -65,7 +67,7 @@ pub fn run(args: &PicturesArgs) -> anyhow::Result<()> {
         bail!("goscope heatmap failed: {status}");
     }
     let svg = std::fs::read_to_string(&heatmap_svg)?;
-    std::fs::remove_dir_all(&scratch)?;
+    drop(scratch);
     rasterise(&svg, &args.out.join("heatmap.png"))?;
     drop(target);
     for name in ["top.png", "top.txt", "heatmap.png"] {
@@ -86,11 +88,18 @@ fn capture_top(target: &Target, args: &PicturesArgs) -> anyhow::Result<String> {
         log.display()
     );
     let session = TmuxSession::start(&name, args.columns, args.rows, &command)?;
-    let up = format!("up {} s", args.top_seconds);
+    // top's footer says "up N s".
+    let up = |screen: &str| {
+        screen
+            .split("up ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
     session.wait_for(
         "goscope top's figures",
         Duration::from_secs(args.top_seconds + 30),
-        |s| s.contains("/s allocated") && s.contains(&up),
+        |s| s.contains("/s allocated") && up(s).is_some_and(|n| n >= args.top_seconds),
     )?;
     let screen = session.capture_with_escapes()?;
     // Quit and wait for top to detach and exit before the session goes:
@@ -333,9 +342,15 @@ fn rasterise(svg: &str, png: &Path) -> anyhow::Result<()> {
         resvg::tiny_skia::Transform::default(),
         &mut pixmap.as_mut(),
     );
-    pixmap
-        .save_png(png)
-        .with_context(|| format!("writing {}", png.display()))
+    let bytes = pixmap
+        .encode_png()
+        .with_context(|| format!("encoding {}", png.display()))?;
+    write_file(png, &bytes)
+}
+
+/// Writes as goscope writes its own outputs: never through a link.
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    goscope::outfile::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

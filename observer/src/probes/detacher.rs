@@ -36,8 +36,8 @@ impl Detacher {
 }
 
 /// An early return (an error) still waits: a process that exits while a
-/// detach runs has that thread killed, and the kernel leaves such a
-/// thread's uprobes in the target until each is next hit.
+/// detach runs has that thread killed mid-unregister, which the kernel
+/// can fail ("leaking uprobe" in dmesg).
 impl Drop for Detacher {
     fn drop(&mut self) {
         self.join_all();

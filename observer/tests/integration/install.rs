@@ -66,19 +66,65 @@ fn os_release_field(path: &Path, field: &str) -> String {
 
 /// Removes the unpacked root, but only when nothing is mounted under it
 /// (every mount was in a namespace that has ended): never a walk into /dev.
-fn remove_root(root: &Path) {
-    let device = std::fs::metadata(root).unwrap().dev();
+/// Says why it did not, rather than panicking (it runs from Drop too).
+fn remove_root(root: &Path) -> Result<(), String> {
+    let device = std::fs::symlink_metadata(root)
+        .map_err(|e| format!("{}: {e}", root.display()))?
+        .dev();
     for dir in ["proc", "sys", "dev"] {
-        let meta = std::fs::metadata(root.join(dir)).unwrap();
-        assert_eq!(
-            meta.dev(),
-            device,
-            "{}/{dir} is still a mount point: not removing {}",
-            root.display(),
-            root.display()
-        );
+        match std::fs::symlink_metadata(root.join(dir)) {
+            Ok(meta) if meta.dev() != device => {
+                return Err(format!(
+                    "{}/{dir} is still a mount point: not removing {}",
+                    root.display(),
+                    root.display()
+                ));
+            }
+            _ => {}
+        }
     }
-    std::fs::remove_dir_all(root).unwrap();
+    std::fs::remove_dir_all(root).map_err(|e| format!("removing {}: {e}", root.display()))
+}
+
+/// The unpacked rootfs: a fresh directory of a random name, mode 0700,
+/// removed however the test ends (after the target, which holds the
+/// mounts of its namespace, is gone).
+struct Rootfs {
+    root: PathBuf,
+}
+
+impl Rootfs {
+    fn unpack(tarball: &Path) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("goscope-chroot-")
+            .tempdir_in("/var/tmp")
+            .unwrap()
+            .keep();
+        let rootfs = Self { root };
+        let untar = Command::new("tar")
+            .args(["--numeric-owner", "-xzf"])
+            .arg(tarball)
+            .arg("-C")
+            .arg(&rootfs.root)
+            .status()
+            .unwrap();
+        assert!(untar.success(), "unpacking {}", tarball.display());
+        // The tarball's root directory is 0755: keep the tree private.
+        std::fs::set_permissions(
+            &rootfs.root,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        rootfs
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        if let Err(e) = remove_root(&self.root) {
+            eprintln!("install test: {e}");
+        }
+    }
 }
 
 #[test]
@@ -92,19 +138,8 @@ fn the_package_installs_and_runs_on_a_clean_debian_of_another_release() {
         "{} missing: scripts/setup.sh builds it with debootstrap",
         tarball.display()
     );
-    let root = PathBuf::from(format!("/var/tmp/goscope-chroot-{}", std::process::id()));
-    if root.exists() {
-        remove_root(&root);
-    }
-    std::fs::create_dir_all(&root).unwrap();
-    let untar = Command::new("tar")
-        .args(["--numeric-owner", "-xzf"])
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(untar.success(), "unpacking {}", tarball.display());
+    let rootfs = Rootfs::unpack(&tarball);
+    let root = rootfs.root.clone();
 
     // Another release than the host's, and nothing of a build toolchain.
     let here = os_release_field(Path::new("/etc/os-release"), "VERSION_CODENAME");
@@ -192,5 +227,6 @@ fn the_package_installs_and_runs_on_a_clean_debian_of_another_release() {
     );
     assert!(target.is_running(), "the target died under goscope");
     drop(target);
-    remove_root(&root);
+    drop(rootfs);
+    assert!(!root.exists(), "{} was not removed", root.display());
 }

@@ -82,8 +82,12 @@ fn the_readmes_commands_run_as_written_and_print_what_it_shows() {
     );
     let binary = loadgen("1.27", &cgo());
     let mut target = Target::start(&binary, &["-work", "mixed", "-background"], &[]).unwrap();
-    let dir = std::env::temp_dir().join(format!("goscope-readme-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // A fresh private directory: it goes first in root's PATH.
+    let scratch = tempfile::Builder::new()
+        .prefix("goscope-readme-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path().to_path_buf();
     let path = path_with_goscope(&dir);
     for example in &examples {
         let command = example
@@ -127,7 +131,7 @@ fn the_readmes_commands_run_as_written_and_print_what_it_shows() {
     }
     assert!(target.is_running(), "the demo workload died");
     drop(target);
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(scratch);
 }
 
 /// goscope's stderr with the run's own PIDs, paths and names replaced by
@@ -158,19 +162,23 @@ fn the_troubleshooting_messages_are_goscopes_own() {
         return;
     }
     let name = format!("gsreadme{}", std::process::id() % 100_000);
-    let dir = std::env::temp_dir().join(format!("goscope-trouble-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy: PathBuf = dir.join(&name);
+    let scratch = tempfile::Builder::new()
+        .prefix("goscope-trouble-")
+        .tempdir()
+        .unwrap();
+    let copy: PathBuf = scratch.path().join(&name);
     std::fs::copy(loadgen("1.27", &cgo()), &copy).unwrap();
     let mut first = Target::start(&copy, &["-work", "idle"], &[]).unwrap();
     let mut second = Target::start(&copy, &["-work", "idle"], &[]).unwrap();
     let (low, high) = (first.pid.min(second.pid), first.pid.max(second.pid));
+    // In this order: the uid and the path before the pids, which could
+    // be parts of them.
     let replacements = [
+        ("uid 65534".to_string(), "uid 1000"),
         (copy.display().to_string(), "/srv/loadgen"),
         (name.clone(), "loadgen"),
         (low.to_string(), "1234"),
         (high.to_string(), "1235"),
-        ("uid 65534".to_string(), "uid 1000"),
     ];
     let pid = low.to_string();
 
@@ -240,7 +248,7 @@ fn the_troubleshooting_messages_are_goscopes_own() {
     assert!(first.is_running() && second.is_running());
     drop(first);
     drop(second);
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(scratch);
 }
 
 /// Runs a command under a wrapper (setpriv ...) and collects its output.
@@ -289,8 +297,11 @@ fn the_pictures_script_redraws_the_readmes_pictures() {
             "{picture} is not checked in"
         );
     }
-    let out = std::env::temp_dir().join(format!("goscope-pictures-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let scratch = tempfile::Builder::new()
+        .prefix("goscope-pictures-test-")
+        .tempdir()
+        .unwrap();
+    let out = scratch.path().join("img");
     // As the README says: cargo xtask pictures (shorter windows).
     let run = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
