@@ -967,15 +967,18 @@ fn check_cgo(events: &[Value], calls: &[u64], unbudgeted: bool, context: &str, s
             dur <= truth + slack_ns,
             "{context}: call {i}: slice {dur} ns, longer than the target's own {truth} ns"
         );
-        if (truth - dur) * 10 <= truth {
+        // The target's bracket also holds the two traps (10-20 µs here)
+        // and, on a loaded host, any preemption between its clock read
+        // and the probe: close is within 10% or 30 µs.
+        if truth - dur <= (truth / 10).max(30_000) {
             close += 1;
         }
         traced.push(dur);
     }
     let n = traced.len();
     assert!(
-        close * 100 >= n * 95,
-        "{context}: only {close} of {n} slices within 10% of their call's own timing"
+        close * 100 >= n * 90,
+        "{context}: only {close} of {n} slices within 10% (or 30 µs) of their call's own timing"
     );
     traced.sort_unstable();
     let mut own: Vec<i128> = calls[..n].iter().map(|&c| i128::from(c)).collect();
