@@ -25,6 +25,23 @@ pub fn deb() -> PathBuf {
         .expect("no .deb in target/dist")
 }
 
+/// The package's files, unpacked by dpkg-deb into a fresh private
+/// directory (removed when dropped).
+fn unpacked(deb: &std::path::Path) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("goscope-deb-")
+        .tempdir()
+        .unwrap();
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "dpkg-deb -x {}", deb.display());
+    dir
+}
+
 /// Whether an ELF file asks for a program interpreter (PT_INTERP).
 fn has_interpreter(bytes: &[u8]) -> bool {
     let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
@@ -144,15 +161,8 @@ fn the_package_holds_everything_with_a_hardened_unit() {
     };
     assert_eq!(field("Package"), "goscope");
     assert_eq!(field("Architecture"), "amd64");
-    let root = std::env::temp_dir().join(format!("goscope-deb-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let status = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let unpacked = unpacked(&deb);
+    let root = unpacked.path();
     for file in [
         "usr/bin/goscope",
         "usr/share/bash-completion/completions/goscope",
@@ -224,7 +234,7 @@ fn the_package_holds_everything_with_a_hardened_unit() {
         std::fs::read(root.join("usr/bin/goscope")).unwrap(),
         std::fs::read(dist().join("goscope")).unwrap()
     );
-    std::fs::remove_dir_all(&root).unwrap();
+    drop(unpacked);
 }
 
 /// The subcommands `goscope --help` lists (help aside): each has a page.
@@ -303,15 +313,8 @@ fn dpkg_lists_exactly_the_intended_files() {
 #[test]
 fn systemd_analyze_verify_accepts_the_unit() {
     let deb = deb();
-    let root = std::env::temp_dir().join(format!("goscope-unit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let status = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let unpacked = unpacked(&deb);
+    let root = unpacked.path();
     // The unit's dependencies (sysinit.target, ...) come from the host's
     // systemd; the unit, its binary and its page from the package.
     let copied = Command::new("cp")
@@ -331,5 +334,5 @@ fn systemd_analyze_verify_accepts_the_unit() {
     assert!(out.status.success(), "systemd-analyze verify: {stderr}");
     // It warns (and exits 0) on unknown keys: a warning fails too.
     assert!(stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
-    std::fs::remove_dir_all(&root).unwrap();
+    drop(unpacked);
 }

@@ -102,20 +102,26 @@ fn shown_limit(limit_bytes: u64) -> String {
 }
 
 const SITES: [&str; 3] = ["main.allocNodes", "main.allocBuffers", "main.allocLarge"];
+/// The GOMEMLIMIT the sites target runs with.
+const LIMIT: u64 = 1500 << 20;
+
+/// The `sites` workload (three allocation sites) under GOMEMLIMIT=LIMIT.
+fn sites_target() -> Target {
+    let binary = loadgen("1.27", &cgo());
+    Target::start(
+        &binary,
+        &["-work", "sites", "-background"],
+        &[("GOMEMLIMIT", &LIMIT.to_string())],
+    )
+    .unwrap()
+}
 
 #[test]
 fn top_at_80x24_keeps_the_limit_the_sites_and_the_verdicts_whole() {
     if !require_root_or_skip("top_at_80x24_keeps_the_limit_the_sites_and_the_verdicts_whole") {
         return;
     }
-    let limit: u64 = 1500 << 20;
-    let binary = loadgen("1.27", &cgo());
-    let mut target = Target::start(
-        &binary,
-        &["-work", "sites", "-background"],
-        &[("GOMEMLIMIT", &limit.to_string())],
-    )
-    .unwrap();
+    let mut target = sites_target();
     let session = top_in_tmux(&target, "small", 80, 24);
     // Wait for the figures and for all three sites (since attach).
     let screen = wait_for_pane(&session, "the compact overview with three sites", |s| {
@@ -127,7 +133,7 @@ fn top_at_80x24_keeps_the_limit_the_sites_and_the_verdicts_whole() {
         .find(|l| l.starts_with("heap live "))
         .unwrap_or_else(|| panic!("no heap line:\n{screen}"));
     assert!(
-        limit_line.contains(&shown_limit(limit)),
+        limit_line.contains(&shown_limit(LIMIT)),
         "GOMEMLIMIT cut off or wrong at 80 columns: {limit_line:?}\n{screen}"
     );
     // The three questions each have their line: CPU, allocation, GC pacing.
@@ -162,14 +168,7 @@ fn top_at_160x50_keeps_the_full_overview() {
     if !require_root_or_skip("top_at_160x50_keeps_the_full_overview") {
         return;
     }
-    let limit: u64 = 1500 << 20;
-    let binary = loadgen("1.27", &cgo());
-    let mut target = Target::start(
-        &binary,
-        &["-work", "sites", "-background"],
-        &[("GOMEMLIMIT", &limit.to_string())],
-    )
-    .unwrap();
+    let mut target = sites_target();
     let session = top_in_tmux(&target, "large", 160, 50);
     let screen = wait_for_pane(&session, "the full overview with three sites", |s| {
         s.contains("heap live vs goal") && SITES.iter().all(|site| s.contains(site))
@@ -182,7 +181,7 @@ fn top_at_160x50_keeps_the_full_overview() {
     ] {
         assert!(screen.contains(panel), "no {panel:?} panel:\n{screen}");
     }
-    assert!(screen.contains(&shown_limit(limit)), "{screen}");
+    assert!(screen.contains(&shown_limit(LIMIT)), "{screen}");
     assert!(
         screen.contains(" MB/s "),
         "no allocation sparkline:\n{screen}"
