@@ -35,6 +35,10 @@ pub struct WorkloadResult {
     /// (cgo-slow workload: 1000 per scale step), ns.
     #[serde(default)]
     pub cgo_call_ns: Vec<u64>,
+    /// The same calls as the C function timed itself from inside
+    /// (CLOCK_MONOTONIC around its sleep), in call order, ns.
+    #[serde(default)]
+    pub cgo_call_inside_ns: Vec<u64>,
     /// The batch's deterministic checksum (`-checksum` targets; 0 otherwise).
     #[serde(default)]
     pub checksum: u64,

@@ -97,37 +97,47 @@ func main() {
 	runtime.KeepAlive(live)
 }
 
-// cgoMedianNs is the median cgo call duration the last cgo-slow batch
-// measured itself; cgoCallNs holds each of its calls' durations, in call
-// order.
+// cgoCall is one cgo call as the workload timed it: around is Go's
+// time.Since across the call, inside is the C function's own clock.
+type cgoCall struct{ around, inside time.Duration }
+
+// cgoMedianNs is the median cgo call duration (Go's timing around it) the
+// last cgo-slow batch measured itself; cgoCallNs and cgoInsideNs hold each
+// call's two timings, in call order.
 var (
 	cgoMedianNs int64
 	cgoMu       sync.Mutex
 	cgoCallNs   []int64
+	cgoInsideNs []int64
 )
 
-// noteCgoCalls records a cgo-slow run's call durations.
-func noteCgoCalls(durations []time.Duration) {
-	if len(durations) == 0 {
+// noteCgoCalls records a cgo-slow run's call timings.
+func noteCgoCalls(calls []cgoCall) {
+	if len(calls) == 0 {
 		return
 	}
-	sorted := append([]time.Duration(nil), durations...)
+	sorted := make([]time.Duration, len(calls))
+	for i, c := range calls {
+		sorted[i] = c.around
+	}
 	sort.Slice(sorted, func(a, b int) bool { return sorted[a] < sorted[b] })
 	atomic.StoreInt64(&cgoMedianNs, int64(sorted[len(sorted)/2]))
 	cgoMu.Lock()
 	defer cgoMu.Unlock()
-	for _, d := range durations {
-		cgoCallNs = append(cgoCallNs, d.Nanoseconds())
+	for _, c := range calls {
+		cgoCallNs = append(cgoCallNs, c.around.Nanoseconds())
+		cgoInsideNs = append(cgoInsideNs, c.inside.Nanoseconds())
 	}
 }
 
-// takeCgoCalls returns and forgets the recorded call durations.
-func takeCgoCalls() []int64 {
+// takeCgoCalls returns and forgets the recorded call timings: Go's around
+// each call and C's inside it.
+func takeCgoCalls() (around, inside []int64) {
 	cgoMu.Lock()
 	defer cgoMu.Unlock()
-	calls := cgoCallNs
-	cgoCallNs = nil
-	return calls
+	around, inside = cgoCallNs, cgoInsideNs
+	cgoCallNs, cgoInsideNs = nil, nil
+	return around, inside
 }
 
 func runBatch(kind string, scale int) {
@@ -228,6 +238,7 @@ type result struct {
 	Spawned    int64                `json:"goroutines_spawned"`
 	CgoMedian  int64                `json:"cgo_call_ns_median"`
 	CgoCalls   []int64              `json:"cgo_call_ns,omitempty"`
+	CgoInside  []int64              `json:"cgo_call_inside_ns,omitempty"`
 	Checksum   uint64               `json:"checksum"`
 	SiteBytes  map[string]int64     `json:"site_bytes"`
 	Scalars    map[string]scalar    `json:"scalars"`
@@ -241,12 +252,12 @@ func printResult(before, after []metrics.Sample, elapsed time.Duration) {
 		ElapsedNs:  elapsed.Nanoseconds(),
 		Spawned:    atomic.SwapInt64(&spawned, 0),
 		CgoMedian:  atomic.SwapInt64(&cgoMedianNs, 0),
-		CgoCalls:   takeCgoCalls(),
 		Checksum:   atomic.SwapUint64(&lastChecksum, 0),
 		SiteBytes:  takeSiteBytes(),
 		Scalars:    map[string]scalar{},
 		Histograms: map[string]histogram{},
 	}
+	r.CgoCalls, r.CgoInside = takeCgoCalls()
 	for i := range after {
 		name := after[i].Name
 		b, a := before[i].Value, after[i].Value

@@ -2,8 +2,6 @@
 
 package main
 
-import "time"
-
 func cgoCalls() {}
 
-func cgoSlowCalls() []time.Duration { return nil }
+func cgoSlowCalls() []cgoCall { return nil }
