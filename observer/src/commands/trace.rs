@@ -158,11 +158,23 @@ struct Throttling {
     pending_periods: u64,
 }
 
+/// One throttled slice, and the readings that bracket its unthrottle: it
+/// happened after `previous_reading_ns` and by `end_ns`.
+#[derive(Debug, PartialEq, Eq)]
+struct ThrottledSlice {
+    start_ns: u64,
+    end_ns: u64,
+    /// 1 for a period that throttled inside the trace, 0 for time left
+    /// from a throttle that began before it.
+    periods: u64,
+    throttled_ns: u64,
+    previous_reading_ns: u64,
+}
+
 impl Throttling {
-    /// (start, end, periods, throttled ns) of the slices since the last
-    /// reading.
-    fn update(&mut self, now_ns: u64, stat: CpuStat) -> Vec<(u64, u64, u64, u64)> {
-        let Some((_, last)) = self.last.replace((now_ns, stat)) else {
+    /// The slices whose time this reading saw.
+    fn update(&mut self, now_ns: u64, stat: CpuStat) -> Vec<ThrottledSlice> {
+        let Some((previous_reading_ns, last)) = self.last.replace((now_ns, stat)) else {
             return Vec::new();
         };
         self.pending_periods += stat
@@ -179,8 +191,14 @@ impl Throttling {
         let each = time / slices;
         (0..slices)
             .map(|i| {
-                let end = now_ns.saturating_sub((slices - 1 - i) * each);
-                (end.saturating_sub(each), end, u64::from(i < periods), each)
+                let end_ns = now_ns.saturating_sub((slices - 1 - i) * each);
+                ThrottledSlice {
+                    start_ns: end_ns.saturating_sub(each),
+                    end_ns,
+                    periods: u64::from(i < periods),
+                    throttled_ns: each,
+                    previous_reading_ns,
+                }
             })
             .collect()
     }
@@ -523,14 +541,19 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         if throttle_source.is_some() && now >= state.next_cgroup {
             if let Some(stat) = cgroups.cpu_stat() {
                 let at = monotonic_ns();
-                for (from, to, periods, ns) in state.throttling.update(at, stat) {
+                for slice in state.throttling.update(at, stat) {
                     let event = json!({
                         "name": "throttled", "cat": "cfs", "ph": "X",
-                        "ts": micros(from), "dur": micros(to - from),
+                        "ts": micros(slice.start_ns), "dur": micros(slice.end_ns - slice.start_ns),
                         "pid": pid, "tid": TID_THROTTLE,
-                        "args": {"periods": periods, "throttled_ns": ns, "resolution_ms": args.cgroup_interval},
+                        "args": {
+                            "periods": slice.periods,
+                            "throttled_ns": slice.throttled_ns,
+                            "resolution_ms": args.cgroup_interval,
+                            "unthrottled_after_us": micros(slice.previous_reading_ns),
+                        },
                     });
-                    if out.emit("throttle", from, &[event])? {
+                    if out.emit("throttle", slice.start_ns, &[event])? {
                         state.throttle_slices += 1;
                     }
                 }
@@ -833,14 +856,28 @@ mod tests {
         let slices = t.update(S + 60_000_000, stat(6, 1000 + 40_000_000));
         assert_eq!(
             slices,
-            vec![(S + 20_000_000, S + 60_000_000, 1, 40_000_000)]
+            vec![ThrottledSlice {
+                start_ns: S + 20_000_000,
+                end_ns: S + 60_000_000,
+                periods: 1,
+                throttled_ns: 40_000_000,
+                previous_reading_ns: S + 10_000_000,
+            }]
         );
         // Two periods in one interval: two slices, back to back, summing it.
         let slices = t.update(S + 70_000_000, stat(8, 1000 + 40_000_000 + 6_000_000));
         assert_eq!(slices.len(), 2);
-        assert_eq!(slices.iter().map(|s| s.3).sum::<u64>(), 6_000_000);
-        assert_eq!(slices.iter().map(|s| s.2).sum::<u64>(), 2);
-        assert_eq!(slices[1].1, S + 70_000_000);
-        assert_eq!(slices[0].1, slices[1].0);
+        assert_eq!(
+            slices.iter().map(|s| s.throttled_ns).sum::<u64>(),
+            6_000_000
+        );
+        assert_eq!(slices.iter().map(|s| s.periods).sum::<u64>(), 2);
+        assert_eq!(slices[1].end_ns, S + 70_000_000);
+        assert_eq!(slices[0].end_ns, slices[1].start_ns);
+        assert!(
+            slices
+                .iter()
+                .all(|s| s.previous_reading_ns == S + 60_000_000)
+        );
     }
 }

@@ -465,19 +465,28 @@ fn agent_keeps_serving_through_process_churn() {
     }
     let short_lived = churn.join().unwrap();
     assert!(scrapes >= 5, "only {scrapes} scrapes during the churn");
-    // Settle: the exited ones are dropped, the stayer remains.
-    std::thread::sleep(Duration::from_millis(600));
-    let body = http_get(agent_port, "/metrics");
-    assert!(
-        body.contains(&format!("goscope_target_info{{pid=\"{}\"", stayer.pid)),
-        "the live target is missing"
-    );
-    for pid in short_lived {
+    // Settle: the exited ones are dropped at the agent's next scan (which
+    // may be parsing other executables first), the stayer remains.
+    let exported =
+        |body: &str, pid: u32| body.contains(&format!("goscope_target_info{{pid=\"{pid}\""));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let body = http_get(agent_port, "/metrics");
+        assert!(exported(&body, stayer.pid), "the live target is missing");
+        let stale: Vec<u32> = short_lived
+            .iter()
+            .copied()
+            .filter(|&pid| exported(&body, pid))
+            .collect();
+        if stale.is_empty() {
+            break body;
+        }
         assert!(
-            !body.contains(&format!("goscope_target_info{{pid=\"{pid}\"")),
-            "pid {pid} exited but is still exported"
+            Instant::now() < deadline,
+            "pids {stale:?} exited 30 s ago but are still exported"
         );
-    }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let skipped_not_go: f64 = body
         .lines()
         .find(|l| l.starts_with("goscope_agent_skipped_processes_total{reason=\"not_go\"}"))

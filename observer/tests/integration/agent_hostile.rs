@@ -419,15 +419,24 @@ fn agent_forgets_executables_and_watches_a_shell_that_execs_go() {
     for pid in pids.into_iter().chain([shell_pid]) {
         wait_pid(pid, false);
     }
-    // One more scan, so the cache is evicted after the last exit.
-    std::thread::sleep(Duration::from_millis(500));
-    let after = rss_anon_kib(agent.pid());
+    // The cache is evicted at a scan after the last exit; a scan may be
+    // busy first with other Go programs the host runs meanwhile (another
+    // test's toolchain), which come and go. A leak of the copies' tables
+    // never comes back down.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let after = rss_anon_kib(agent.pid());
+        if after <= baseline + RSS_SLACK_KIB || Instant::now() >= deadline {
+            break after;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     eprintln!(
         "agent RssAnon: baseline {baseline} KiB, {COPIES} copies watched {peak} KiB, after they exit {after} KiB"
     );
     assert!(
         after <= baseline + RSS_SLACK_KIB,
-        "the agent kept {} KiB after every copy exited (baseline {baseline} KiB, peak {peak} KiB)",
+        "30 s after every copy exited, the agent kept {} KiB (baseline {baseline} KiB, peak {peak} KiB)",
         after.saturating_sub(baseline)
     );
     let _ = std::fs::remove_dir_all(&dir);

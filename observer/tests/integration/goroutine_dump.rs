@@ -424,7 +424,20 @@ fn the_wall_clock_profile_splits_time_as_the_goroutines_measured_it() {
                 continue;
             }
             let s = row["seconds"].as_f64().unwrap();
+            // A runnable goroutine parked in time.Sleep or a channel
+            // receive has been woken and waits for a P: the goroutine's
+            // own clock, read after it runs again, counts that wait to
+            // the phase it woke from.
+            let in_frames = |prefix: &str| {
+                row["frames"].as_array().unwrap().iter().any(|f| {
+                    f["function"]
+                        .as_str()
+                        .is_some_and(|name| name.starts_with(prefix))
+                })
+            };
             match (row["state"].as_str().unwrap(), row["wait_reason"].as_str()) {
+                ("runnable", _) if in_frames("time.Sleep") => sleep += s,
+                ("runnable", _) if in_frames("runtime.chanrecv") => chan += s,
                 ("running" | "runnable", _) => cpu += s,
                 (_, Some("sleep")) => sleep += s,
                 (_, Some("chan receive")) => chan += s,
