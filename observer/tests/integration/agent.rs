@@ -172,14 +172,15 @@ impl Drop for Prometheus {
     }
 }
 
-/// `metric{pid=...}` now minus its value `seconds` ago (the targets are
-/// idle at both instants, so the latest scrapes are exact).
+/// `metric{pid=...}` now minus its value at unix time `since` (the
+/// targets are idle at both instants, so the latest scrapes are exact;
+/// `@` pins the earlier one however long the queries take).
 fn increase(
     prometheus: &Prometheus,
     series: &str,
-    seconds: u64,
+    since: f64,
 ) -> Vec<(HashMap<String, String>, f64)> {
-    prometheus.query(&format!("{series} - {series} offset {seconds}s"))
+    prometheus.query(&format!("{series} - {series} @ {since:.3}"))
 }
 
 #[test]
@@ -233,7 +234,18 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
     prometheus.wait_for(&format!("goscope_target_info{{pid=\"{b}\"}}"), |v| {
         v == Some(1.0)
     });
-    std::thread::sleep(SETTLE);
+    prometheus.wait_for(&format!("goscope_target_info{{pid=\"{a}\"}}"), |v| {
+        v == Some(1.0)
+    });
+    // An idle instant before the batches: the newest scrape once both are
+    // watched. Prometheus stores a sample after the agent rendered it, so
+    // it was rendered before the batches begin.
+    prometheus.wait_for_scrape_after(unix_now());
+    let idle_before = prometheus
+        .query("max(timestamp(goscope_agent_targets))")
+        .first()
+        .map(|(_, t)| *t)
+        .expect("no scrape timestamp");
 
     let started = Instant::now();
     let before = cgroup.throttled_periods();
@@ -243,7 +255,7 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
     std::thread::sleep(SETTLE);
     prometheus.wait_for_scrape_after(batches_done + 0.2);
     let after = cgroup.throttled_periods();
-    // Back to an instant before the first batch, while both were idle.
+    // The rate query's range: back past the first batch.
     let window = (started.elapsed() + Duration::from_millis(1200)).as_secs();
 
     // GC cycles: exact, for both targets.
@@ -251,7 +263,7 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
         let got = increase(
             &prometheus,
             &format!("goscope_gc_cycles_total{{pid=\"{pid}\"}}"),
-            window,
+            idle_before,
         );
         assert_eq!(
             got.first().map(|(_, v)| *v),
@@ -276,7 +288,7 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
     let by_class = increase(
         &prometheus,
         &format!("goscope_alloc_class_bytes_total{{pid=\"{a}\"}}"),
-        window,
+        idle_before,
     );
     assert!(
         by_class.len() > 60,
@@ -302,7 +314,7 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
     let total = increase(
         &prometheus,
         &format!("goscope_alloc_bytes_total{{pid=\"{a}\"}}"),
-        window,
+        idle_before,
     );
     let want_total = alloc_truth.delta("/gc/heap/allocs:bytes").unwrap();
     let got_total = total.first().map_or(0.0, |(_, v)| *v);
@@ -325,7 +337,7 @@ fn prometheus_scraping_the_agent_agrees_with_the_targets() {
     let got = increase(
         &prometheus,
         &format!("goscope_cfs_throttled_periods_total{{pid=\"{b}\"}}"),
-        window,
+        idle_before,
     );
     assert_eq!(
         got.first().map(|(_, v)| *v),
