@@ -40,7 +40,7 @@ pub enum Command {
     /// Host daemon: watch every Go process on the host and serve their
     /// figures as Prometheus metrics (and push them over OTLP).
     #[command(
-        after_help = "Examples:\n  sudo goscope agent\n  sudo goscope agent --listen 0.0.0.0:9464\n  sudo goscope agent --otlp-endpoint http://127.0.0.1:4318/v1/metrics\n  sudo goscope agent --otlp-endpoint https://otel.example:4318/v1/metrics \\\n      --otlp-header 'Authorization=Bearer TOKEN' --otlp-ca-file /etc/ssl/otel-ca.pem"
+        after_help = "Examples:\n  sudo goscope agent\n  sudo goscope agent --listen 0.0.0.0:9464\n  sudo goscope agent --otlp-endpoint http://127.0.0.1:4318/v1/metrics\n  sudo goscope agent --otlp-endpoint https://otel.example:4318/v1/metrics \\\n      --otlp-header 'Authorization=Bearer TOKEN' --otlp-ca-file /etc/ssl/otel-ca.pem \\\n      --otlp-compression gzip"
     )]
     Agent(AgentArgs),
     /// Live terminal view: allocation, GC, scheduler, cgo and sites,
@@ -262,6 +262,10 @@ pub struct AgentArgs {
     /// Mozilla's roots built in.
     #[arg(long, value_name = "PATH", requires = "otlp_endpoint")]
     pub otlp_ca_file: Option<PathBuf>,
+    /// How push bodies are compressed (gzip: Content-Encoding: gzip, which
+    /// OTLP/HTTP receivers such as the Collector accept).
+    #[arg(long, value_enum, default_value_t, requires = "otlp_endpoint")]
+    pub otlp_compression: crate::agent::otlp_config::Compression,
 }
 
 #[derive(Debug, Args)]

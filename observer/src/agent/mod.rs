@@ -355,6 +355,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<i32> {
             otlp_push::Config {
                 endpoint: endpoint.clone(),
                 headers: args.otlp_header.clone(),
+                compression: args.otlp_compression,
                 interval: Duration::from_millis(args.otlp_interval_ms),
                 timeout: Duration::from_millis(args.otlp_timeout_ms),
             },

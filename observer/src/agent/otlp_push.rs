@@ -41,7 +41,7 @@ use tokio_rustls::{
 };
 
 use super::{
-    otlp_config::{Endpoint, Header},
+    otlp_config::{Compression, Endpoint, Header},
     snapshot::{Labels, Snapshot},
 };
 use crate::window::StopSignal;
@@ -71,6 +71,7 @@ const CONTENT_TYPE: &str = "application/x-protobuf";
 pub struct Config {
     pub endpoint: Endpoint,
     pub headers: Vec<Header>,
+    pub compression: Compression,
     pub interval: Duration,
     pub timeout: Duration,
 }
@@ -371,6 +372,11 @@ impl Client {
             )
             .body(Full::new(body))
             .map_err(|err| format!("building the request: {err}"))?;
+        if let Some(encoding) = self.config.compression.content_encoding() {
+            request
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
         for h in &self.config.headers {
             request
                 .headers_mut()
@@ -592,14 +598,28 @@ fn seed() -> u64 {
     now ^ (u64::from(std::process::id()) << 32)
 }
 
-/// Takes a body from `source` every interval, until the runtime ends.
-async fn produce_loop<S: Source>(source: &mut S, interval: Duration, queue: &Queue, stats: &Stats) {
+/// Takes a body from `source` every interval, encoded once for all its
+/// attempts, until the runtime ends.
+async fn produce_loop<S: Source>(
+    source: &mut S,
+    interval: Duration,
+    compression: Compression,
+    queue: &Queue,
+    stats: &Stats,
+) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Some(body) = source.next().await {
-            queue.push(Bytes::from(body), stats);
+        let Some(body) = source.next().await else {
+            continue;
+        };
+        match compression.encode(body) {
+            Ok(body) => queue.push(Bytes::from(body), stats),
+            Err(e) => {
+                Stats::bump(&stats.dropped, 1);
+                eprintln!("goscope agent: OTLP: compressing a request: {e}; it is dropped");
+            }
         }
     }
 }
@@ -627,7 +647,7 @@ pub fn start<S: Source + Send + 'static>(
         .name("otlp".into())
         .spawn(move || {
             let queue = Queue::default();
-            let interval = config.interval;
+            let (interval, compression) = (config.interval, config.compression);
             let client = Client {
                 tls: config.endpoint.tls.then(|| TlsConnector::from(tls)),
                 config,
@@ -635,7 +655,7 @@ pub fn start<S: Source + Send + 'static>(
             };
             runtime.block_on(async {
                 tokio::select! {
-                    () = produce_loop(&mut source, interval, &queue, &stats) => {}
+                    () = produce_loop(&mut source, interval, compression, &queue, &stats) => {}
                     () = send_loop(client, &queue, &stats) => {}
                     () = stopped(&stop) => {}
                 }

@@ -462,10 +462,10 @@ fn paired_reading(scraper: &Scraper, receiver: &Receiver) -> (String, Value) {
         let seq = gauge(&body, "goscope_agent_reading_sequence").expect("a reading sequence");
         scraped.insert(seq as u64, body);
         while let Some(record) = receiver.next(PAIR_POLL) {
-            let request = record["request"].clone();
-            let seq = request_sequence(&request).expect("a push without a reading sequence");
+            let seq =
+                request_sequence(&record["request"]).expect("a push without a reading sequence");
             if let Some(body) = scraped.remove(&seq) {
-                return (body, request);
+                return (body, record);
             }
             pushed.push(seq);
         }
@@ -495,14 +495,32 @@ fn otlp_push_carries_the_same_reading_as_metrics() {
             &endpoint,
             "--otlp-interval-ms",
             INTERVAL_MS,
+            "--otlp-compression",
+            "gzip",
         ],
     );
     agent
         .wait_for_stderr(|l| l.contains(&format!("watching pid {} ", target.pid)))
         .unwrap();
     let scraper = Scraper::new(port);
-    let (body, request) = paired_reading(&scraper, &receiver);
+    let (body, record) = paired_reading(&scraper, &receiver);
     let received = SystemTime::now();
+    // Sent gzipped (the receiver undid it): the reading below is what the
+    // compressed body held.
+    assert_eq!(
+        record["headers"]["content-encoding"], "gzip",
+        "{}",
+        record["headers"]
+    );
+    let (sent, decoded) = (
+        record["body_bytes"].as_u64().unwrap(),
+        record["decoded_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        sent * 2 < decoded,
+        "a gzipped push of {sent} bytes for {decoded}"
+    );
+    let request = record["request"].clone();
 
     let prometheus = prometheus_reading(&body);
     let (otlp, stamps) = otlp_reading(&request);
@@ -701,6 +719,9 @@ fn otlp_push_survives_an_endpoint_that_hangs_then_refuses_then_comes_up() {
     assert_eq!(record["path"], "/v1/metrics");
     assert_eq!(record["headers"]["content-type"], "application/x-protobuf");
     assert_eq!(record["headers"]["x-goscope-test"], header.as_str());
+    // Not compressed unless asked.
+    assert!(record["headers"]["content-encoding"].is_null(), "{record}");
+    assert_eq!(record["body_bytes"], record["decoded_bytes"]);
     assert!(request_sequence(&record["request"]).is_some(), "{record}");
     let body = scrape_until(&scraper, "counted a delivered push", |b| {
         requests(b, "ok") >= 1.0
@@ -920,7 +941,17 @@ fn bad_otlp_flags_are_errors_naming_the_value() {
             ],
             "5",
         ),
+        (
+            vec![
+                "--otlp-endpoint",
+                "http://127.0.0.1:4318",
+                "--otlp-compression",
+                "zstd",
+            ],
+            "zstd",
+        ),
         (vec!["--otlp-header", "A=b"], "--otlp-endpoint"),
+        (vec!["--otlp-compression", "gzip"], "--otlp-endpoint"),
     ] {
         let mut all = vec!["agent"];
         all.extend(&args);

@@ -2,8 +2,9 @@
 
 Decodes every POSTed ExportMetricsServiceRequest with the official generated
 classes (PyPI's opentelemetry-proto; scripts/setup.sh installs it) and
-prints one JSON line per request on stdout: the path, the headers and the
-request as json_format.MessageToJson renders it, with every double quoted
+prints one JSON line per request on stdout: the path, the headers, the
+body's length as sent and as decoded (a gzip Content-Encoding is undone,
+within MAX_BODY), and the request as json_format.MessageToJson renders it, with every double quoted
 as its shortest round-trip text (so a JSON reader's float parsing cannot
 round it). The first line is {"listening": PORT}, printed once the socket
 accepts.
@@ -20,6 +21,7 @@ import json
 import ssl
 import sys
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
@@ -64,8 +66,15 @@ class Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "status": self.status,
+            "body_bytes": len(body),
         }
         try:
+            if self.headers.get("Content-Encoding", "identity") == "gzip":
+                gunzip = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                body = gunzip.decompress(body, MAX_BODY)
+                if gunzip.unconsumed_tail or not gunzip.eof:
+                    raise ValueError("a gzip body that is cut short or too large")
+            record["decoded_bytes"] = len(body)
             request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
             record["request"] = quote_floats(json.loads(json_format.MessageToJson(request)))
         except Exception as e:  # a bad body is the agent's bug: say so
