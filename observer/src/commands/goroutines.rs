@@ -335,6 +335,6 @@ fn grouped_for_profile(dump: &GoroutineDump) -> Vec<ProfileRow<'_>> {
             (stack, state, reason, labels, n)
         })
         .collect();
-    rows.sort_by(|a, b| b.4.cmp(&a.4));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.4));
     rows
 }

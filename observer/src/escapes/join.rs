@@ -129,10 +129,11 @@ pub fn module_files(root: &Path) -> Vec<PathBuf> {
                 if !e.path().join("go.mod").exists() {
                     pending.push(e.path());
                 }
-            } else if kind.is_file() && name.ends_with(".go") {
-                if let Ok(rel) = e.path().strip_prefix(root) {
-                    files.push(rel.to_path_buf());
-                }
+            } else if kind.is_file()
+                && name.ends_with(".go")
+                && let Ok(rel) = e.path().strip_prefix(root)
+            {
+                files.push(rel.to_path_buf());
             }
             if files.len() >= MAX_SOURCE_FILES {
                 return files;

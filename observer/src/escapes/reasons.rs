@@ -270,7 +270,7 @@ pub fn summary(escapes: &Escapes) -> Vec<(ReasonClass, u64)> {
         *counts.entry(e.class).or_default() += 1;
     }
     let mut rows: Vec<(ReasonClass, u64)> = counts.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
     rows
 }
 

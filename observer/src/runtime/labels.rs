@@ -171,7 +171,7 @@ mod tests {
     use super::*;
     use crate::memory::SnapshotMemory;
 
-    fn put(memory: &mut Vec<u8>, at: usize, value: u64) {
+    fn put(memory: &mut [u8], at: usize, value: u64) {
         memory[at..at + 8].copy_from_slice(&value.to_le_bytes());
     }
 

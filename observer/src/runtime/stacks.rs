@@ -179,7 +179,7 @@ impl StackBytes<'_> {
         let end = address
             .checked_add(8)
             .ok_or(StackEnd::OutOfBounds { address })?;
-        if address < self.lo || end > self.hi || address % 8 != 0 {
+        if address < self.lo || end > self.hi || !address.is_multiple_of(8) {
             return Err(StackEnd::OutOfBounds { address });
         }
         let cached = self.start..self.start + self.bytes.len() as u64;

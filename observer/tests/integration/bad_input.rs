@@ -87,9 +87,9 @@ fn unsupported_go_version_is_refused() {
     bytes[version_at + 4..version_at + 6].copy_from_slice(b"17");
     let patched = binary.with_file_name("loadgen-claims-go1.17");
     std::fs::write(&patched, &bytes).unwrap();
-    let mut perms = std::fs::metadata(&binary).unwrap().permissions();
-    perms.set_readonly(false);
-    std::fs::set_permissions(&patched, perms).unwrap();
+    // Executable by its owner (root) and readable, never world-writable.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&patched, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let report = crate::util::goscope_json(&["inspect", patched.to_str().unwrap(), "--json"]);
     assert!(
