@@ -194,7 +194,7 @@ func startCPUProfile(path string) func() {
 		os.Exit(1)
 	}
 	// 500 Hz, not pprof's 100: the tests compare shares of this profile
-	// with goscope's, and five times the samples is a fifth of the
+	// with goscope's, and five times the samples is 1/√5 (0.45) of the
 	// binomial noise. The rate set first is the one kept (StartCPUProfile's
 	// own 100 Hz is refused, with a line on stderr saying so).
 	runtime.SetCPUProfileRate(500)

@@ -35,7 +35,7 @@ impl Compression {
             Self::Gzip => {
                 use std::io::Write as _;
                 let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 encoder.write_all(&body)?;
                 encoder.finish()
             }
@@ -201,6 +201,7 @@ impl FromStr for Header {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn gzip_bodies_decode_to_the_same_bytes_and_none_is_unchanged() {
@@ -219,7 +220,6 @@ mod tests {
         assert_eq!(decoded, body);
         assert_eq!(Compression::Gzip.content_encoding(), Some("gzip"));
     }
-    use super::*;
 
     #[test]
     fn endpoints_parse_with_defaults() {

@@ -1,5 +1,6 @@
 //! Pushing OTLP requests: a thread of its own (its own tokio runtime) that
-//! takes a request body from its source every interval and POSTs it over
+//! takes a request body from its source every interval, gzips it if asked
+//! (once, for all its attempts), and POSTs it over
 //! HTTP/1.1, plain or TLS (rustls), so a down or slow endpoint never
 //! stalls the scan loop or /metrics. Requests wait in a bounded queue
 //! (the oldest dropped and counted); an attempt that fails to connect, times
@@ -617,8 +618,8 @@ async fn produce_loop<S: Source>(
         match compression.encode(body) {
             Ok(body) => queue.push(Bytes::from(body), stats),
             Err(e) => {
-                Stats::bump(&stats.dropped, 1);
-                eprintln!("goscope agent: OTLP: compressing a request: {e}; it is dropped");
+                Stats::bump(&stats.failed, 1);
+                eprintln!("goscope agent: OTLP: compressing a request: {e}; it is not sent");
             }
         }
     }

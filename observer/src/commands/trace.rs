@@ -154,12 +154,15 @@ impl Cycle {
 /// interval late) and lasts what the kernel added.
 #[derive(Default)]
 struct Throttling {
+    /// When the last reading began, and what it read.
     last: Option<(u64, CpuStat)>,
     pending_periods: u64,
 }
 
-/// One throttled slice, and the readings that bracket its unthrottle: it
-/// happened after `previous_reading_ns` and by `end_ns`.
+/// One throttled slice. The readings that saw its time bracket its
+/// unthrottle: after `previous_reading_ns` (when the reading before began)
+/// and before the end of its own reading, the `end_ns` of the last slice
+/// that reading gives.
 #[derive(Debug, PartialEq, Eq)]
 struct ThrottledSlice {
     start_ns: u64,
@@ -172,9 +175,10 @@ struct ThrottledSlice {
 }
 
 impl Throttling {
-    /// The slices whose time this reading saw.
-    fn update(&mut self, now_ns: u64, stat: CpuStat) -> Vec<ThrottledSlice> {
-        let Some((previous_reading_ns, last)) = self.last.replace((now_ns, stat)) else {
+    /// The slices whose time a reading saw: it began at `began_ns` and
+    /// ended at `now_ns`.
+    fn update(&mut self, began_ns: u64, now_ns: u64, stat: CpuStat) -> Vec<ThrottledSlice> {
+        let Some((previous_reading_ns, last)) = self.last.replace((began_ns, stat)) else {
             return Vec::new();
         };
         self.pending_periods += stat
@@ -539,9 +543,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
             state.next_reading = now + interval_ns;
         }
         if throttle_source.is_some() && now >= state.next_cgroup {
+            let began = monotonic_ns();
             if let Some(stat) = cgroups.cpu_stat() {
                 let at = monotonic_ns();
-                for slice in state.throttling.update(at, stat) {
+                for slice in state.throttling.update(began, at, stat) {
                     let event = json!({
                         "name": "throttled", "cat": "cfs", "ph": "X",
                         "ts": micros(slice.start_ns), "dur": micros(slice.end_ns - slice.start_ns),
@@ -849,11 +854,14 @@ mod tests {
     fn throttled_periods_wait_for_their_time() {
         const S: u64 = 1_000_000_000;
         let mut t = Throttling::default();
-        assert!(t.update(S, stat(5, 1000)).is_empty());
+        assert!(t.update(S - 100, S, stat(5, 1000)).is_empty());
         // A period throttles: no time yet.
-        assert!(t.update(S + 10_000_000, stat(6, 1000)).is_empty());
+        assert!(
+            t.update(S + 9_999_900, S + 10_000_000, stat(6, 1000))
+                .is_empty()
+        );
         // Its time comes: one slice, ending at the reading, lasting it.
-        let slices = t.update(S + 60_000_000, stat(6, 1000 + 40_000_000));
+        let slices = t.update(S + 59_999_900, S + 60_000_000, stat(6, 1000 + 40_000_000));
         assert_eq!(
             slices,
             vec![ThrottledSlice {
@@ -861,11 +869,15 @@ mod tests {
                 end_ns: S + 60_000_000,
                 periods: 1,
                 throttled_ns: 40_000_000,
-                previous_reading_ns: S + 10_000_000,
+                previous_reading_ns: S + 9_999_900,
             }]
         );
         // Two periods in one interval: two slices, back to back, summing it.
-        let slices = t.update(S + 70_000_000, stat(8, 1000 + 40_000_000 + 6_000_000));
+        let slices = t.update(
+            S + 69_999_900,
+            S + 70_000_000,
+            stat(8, 1000 + 40_000_000 + 6_000_000),
+        );
         assert_eq!(slices.len(), 2);
         assert_eq!(
             slices.iter().map(|s| s.throttled_ns).sum::<u64>(),
@@ -877,7 +889,7 @@ mod tests {
         assert!(
             slices
                 .iter()
-                .all(|s| s.previous_reading_ns == S + 60_000_000)
+                .all(|s| s.previous_reading_ns == S + 59_999_900)
         );
     }
 }

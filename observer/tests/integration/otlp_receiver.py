@@ -4,7 +4,8 @@ Decodes every POSTed ExportMetricsServiceRequest with the official generated
 classes (PyPI's opentelemetry-proto; scripts/setup.sh installs it) and
 prints one JSON line per request on stdout: the path, the headers, the
 body's length as sent and as decoded (a gzip Content-Encoding is undone,
-within MAX_BODY), and the request as json_format.MessageToJson renders it, with every double quoted
+within MAX_BODY; any other is an error), and the request as
+json_format.MessageToJson renders it, with every double quoted
 as its shortest round-trip text (so a JSON reader's float parsing cannot
 round it). The first line is {"listening": PORT}, printed once the socket
 accepts.
@@ -69,11 +70,14 @@ class Handler(BaseHTTPRequestHandler):
             "body_bytes": len(body),
         }
         try:
-            if self.headers.get("Content-Encoding", "identity") == "gzip":
+            encoding = self.headers.get("Content-Encoding", "identity")
+            if encoding == "gzip":
                 gunzip = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
                 body = gunzip.decompress(body, MAX_BODY)
-                if gunzip.unconsumed_tail or not gunzip.eof:
-                    raise ValueError("a gzip body that is cut short or too large")
+                if gunzip.unconsumed_tail or gunzip.unused_data or not gunzip.eof:
+                    raise ValueError("a gzip body cut short, too large, or with bytes after it")
+            elif encoding != "identity":
+                raise ValueError(f"Content-Encoding {encoding!r}")
             record["decoded_bytes"] = len(body)
             request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
             record["request"] = quote_floats(json.loads(json_format.MessageToJson(request)))

@@ -467,7 +467,8 @@ fn trace_has_every_track_for_a_throttled_target() {
 /// assists while the world is stopped before mark and disables them while
 /// it is stopped at mark termination, so this holds exactly; the mark
 /// phase's own edges (tMark, tMarkTerm) are stamped while other Ps may
-/// still run, so an assist can begin a moment outside them.
+/// still run, so an assist can begin a moment outside them. Except for the
+/// runtime's own race, below.
 fn check_assists(
     events: &[Value],
     version: &str,
@@ -493,20 +494,27 @@ fn check_assists(
         !assists.is_empty(),
         "Go {version}: no mark-assist slices ({summary})"
     );
-    // The file's µs timestamps.
-    let rounding = 1_000;
     let cycles: Vec<(i128, i128)> = sweep
         .iter()
         .filter_map(|(cycle, &(from, _))| term.get(cycle).map(|&(at, dur)| (from, at + dur)))
         .collect();
+    let mut raced = 0;
     for slice in &assists {
-        let start = ns(&slice["ts"]);
-        assert!(
-            cycles
-                .iter()
-                .any(|&(from, to)| from - rounding <= start && start <= to + rounding),
-            "Go {version}: an assist begins at {start} ns, outside every GC cycle's stop-the-world edges: {slice}"
-        );
+        let (start, dur) = (ns(&slice["ts"]), ns(&slice["dur"]));
+        if !cycles
+            .iter()
+            .any(|&(from, to)| from <= start && start <= to)
+        {
+            // The runtime's own race (gcAssistAlloc1 says so): a goroutine
+            // that saw assists enabled and was preempted at gcAssistAlloc's
+            // prologue for mark termination enters it after the cycle, and
+            // returns at once. After a cycle, and short: nothing else.
+            assert!(
+                cycles.iter().any(|&(_, to)| to < start) && dur <= 100_000,
+                "Go {version}: an assist begins at {start} ns and lasts {dur} ns, outside every GC cycle's stop-the-world edges: {slice}"
+            );
+            raced += 1;
+        }
         let goid = slice["args"]["goid"].as_u64().unwrap();
         let tid = slice["tid"].as_i64().unwrap();
         assert!(goid > 0, "Go {version}: assist without a goid: {slice}");
@@ -518,9 +526,14 @@ fn check_assists(
             "Go {version}: no track name for goroutine {goid}"
         );
     }
-    eprintln!(
-        "Go {version}: {} mark-assist slices, all inside GC cycles ({summary})",
+    assert!(
+        raced * 4 <= assists.len(),
+        "Go {version}: {raced} of {} assists begin after their cycle",
         assists.len()
+    );
+    eprintln!(
+        "Go {version}: {} mark-assist slices inside GC cycles, {raced} entered just after one ({summary})",
+        assists.len() - raced
     );
 }
 
@@ -602,44 +615,53 @@ fn check_threads_against_throttling(events: &[Value], pid: i64, resolution_ms: i
         .map(|w| w[1].0)
         .collect();
     let (first_run, last_run) = (running[0].0, running[running.len() - 1].1);
-    let mut throttles: Vec<&Value> = events
+    // The readings that saw throttled time: the slices of one reading
+    // name the same reading before it. (when it began, when it ended,
+    // periods, throttled ns)
+    let mut readings: BTreeMap<i128, (i128, u64, u64)> = BTreeMap::new();
+    for slice in events
         .iter()
         .filter(|e| e["name"] == "throttled" && e["ph"] == "X")
-        .collect();
-    throttles.sort_by_key(|e| ns(&e["ts"]) + ns(&e["dur"]));
-    let end_of = |e: &Value| ns(&e["ts"]) + ns(&e["dur"]);
-    // The reading times are µs in the file; the probes' clock is ns.
-    let rounding = 1_000;
-    let mut late_by = Vec::new();
-    for (i, slice) in throttles.iter().enumerate() {
-        let end = end_of(slice);
+    {
         let args = &slice["args"];
-        // A period throttled inside the trace, held back long enough to
-        // leave a gap, the last slice its reading saw.
-        let whole = args["periods"].as_u64() == Some(1)
-            && args["throttled_ns"].as_u64().unwrap() >= 5_000_000
-            && throttles.get(i + 1).is_none_or(|next| end_of(next) > end);
-        if !whole || end < first_run + 100_000_000 || end > last_run {
+        let after = ns(&args["unthrottled_after_us"]);
+        let end = ns(&slice["ts"]) + ns(&slice["dur"]);
+        let reading = readings.entry(after).or_insert((end, 0, 0));
+        reading.0 = reading.0.max(end);
+        reading.1 += args["periods"].as_u64().unwrap();
+        reading.2 += args["throttled_ns"].as_u64().unwrap();
+    }
+    let readings: Vec<(i128, i128, u64, u64)> = readings
+        .into_iter()
+        .map(|(after, (end, periods, throttled))| (after, end, periods, throttled))
+        .collect();
+    let mut late_by = Vec::new();
+    for (i, &(after, end, periods, throttled)) in readings.iter().enumerate() {
+        assert!(
+            after < end,
+            "a reading ending at {end} names the one before it at {after}"
+        );
+        // Periods throttled inside the trace, held back long enough to
+        // leave a gap.
+        if periods == 0 || throttled < 5_000_000 {
+            continue;
+        }
+        if end < first_run + 100_000_000 || end > last_run {
             continue; // before the tracks had a period to show, or after
         }
-        let after = (args["unthrottled_after_us"].as_f64().unwrap() * 1000.0).round() as i128;
-        assert!(
-            after < end && end - after <= resolution_ms * 1_000_000 * 100,
-            "a throttled slice ending at {end} names the reading before it at {after}: {slice}"
-        );
-        let before = throttles[i + 1..]
+        // The next throttle: the end of the next reading with a period.
+        let before = readings[i + 1..]
             .iter()
-            .map(|next| end_of(next))
-            .find(|&e| e > end)
-            .unwrap_or(i128::MAX);
-        let Some(&resumed_at) = resumed.iter().find(|&&r| r >= after - rounding) else {
+            .find(|r| r.2 > 0)
+            .map_or(i128::MAX, |r| r.1);
+        let Some(&resumed_at) = resumed.iter().find(|&&r| r >= after) else {
             panic!(
-                "the threads never resumed after the throttle seen at {end} (unthrottled after {after}): {slice}"
+                "the threads never resumed after the throttle seen at {end} (unthrottled after {after})"
             );
         };
         assert!(
             resumed_at <= before,
-            "no resumption between the reading at {after} before a throttled slice's end at {end} and the next one's end at {before}; the first after is at {resumed_at}: {slice}"
+            "no resumption between the reading at {after} before a throttled slice's end at {end} and the next throttle's reading at {before}; the first after is at {resumed_at}"
         );
         late_by.push(resumed_at - end);
     }
