@@ -444,7 +444,7 @@ fn trace_has_every_track_for_a_throttled_target() {
         .unwrap()
         .to_string();
     assert!(tracks.contains("polled every 10 ms"), "{tracks}");
-    check_threads_against_throttling(&events, target_pid(&pid), 10, &finished.stderr);
+    check_threads_against_throttling(&events, target_pid(&pid), &finished.stderr);
     // Their time: what cpu.stat added over the batch, within one period's
     // worth (a throttle that straddles a reading of the test's or the
     // trace's own) and the rounding of throttled_usec.
@@ -566,7 +566,7 @@ fn union(mut spans: Vec<(i128, i128)>) -> Vec<(i128, i128)> {
 /// saw their time, give or take 5 ms. Where the slice begins is not
 /// checked: cgroup v2 adds each CPU's throttled time to throttled_usec, so
 /// a slice can be longer than the wall time the threads were held back.
-fn check_threads_against_throttling(events: &[Value], pid: i64, resolution_ms: i128, stderr: &str) {
+fn check_threads_against_throttling(events: &[Value], pid: i64, stderr: &str) {
     let sched: Vec<&Value> = events
         .iter()
         .filter(|e| e["cat"] == "sched" && e["ph"] == "X" && e["pid"] == pid)
