@@ -321,7 +321,8 @@ fn allocated_by_stack(
 /// The window delta: what two readings from outside (before the target's
 /// baseline, after its batch) say each stack allocated equals the
 /// difference of the two heap profiles the target wrote of itself at
-/// those points (nothing is published in between: no GC runs), and the
+/// those points (the target runs no GC in between but its batch's),
+/// except for the allocations of that profile writing itself, and the
 /// sites built from it count the same samples.
 #[test]
 fn window_delta_equals_the_difference_of_the_targets_own_profiles() {
@@ -391,11 +392,47 @@ fn window_delta_equals_the_difference_of_the_targets_own_profiles() {
             theirs.len() >= 2,
             "{what}: the target's profiles differ in {theirs:?}"
         );
-        assert_eq!(
-            ours, theirs,
-            "{what}: the window's delta read from memory vs the target's end profile minus its start profile"
-        );
-        let samples: i64 = theirs.iter().map(|(_, v)| v[0]).sum();
+        // Stack by stack, the same, except where the target wrote its own
+        // profiles: runtime/pprof's record slice is allocated after its
+        // reading, and the runtime publishes it cycles later, so it can be
+        // published after a profile and before goscope's reading beside
+        // it. Such stacks may count more in goscope's window, which holds
+        // the target's; every other stack, the batch's sites among them,
+        // is exactly the target's, and there is no other.
+        let writes_its_profile = |stack: &[u64]| {
+            stack.iter().any(|&pc| {
+                symbols
+                    .location(pc, true)
+                    .lines
+                    .iter()
+                    .any(|l| l.function.starts_with("runtime/pprof."))
+            })
+        };
+        let theirs_by_stack: HashMap<&Vec<u64>, [i64; 2]> =
+            theirs.iter().map(|(s, v)| (s, *v)).collect();
+        let mut own_writing = 0;
+        for (stack, v) in &ours {
+            let want = theirs_by_stack.get(stack).copied().unwrap_or_default();
+            if writes_its_profile(stack) {
+                assert!(
+                    v[0] >= want[0] && v[1] >= want[1],
+                    "{what}: the target's profile writing at {stack:x?}: {v:?} from memory, {want:?} in its profiles"
+                );
+                own_writing += 1;
+            } else {
+                assert_eq!(
+                    *v, want,
+                    "{what}: stack {stack:x?}: the window's delta read from memory vs the target's end profile minus its start profile; all: {ours:?} vs {theirs:?}"
+                );
+            }
+        }
+        for (stack, v) in &theirs {
+            assert!(
+                ours.iter().any(|(s, _)| s == stack),
+                "{what}: stack {stack:x?} ({v:?}) in the target's profiles only; all: {ours:?} vs {theirs:?}"
+            );
+        }
+        let samples: i64 = ours.iter().map(|(_, v)| v[0]).sum();
         assert_eq!(sites.samples as i64, samples, "{what}");
         for function in ["main.sitesSmall", "main.sitesLarge"] {
             assert!(
@@ -408,8 +445,8 @@ fn window_delta_equals_the_difference_of_the_targets_own_profiles() {
             );
         }
         eprintln!(
-            "{what}: {} stacks allocated in the window, {samples} samples, equal to the target's own profiles",
-            theirs.len()
+            "{what}: {} stacks allocated in the window, {samples} samples, equal to the target's own profiles ({own_writing} of them its profile writing)",
+            ours.len()
         );
     }
 }
