@@ -393,12 +393,15 @@ fn window_delta_equals_the_difference_of_the_targets_own_profiles() {
             "{what}: the target's profiles differ in {theirs:?}"
         );
         // Stack by stack, the same, except where the target wrote its own
-        // profiles: runtime/pprof's record slice is allocated after its
-        // reading, and the runtime publishes it cycles later, so it can be
-        // published after a profile and before goscope's reading beside
-        // it. Such stacks may count more in goscope's window, which holds
-        // the target's; every other stack, the batch's sites among them,
-        // is exactly the target's, and there is no other.
+        // profiles. runtime/pprof allocates its record slice between its
+        // two MemProfile calls; while no sample has been published yet
+        // (at 64 KiB a sample, the idle target before its batch may have
+        // none), MemProfile counts every future cycle, so the target's
+        // start profile holds that slice's sample, which goscope's reading
+        // just before it could not. Such stacks may count more in
+        // goscope's window, which holds the target's; every other stack,
+        // the batch's sites among them, is exactly the target's, and there
+        // is no other.
         let writes_its_profile = |stack: &[u64]| {
             stack.iter().any(|&pc| {
                 symbols
