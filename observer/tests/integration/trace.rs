@@ -383,10 +383,12 @@ fn trace_has_every_track_for_a_throttled_target() {
         Target::start_command(std::process::Command::new("sh").arg("-c").arg(&script)).unwrap();
     let pid = target.pid.to_string();
     let path = out_path("tracks.json.gz");
-    // A 5% budget: this test is about the tracks and their clock; a
-    // throttled target switches every thread each period, which on a
-    // loaded CI host can cost it more than 1% in tracepoint time (the
-    // test above runs the default budget and keeps every set attached).
+    // No budget: this test is about the tracks and their clock. The
+    // tracepoints' cost is charged by the host's switches times the
+    // target's share of them, and a throttled target switches every thread
+    // each period: on a loaded CI host that was once projected at 6.5% of
+    // its CPU, and the governor rightly detached the tracks. The governor
+    // itself is tested at the default budget above and in the benchmarks.
     let mut goscope = Goscope::start(&[
         "trace",
         "--pid",
@@ -394,7 +396,7 @@ fn trace_has_every_track_for_a_throttled_target() {
         "--duration",
         "600",
         "--overhead-budget",
-        "5",
+        "off",
         "-o",
         path.to_str().unwrap(),
     ])
