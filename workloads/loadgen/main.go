@@ -193,9 +193,10 @@ func startCPUProfile(path string) func() {
 		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
 		os.Exit(1)
 	}
-	// 500 Hz, not pprof's 100: the tests compare shares of this profile
-	// with goscope's, and five times the samples is 1/√5 (0.45) of the
-	// binomial noise. The rate set first is the one kept (StartCPUProfile's
+	// 500 Hz asked, not pprof's 100: the tests compare shares of this
+	// profile with goscope's, and more samples are less binomial noise.
+	// (The per-thread CPU timers fire on the kernel's tick, so a
+	// CONFIG_HZ=250 kernel gives 250 Hz: still 2.5 times pprof's.) The rate set first is the one kept (StartCPUProfile's
 	// own 100 Hz is refused, with a line on stderr saying so).
 	runtime.SetCPUProfileRate(500)
 	if err := pprof.StartCPUProfile(f); err != nil {

@@ -1,7 +1,9 @@
 //! `goscope cpu` against the target's own CPU profile (runtime/pprof) of
 //! the same batch: the share of samples whose leaf is in the Go runtime
-//! agrees within 5 percentage points, both measured by `go tool pprof`,
-//! which must read goscope's profile.
+//! agrees within 5 percentage points among the samples whose stack goscope
+//! could walk, both measured by `go tool pprof`, which must read goscope's
+//! profile; the samples it could not walk (`[no user stack]`,
+//! `[unknown]`) are at most 10%.
 
 use std::{path::Path, process::Command};
 
@@ -9,8 +11,9 @@ use testkit::{Goscope, Target, require_root_or_skip};
 
 use crate::util::{cgo, loadgen};
 
-/// Share of flat samples in runtime.* functions, per `go tool pprof -top`.
-fn runtime_leaf_share(version: &str, profile: &Path) -> f64 {
+/// Share of flat samples in runtime.* functions among those with a known
+/// leaf, and the share without one, per `go tool pprof -top`.
+fn runtime_leaf_share(version: &str, profile: &Path) -> (f64, f64) {
     let go = testkit::go_binary(version).unwrap();
     let out = Command::new(go)
         .args([
@@ -34,6 +37,7 @@ fn runtime_leaf_share(version: &str, profile: &Path) -> f64 {
     );
     let mut runtime = 0.0;
     let mut total = 0.0;
+    let mut unwalked = 0.0;
     for line in text
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("flat"))
@@ -47,7 +51,11 @@ fn runtime_leaf_share(version: &str, profile: &Path) -> f64 {
             continue;
         };
         total += pct;
-        if name.starts_with("runtime.") || name.starts_with("internal/runtime/") {
+        if matches!(*name, "[no" | "[unknown]") {
+            // goscope's leaves for a sample whose user stack it could not
+            // walk ("[no user stack]" is split by the whitespace).
+            unwalked += pct;
+        } else if name.starts_with("runtime.") || name.starts_with("internal/runtime/") {
             runtime += pct;
         }
     }
@@ -56,7 +64,7 @@ fn runtime_leaf_share(version: &str, profile: &Path) -> f64 {
         "pprof -top of {} lists only {total}% of samples:\n{text}",
         profile.display()
     );
-    runtime / total
+    (runtime / (total - unwalked), unwalked / total)
 }
 
 #[test]
@@ -104,8 +112,13 @@ fn cpu_split_agrees_with_the_targets_own_profile() {
     target.quit().unwrap();
     let split: serde_json::Value = serde_json::from_str(&finished.stdout).unwrap();
     assert!(split["samples"].as_u64().unwrap() > 500, "{split}");
-    let theirs = runtime_leaf_share(version, &own);
-    let mine = runtime_leaf_share(version, &ours);
+    let (theirs, _) = runtime_leaf_share(version, &own);
+    let (mine, unwalked) = runtime_leaf_share(version, &ours);
+    assert!(
+        unwalked <= 0.10,
+        "goscope could not walk {:.1}% of its samples' stacks",
+        unwalked * 100.0
+    );
     assert!(
         (mine - theirs).abs() <= 0.05,
         "runtime share: goscope {:.1}% vs the target's own profile {:.1}%",
@@ -113,8 +126,9 @@ fn cpu_split_agrees_with_the_targets_own_profile() {
         theirs * 100.0
     );
     eprintln!(
-        "runtime leaf share: goscope {:.1}%, target profile {:.1}%",
+        "runtime leaf share: goscope {:.1}% (of its samples with a stack; {:.1}% without), target profile {:.1}%",
         mine * 100.0,
+        unwalked * 100.0,
         theirs * 100.0
     );
 }
